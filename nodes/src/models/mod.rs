@@ -1,0 +1,3 @@
+//! Burn implementations of the UniLIP components, one file per architecture.
+
+pub mod layers;
