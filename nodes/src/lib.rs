@@ -1,6 +1,11 @@
 //! UniLIP on Burn: model components (`models`), checkpoint loading (`weights`) and the node
 //! definitions that expose them to the graph engine.
 
+pub mod backend;
 pub mod fixtures;
 pub mod models;
+pub mod nodes;
 pub mod weights;
+
+/// Forces the linker to keep this crate's node registrations; call once at start-up.
+pub fn link() {}

@@ -1,0 +1,98 @@
+//! Command-line interface: argument parsing and dispatch.
+
+mod bench;
+mod graph;
+mod run;
+
+use std::fmt;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use unilip_core::ValidationError;
+
+/// Compose, run and ablate UniLIP models as node graphs.
+#[derive(Parser)]
+#[command(name = "unilip", version, about)]
+struct Cli {
+    /// Compute device (`cpu`, or `cuda` in builds with `--features cuda`).
+    #[arg(long, global = true, default_value = "cpu")]
+    device: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a graph (`.ron`, or a PNG written by Save Image).
+    Run(run::RunArgs),
+    /// Validate a graph without computing anything; prints every error.
+    Validate {
+        /// Graph file.
+        graph: PathBuf,
+    },
+    /// List registered node types.
+    Nodes {
+        /// Export the full schema as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Graph utilities.
+    #[command(subcommand)]
+    Graph(graph::GraphCommand),
+    /// Benchmarks (print figures).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+/// A user-facing failure with its exit code.
+pub enum CliError {
+    /// Bad arguments or input files (exit 2).
+    Usage(String),
+    /// The graph does not validate (exit 2).
+    Invalid(Vec<ValidationError>),
+    /// The run failed (exit 1).
+    Run(String),
+}
+
+impl CliError {
+    /// Process exit code.
+    pub fn code(&self) -> u8 {
+        match self {
+            CliError::Run(_) => 1,
+            _ => 2,
+        }
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CliError::Usage(m) => write!(f, "error: {m}"),
+            CliError::Run(m) => write!(f, "run failed: {m}"),
+            CliError::Invalid(errors) => {
+                writeln!(f, "graph is invalid ({} error(s)):", errors.len())?;
+                for e in errors {
+                    writeln!(f, "  {e}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Parses arguments and runs the command.
+pub fn main() -> Result<(), CliError> {
+    let cli = Cli::parse();
+    let device = cli.device.parse().map_err(CliError::Usage)?;
+    unilip_nodes::backend::select(device).map_err(CliError::Usage)?;
+    match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Validate { graph } => run::validate_cmd(&graph),
+        Command::Nodes { json } => {
+            graph::list_nodes(json);
+            Ok(())
+        }
+        Command::Graph(cmd) => graph::graph_cmd(cmd),
+        Command::Bench(cmd) => bench::bench_cmd(cmd),
+    }
+}
