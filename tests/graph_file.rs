@@ -75,3 +75,56 @@ proptest! {
         }
     }
 }
+
+/// Version 2 of a node renamed param `size` to `width`; files saved with version 1 are migrated.
+struct Renamed {
+    schema: unilip_core::NodeSchema,
+}
+
+impl unilip_core::Node for Renamed {
+    fn schema(&self) -> &unilip_core::NodeSchema {
+        &self.schema
+    }
+    fn migrate(
+        &self,
+        from: u32,
+        params: &mut std::collections::BTreeMap<String, unilip_core::ParamValue>,
+    ) -> Result<(), String> {
+        if from < 2 {
+            if let Some(v) = params.remove("size") {
+                params.insert("width".into(), v);
+            }
+        }
+        Ok(())
+    }
+    fn execute(
+        &self,
+        _ctx: &mut unilip_core::ExecCtx<'_>,
+    ) -> Result<Vec<unilip_core::Value>, unilip_core::NodeError> {
+        Ok(vec![])
+    }
+}
+
+#[test]
+fn old_node_versions_are_migrated_then_validate() {
+    let reg = Registry::from_nodes(vec![Box::new(Renamed {
+        schema: unilip_core::NodeSchema {
+            id: "test.renamed".into(),
+            version: 2,
+            category: "test".into(),
+            description: String::new(),
+            inputs: vec![],
+            outputs: vec![],
+            params: vec![unilip_core::ParamSpec::int("width", 1, 1, 100, "")],
+            output_node: true,
+        },
+    }) as Box<dyn unilip_core::Node>]);
+    let text = r#"(format: 1, nodes: {"n": (type: "test.renamed", version: 1, params: {"size": 7})})"#;
+    let mut doc = GraphDoc::from_ron(text, "old").unwrap();
+    assert!(validate(&doc, &reg).is_err(), "unmigrated `size` is an unknown param");
+    let notes = doc.migrate(&reg);
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(doc.nodes["n"].version, 2);
+    assert_eq!(doc.nodes["n"].params["width"], unilip_core::ParamValue::Int(7));
+    validate(&doc, &reg).expect("valid after migration");
+}

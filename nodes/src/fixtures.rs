@@ -66,10 +66,24 @@ impl Fixture {
         }))
     }
 
-    /// `(atol, rtol)` from `config.json` → `tolerance` (keys `atol`/`rtol`, or
-    /// `suggested_atol`/`suggested_rtol`), defaulting to 1e-4 each.
+    /// `(atol, rtol)` from `config.json` → `tolerance` (keys `atol`/`rtol`,
+    /// `suggested_*` or `recommended_*`), defaulting to 1e-4 each.
     pub fn tolerance(&self) -> (f64, f64) {
-        let t = &self.config["tolerance"];
+        self.tolerance_of(&self.config["tolerance"])
+    }
+
+    /// `(atol, rtol)` of one group of `tolerance.per_group` (e2e fixture), falling back to the
+    /// fixture-wide tolerance when the group or a key is absent.
+    pub fn group_tolerance(&self, group: &str) -> (f64, f64) {
+        let g = &self.config["tolerance"]["per_group"][group];
+        if g.is_null() {
+            self.tolerance()
+        } else {
+            self.tolerance_of(g)
+        }
+    }
+
+    fn tolerance_of(&self, t: &serde_json::Value) -> (f64, f64) {
         let get = |names: &[&str]| {
             names
                 .iter()
@@ -77,8 +91,8 @@ impl Fixture {
                 .unwrap_or(1e-4)
         };
         (
-            get(&["atol", "suggested_atol"]),
-            get(&["rtol", "suggested_rtol"]),
+            get(&["atol", "suggested_atol", "recommended_atol"]),
+            get(&["rtol", "suggested_rtol", "recommended_rtol"]),
         )
     }
 }

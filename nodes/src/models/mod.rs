@@ -1,3 +1,9 @@
 //! Burn implementations of the UniLIP components, one file per architecture.
 
+pub mod internvit;
+pub mod latent_head;
 pub mod layers;
+pub mod preprocess;
+pub mod sana;
+pub mod scheduler;
+pub mod tokenizer;
