@@ -435,10 +435,69 @@ pub fn read_json(path: &Path) -> Result<serde_json::Value> {
     })
 }
 
-/// Walks a [`Checkpoint`] with a key prefix and builds Burn tensors on a device.
+/// Where a [`VarBuilder`] takes its tensors from.
+#[derive(Clone)]
+enum Source {
+    /// A checkpoint on disk.
+    Checkpoint(Arc<Checkpoint>),
+    /// Random weights (for `init-checkpoint`, benchmarks and tests), recorded as they are made.
+    /// The empty checkpoint names the source in errors.
+    Random(Arc<RandomSource>, Arc<Checkpoint>),
+}
+
+/// Deterministic random weights: each tensor is drawn from a seed derived from its key, so the same
+/// key always gets the same values. Since there is no file to ask, an oracle answers which keys
+/// "exist" (layer counts, key styles) and, where a loader reads a shape from the file, which shape.
+pub struct RandomSource {
+    seed: u64,
+    oracle: Box<KeyOracle>,
+    made: std::sync::Mutex<BTreeMap<String, HostTensor>>,
+}
+
+impl RandomSource {
+    /// Values for `key`: norm weights 1, biases 0, other tensors N(0, 1/fan_in).
+    fn make(&self, key: &str, shape: &[usize]) -> HostTensor {
+        use rand::{RngExt, SeedableRng};
+        let n: usize = shape.iter().product();
+        let last = key.rsplit('.').next().unwrap_or(key);
+        let is_norm = key.contains("norm") || key.contains("ln") || last.starts_with("ls");
+        let data = if last == "bias" {
+            vec![0.0; n]
+        } else if is_norm && shape.len() == 1 {
+            vec![if last.starts_with("ls") { 0.1 } else { 1.0 }; n]
+        } else {
+            let fan_in: usize = shape.iter().skip(1).product::<usize>().max(1);
+            let std = if shape.len() >= 2 { (1.0 / fan_in as f32).sqrt() } else { 0.02 };
+            let mut rng = rand::rngs::StdRng::seed_from_u64(
+                self.seed ^ u64::from_le_bytes(blake3::hash(key.as_bytes()).as_bytes()[..8].try_into().expect("8 bytes")),
+            );
+            (0..n)
+                .map(|_| {
+                    // Box-Muller from two uniforms.
+                    let (u1, u2): (f32, f32) = (rng.random::<f32>().max(1e-7), rng.random::<f32>());
+                    std * (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+                })
+                .collect()
+        };
+        let t = HostTensor {
+            shape: shape.to_vec(),
+            data,
+        };
+        self.made
+            .lock()
+            .expect("random source lock")
+            .insert(key.to_string(), t.clone());
+        t
+    }
+}
+
+/// Answers, for a random source, whether a key exists and with which shape.
+pub type KeyOracle = dyn Fn(&str) -> Option<Vec<usize>> + Send + Sync;
+
+/// Walks a [`Checkpoint`] (or a [`RandomSource`]) with a key prefix and builds Burn tensors on a device.
 #[derive(Clone)]
 pub struct VarBuilder<B: Backend> {
-    ck: Arc<Checkpoint>,
+    source: Source,
     prefix: String,
     device: B::Device,
 }
@@ -447,9 +506,44 @@ impl<B: Backend> VarBuilder<B> {
     /// A builder at the root of `ck`.
     pub fn new(ck: Arc<Checkpoint>, device: &B::Device) -> Self {
         Self {
-            ck,
+            source: Source::Checkpoint(ck),
             prefix: String::new(),
             device: device.clone(),
+        }
+    }
+
+    /// A builder that invents deterministic random weights of whatever shape the model asks for.
+    /// `oracle(full_key)` is `None` for keys that do not exist, `Some(shape)` for keys that do
+    /// (an empty shape when the loader will not ask for it).
+    pub fn random(
+        seed: u64,
+        oracle: impl Fn(&str) -> Option<Vec<usize>> + Send + Sync + 'static,
+        device: &B::Device,
+    ) -> Self {
+        Self {
+            source: Source::Random(
+                Arc::new(RandomSource {
+                    seed,
+                    oracle: Box::new(oracle),
+                    made: Default::default(),
+                }),
+                Arc::new(Checkpoint {
+                    files: Vec::new(),
+                    tensors: HashMap::new(),
+                    config: None,
+                    root: PathBuf::from("<random weights>"),
+                }),
+            ),
+            prefix: String::new(),
+            device: device.clone(),
+        }
+    }
+
+    /// Every tensor a random builder has made so far, by full key (empty for checkpoints).
+    pub fn made(&self) -> BTreeMap<String, HostTensor> {
+        match &self.source {
+            Source::Random(r, _) => r.made.lock().expect("random source lock").clone(),
+            Source::Checkpoint(_) => BTreeMap::new(),
         }
     }
 
@@ -464,7 +558,7 @@ impl<B: Backend> VarBuilder<B> {
             format!("{}.{name}", self.prefix)
         };
         Self {
-            ck: self.ck.clone(),
+            source: self.source.clone(),
             prefix,
             device: self.device.clone(),
         }
@@ -475,9 +569,11 @@ impl<B: Backend> VarBuilder<B> {
         &self.device
     }
 
-    /// The checkpoint underneath.
+    /// The checkpoint underneath (an empty one rooted at `<random weights>` for random weights).
     pub fn checkpoint(&self) -> &Arc<Checkpoint> {
-        &self.ck
+        match &self.source {
+            Source::Checkpoint(ck) | Source::Random(_, ck) => ck,
+        }
     }
 
     /// The full key of `name` under this builder's prefix.
@@ -491,21 +587,31 @@ impl<B: Backend> VarBuilder<B> {
 
     /// True when `name` exists under this prefix.
     pub fn contains(&self, name: &str) -> bool {
-        self.ck.contains(&self.key(name))
+        match &self.source {
+            Source::Checkpoint(ck) => ck.contains(&self.key(name)),
+            Source::Random(r, _) => (r.oracle)(&self.key(name)).is_some(),
+        }
     }
 
     /// Shape on disk of `name`, if present.
     pub fn shape_of(&self, name: &str) -> Option<Vec<usize>> {
-        self.ck.meta(&self.key(name)).map(|m| m.shape.clone())
+        match &self.source {
+            Source::Checkpoint(ck) => ck.meta(&self.key(name)).map(|m| m.shape.clone()),
+            Source::Random(r, _) => (r.oracle)(&self.key(name)).filter(|s| !s.is_empty()),
+        }
     }
 
     /// Reads `name` as f32 and checks its shape.
     pub fn host(&self, name: &str, shape: &[usize]) -> Result<HostTensor> {
         let key = self.key(name);
-        let t = self.ck.read(&key)?;
+        let ck = match &self.source {
+            Source::Checkpoint(ck) => ck,
+            Source::Random(r, _) => return Ok(r.make(&key, shape)),
+        };
+        let t = ck.read(&key)?;
         if t.shape != shape {
             return Err(WeightError::ShapeMismatch {
-                file: self.ck.file_of(&key).unwrap_or(Path::new("?")).to_path_buf(),
+                file: ck.file_of(&key).unwrap_or(Path::new("?")).to_path_buf(),
                 key,
                 expected: shape.to_vec(),
                 found: t.shape,

@@ -44,14 +44,10 @@ impl<B: Backend> LatentHead<B> {
     /// for features of width `hidden` (the LLM width). Latent channels come from
     /// `down_mlp.1.weight`, the block count from the keys present.
     pub fn load(vb: &VarBuilder<B>, hidden: usize) -> Result<Self> {
-        let key = vb.key("down_mlp.1.weight");
-        let latent = vb
-            .checkpoint()
-            .read(&key)?
-            .shape
-            .first()
-            .copied()
-            .unwrap_or(0);
+        let latent = match vb.shape_of("down_mlp.1.weight") {
+            Some(shape) => shape.first().copied().unwrap_or(0),
+            None => vb.checkpoint().read(&vb.key("down_mlp.1.weight"))?.shape.first().copied().unwrap_or(0),
+        };
         let blocks = vb.pp("down_blocks");
         let n = (0..)
             .take_while(|i| blocks.contains(&format!("{i}.mlp.0.weight")))
