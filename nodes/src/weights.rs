@@ -139,6 +139,8 @@ impl HostTensor {
 pub struct Checkpoint {
     files: Vec<(PathBuf, Mmap)>,
     tensors: HashMap<String, TensorMeta>,
+    /// Keys read so far (to report unexpected keys after a load).
+    read_keys: std::sync::Mutex<std::collections::HashSet<String>>,
     /// The checkpoint's `config.json`, if present next to the weights.
     pub config: Option<serde_json::Value>,
     /// The directory (or file) the checkpoint was opened from.
@@ -281,6 +283,7 @@ impl Checkpoint {
         Ok(Self {
             files,
             tensors,
+            read_keys: Default::default(),
             config: None,
             root: paths.first().cloned().unwrap_or_default(),
         })
@@ -301,6 +304,24 @@ impl Checkpoint {
         let mut k: Vec<&str> = self.tensors.keys().map(String::as_str).collect();
         k.sort_unstable();
         k
+    }
+
+    /// Keys never read so far, sorted: after loading a model, the checkpoint's unexpected keys.
+    pub fn unread_keys(&self) -> Vec<&str> {
+        let read = self.read_keys.lock().expect("read-keys lock");
+        let mut k: Vec<&str> = self
+            .tensors
+            .keys()
+            .filter(|k| !read.contains(*k))
+            .map(String::as_str)
+            .collect();
+        k.sort_unstable();
+        k
+    }
+
+    /// Files of the checkpoint.
+    pub fn files(&self) -> impl Iterator<Item = &Path> {
+        self.files.iter().map(|(p, _)| p.as_path())
     }
 
     /// Metadata of one tensor.
@@ -350,6 +371,10 @@ impl Checkpoint {
             source_desc: self.describe(),
             hint: self.closest(key),
         })?;
+        self.read_keys
+            .lock()
+            .expect("read-keys lock")
+            .insert(key.to_string());
         let (path, mmap) = &self.files[meta.file];
         let bytes = &mmap[meta.start..meta.end];
         let n: usize = meta.shape.iter().product();
@@ -530,6 +555,7 @@ impl<B: Backend> VarBuilder<B> {
                 Arc::new(Checkpoint {
                     files: Vec::new(),
                     tensors: HashMap::new(),
+                    read_keys: Default::default(),
                     config: None,
                     root: PathBuf::from("<random weights>"),
                 }),

@@ -1,6 +1,7 @@
 //! Command-line interface: argument parsing and dispatch.
 
 mod bench;
+mod checkpoint;
 mod graph;
 mod run;
 
@@ -39,6 +40,26 @@ enum Command {
     /// Graph utilities.
     #[command(subcommand)]
     Graph(graph::GraphCommand),
+    /// Write a UniLIP checkpoint with random weights in the real key layout.
+    InitCheckpoint {
+        /// Size preset.
+        #[arg(long, value_enum, default_value = "tiny")]
+        config: checkpoint::Preset,
+        /// Output directory.
+        dir: PathBuf,
+        /// Weight seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Dtype of the weights.
+        #[arg(long, value_enum, default_value = "bf16")]
+        dtype: checkpoint::Dtype,
+        /// tokenizer.json to copy in (default: the fixture's Qwen2 tokenizer).
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
+    },
+    /// Checkpoint utilities.
+    #[command(subcommand)]
+    Checkpoint(checkpoint::CheckpointCommand),
     /// Benchmarks (print figures).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -94,5 +115,13 @@ pub fn main() -> Result<(), CliError> {
         }
         Command::Graph(cmd) => graph::graph_cmd(cmd),
         Command::Bench(cmd) => bench::bench_cmd(cmd),
+        Command::InitCheckpoint {
+            config,
+            dir,
+            seed,
+            dtype,
+            tokenizer,
+        } => checkpoint::init_checkpoint(config, &dir, seed, dtype, tokenizer),
+        Command::Checkpoint(cmd) => checkpoint::checkpoint_cmd(cmd),
     }
 }

@@ -1,9 +1,12 @@
 //! Burn implementations of the UniLIP components, one file per architecture.
 
+pub mod dcae;
 pub mod internvit;
 pub mod latent_head;
 pub mod layers;
 pub mod preprocess;
+pub mod qwen2;
 pub mod sana;
 pub mod scheduler;
 pub mod tokenizer;
+pub mod unilip;

@@ -4,6 +4,7 @@ pub mod image_io;
 pub mod image_ops;
 pub mod png_meta;
 pub mod scalar;
+pub mod unilip;
 
 use std::collections::BTreeMap;
 

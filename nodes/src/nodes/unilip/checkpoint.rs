@@ -1,0 +1,156 @@
+//! `unilip.load_checkpoint`: opens a UniLIP checkpoint directory. Models stay resident in a
+//! process-wide store keyed by directory and components, so re-runs and several graphs share them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use unilip_core::{
+    ExecCtx, ModelKind, Node, NodeError, NodeSchema, ParamSpec, ParamValue, PortSpec, PortType,
+    Value,
+};
+
+use super::payload::ModelHandle;
+use crate::models::tokenizer::Tokenizer;
+use crate::models::unilip::{ComponentSet, Unilip};
+use crate::nodes::path_param;
+use crate::register_node;
+
+type Store = Mutex<HashMap<(PathBuf, String), Arc<ModelHandle>>>;
+
+fn store() -> &'static Store {
+    static STORE: OnceLock<Store> = OnceLock::new();
+    STORE.get_or_init(Default::default)
+}
+
+/// Loads (or reuses) the components of the checkpoint at `dir`.
+pub fn load_resident(dir: &Path, components: ComponentSet) -> Result<Arc<ModelHandle>, String> {
+    let canonical = dir
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    let key = (canonical.clone(), format!("{components:?}"));
+    if let Some(h) = store().lock().expect("model store").get(&key) {
+        return Ok(h.clone());
+    }
+    let model = Unilip::load(&canonical, components, &crate::backend::device())
+        .map_err(|e| e.to_string())?;
+    let tok_path = canonical.join("tokenizer.json");
+    let tokenizer = if tok_path.exists() {
+        Some(Arc::new(Tokenizer::from_file(&tok_path).map_err(|e| e.to_string())?))
+    } else {
+        None
+    };
+    let handle = Arc::new(ModelHandle {
+        model: Arc::new(model),
+        tokenizer,
+        dir: canonical,
+    });
+    store().lock().expect("model store").insert(key, handle.clone());
+    Ok(handle)
+}
+
+/// `unilip.load_checkpoint`.
+pub struct LoadCheckpoint {
+    schema: NodeSchema,
+}
+
+const PARTS: [(&str, &str); 6] = [
+    ("vision", "vision tower + projector (CLIP encode, editing, understanding)"),
+    ("llm", "the MLLM (Qwen2)"),
+    ("lm_head", "the LM head (text answers)"),
+    ("connector", "learnable queries, connector and projector"),
+    ("dit", "the SANA DiT"),
+    ("decoder", "latent head + DC-AE pixel decoder"),
+];
+
+impl LoadCheckpoint {
+    /// The node.
+    pub fn new() -> Self {
+        let mut params = vec![ParamSpec::dir(
+            "dir",
+            "",
+            "UniLIP checkpoint directory (HF layout: config.json, *.safetensors, tokenizer.json)",
+        )];
+        params.extend(
+            PARTS
+                .iter()
+                .map(|(name, doc)| ParamSpec::bool(name, true, &format!("Load {doc}"))),
+        );
+        Self {
+            schema: NodeSchema {
+                id: "unilip.load_checkpoint".into(),
+                version: 1,
+                category: "unilip/io".into(),
+                description: "Loads the chosen sub-models of a UniLIP checkpoint (bf16/f16/f32, single \
+                              or sharded safetensors). Loaded models stay resident and are shared by \
+                              every graph in the process."
+                    .into(),
+                inputs: vec![],
+                outputs: vec![PortSpec::new(
+                    "model",
+                    PortType::Model(ModelKind::Unilip),
+                    "The loaded model and its tokenizer",
+                )],
+                params,
+                output_node: false,
+            },
+        }
+    }
+}
+
+fn components(params: &BTreeMap<String, ParamValue>) -> ComponentSet {
+    let on = |k: &str| matches!(params.get(k), Some(ParamValue::Bool(true)) | None);
+    ComponentSet {
+        vision: on("vision"),
+        llm: on("llm"),
+        lm_head: on("lm_head"),
+        connector: on("connector"),
+        dit: on("dit"),
+        decoder: on("decoder"),
+    }
+}
+
+impl Node for LoadCheckpoint {
+    fn schema(&self) -> &NodeSchema {
+        &self.schema
+    }
+
+    fn fingerprint(&self, params: &BTreeMap<String, ParamValue>) -> Result<String, String> {
+        let dir = PathBuf::from(path_param(params, "dir")?);
+        let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mut parts: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let m = e.metadata().ok()?;
+                let mtime = m.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?;
+                Some(format!("{:?}:{}:{}", e.file_name(), m.len(), mtime.as_nanos()))
+            })
+            .collect();
+        parts.sort();
+        Ok(parts.join("|"))
+    }
+
+    fn execute(&self, ctx: &mut ExecCtx<'_>) -> Result<Vec<Value>, NodeError> {
+        let dir = PathBuf::from(ctx.str("dir")?);
+        if dir.as_os_str().is_empty() {
+            return Err(NodeError::msg(
+                "no checkpoint directory given (set `dir`, e.g. `--set ckpt.dir=DIR`; \
+                 `unilip init-checkpoint --config tiny DIR` makes a random one)",
+            ));
+        }
+        let handle = load_resident(&dir, components(ctx.params)).map_err(NodeError::msg)?;
+        Ok(vec![Value::Data(handle)])
+    }
+}
+
+register_node!(LoadCheckpoint);
+
+/// The model handle on input `model`.
+pub fn model_input<'a>(ctx: &'a ExecCtx<'_>) -> Result<&'a ModelHandle, NodeError> {
+    super::payload::input::<ModelHandle>(ctx, "model")
+}
+
+/// The standard `model` input port.
+pub fn model_port() -> PortSpec {
+    PortSpec::new("model", PortType::Model(ModelKind::Unilip), "UniLIP model")
+}

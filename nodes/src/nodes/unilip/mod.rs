@@ -1,0 +1,14 @@
+//! UniLIP stage nodes: each wraps one step of the pipeline in `models::unilip`.
+
+pub mod checkpoint;
+pub mod clip_encode;
+pub mod condition;
+pub mod convert;
+pub mod dit_denoise;
+pub mod latent_project;
+pub mod mllm_answer;
+pub mod mllm_reason;
+pub mod payload;
+pub mod pixel_decode;
+pub mod prompt;
+pub mod query_embed;

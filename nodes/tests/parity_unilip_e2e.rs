@@ -1,0 +1,494 @@
+//! End-to-end parity of the composed UniLIP pipeline against UniLIP's own code (`unilip_e2e/`):
+//! the weights go through the checkpoint loader ([`Unilip::load_with_config`]), every
+//! hyperparameter comes from the fixture's `config.json`, and each tensor is checked at the
+//! tolerance of its `tolerance.per_group` group.
+
+use burn::prelude::*;
+use unilip_nodes::fixtures::{compare, Fixture};
+use unilip_nodes::models::unilip::{
+    to_image, ComponentSet, ConditionMode, InitLatent, SampleOptions, Sampler, Unilip,
+    UnilipConfig, UnilipError,
+};
+use unilip_nodes::weights::{Checkpoint, HostTensor};
+
+type B = burn::backend::Flex;
+
+/// The UniLIP config of the fixture: `upstream_config.unilip` (InternVL config + `n_query`,
+/// `connect_layer`, `unilip_factor`) with the `dit`, `dcae` and `scheduler` sections attached.
+fn config(fx: &Fixture) -> UnilipConfig {
+    let up = &fx.config["upstream_config"];
+    let mut json = up["unilip"].clone();
+    json["dit_config"] = up["dit"].clone();
+    json["vae_config"] = up["dcae"].clone();
+    json["scheduler_config"] = up["scheduler"].clone();
+    UnilipConfig::from_json(json).expect("upstream_config -> UnilipConfig")
+}
+
+fn load(fx: &Fixture) -> Unilip<B> {
+    let cfg = config(fx);
+    let tiny = &fx.config["tiny"];
+    assert_eq!(
+        cfg.image_token_id as u64,
+        tiny["token_remap"]["img_context_tiny_id"]
+            .as_u64()
+            .expect("img_context_tiny_id"),
+        "image_token_id"
+    );
+    assert_eq!(
+        cfg.n_query as u64,
+        tiny["n_query"].as_u64().expect("n_query")
+    );
+    assert_eq!(Some(cfg.unilip_factor), tiny["unilip_factor"].as_f64());
+    Unilip::load_with_config(
+        fx.dir.join("weights.safetensors"),
+        cfg,
+        ComponentSet::ALL,
+        &Default::default(),
+    )
+    .expect("load unilip_e2e weights")
+}
+
+/// UniLIP's sampler settings from `tiny.sampler`, starting at `init`.
+fn options(fx: &Fixture, init: Tensor<B, 4>) -> SampleOptions<B> {
+    let s = &fx.config["tiny"]["sampler"];
+    SampleOptions {
+        sampler: Sampler::DpmSolver,
+        steps: s["num_inference_steps"].as_u64().expect("steps") as usize,
+        guidance_scale: s["guidance_scale"].as_f64().expect("guidance_scale") as f32,
+        init: InitLatent::Latent(init),
+    }
+}
+
+fn read(ck: &Checkpoint, key: &str) -> HostTensor {
+    ck.read(key).unwrap_or_else(|e| panic!("{key}: {e}"))
+}
+
+fn trace(fx: &Fixture, key: &str) -> HostTensor {
+    read(fx.trace.as_ref().expect("trace.safetensors"), key)
+}
+
+fn ints<const D: usize>(ck: &Checkpoint, key: &str) -> Tensor<B, D, Int> {
+    let (shape, data) = ck.read_i64(key).unwrap_or_else(|e| panic!("{key}: {e}"));
+    Tensor::from_data(TensorData::new(data, shape), &Default::default())
+}
+
+fn check_host(fx: &Fixture, group: &str, name: &str, got: &HostTensor, want: &HostTensor) -> f64 {
+    let (atol, rtol) = fx.group_tolerance(group);
+    let diff = compare(name, got, want, atol, rtol).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("{name}: max |diff| {diff:.3e} (atol {atol:e}, rtol {rtol:e})");
+    diff
+}
+
+fn check<const D: usize>(
+    fx: &Fixture,
+    group: &str,
+    name: &str,
+    got: Tensor<B, D>,
+    want: &HostTensor,
+) {
+    check_host(fx, group, name, &HostTensor::from_burn(got), want);
+}
+
+fn check_ints<const D: usize>(name: &str, got: Tensor<B, D, Int>, want: Tensor<B, D, Int>) {
+    let got: Vec<i64> = got.to_data().iter::<i64>().collect();
+    let want: Vec<i64> = want.to_data().iter::<i64>().collect();
+    assert_eq!(got, want, "{name}");
+}
+
+/// Row `i` of a stacked `[n, ...]` host tensor.
+fn row(t: &HostTensor, i: usize) -> HostTensor {
+    let shape = t.shape[1..].to_vec();
+    let n: usize = shape.iter().product();
+    HostTensor {
+        shape,
+        data: t.data[i * n..(i + 1) * n].to_vec(),
+    }
+}
+
+/// `[1, 3, h, w]` → the `[h, w, 3]` HWC layout of `generate_image`'s return value.
+fn hwc(x: Tensor<B, 4>) -> Tensor<B, 3> {
+    let [_, c, h, w] = x.dims();
+    x.permute([0, 2, 3, 1]).reshape([h, w, c])
+}
+
+#[test]
+fn parity_unilip_e2e_text_to_image() {
+    let Some(fx) = Fixture::open("unilip_e2e").expect("open unilip_e2e") else {
+        return;
+    };
+    let model = load(&fx);
+    let ids = ints::<2>(&fx.io, "t2i.input_ids");
+    let mask = ints::<2>(&fx.io, "t2i.attention_mask");
+    let tr = model
+        .condition_traced(ids, mask, None, ConditionMode::Dual)
+        .expect("t2i condition");
+    check(
+        &fx,
+        "llm",
+        "t2i.llm.inputs_embeds",
+        tr.inputs_embeds,
+        &trace(&fx, "t2i.llm.inputs_embeds"),
+    );
+    let tr_ck = fx.trace.as_ref().expect("trace");
+    check_ints(
+        "t2i.llm.attention_mask",
+        tr.attention_mask,
+        ints(tr_ck, "t2i.llm.attention_mask"),
+    );
+    check_ints(
+        "t2i.llm.position_ids",
+        tr.position_ids,
+        ints(tr_ck, "t2i.llm.position_ids"),
+    );
+    check(
+        &fx,
+        "llm",
+        "t2i.llm.last_hidden_state",
+        tr.llm_hidden,
+        &trace(&fx, "t2i.llm.last_hidden_state"),
+    );
+    check(
+        &fx,
+        "connector",
+        "t2i.connector.last_hidden_state",
+        tr.connector_hidden,
+        &trace(&fx, "t2i.connector.last_hidden_state"),
+    );
+    check(
+        &fx,
+        "projector",
+        "t2i.projector",
+        tr.condition.embeds.clone(),
+        &trace(&fx, "t2i.projector"),
+    );
+    check_ints(
+        "t2i.condition.mask",
+        tr.condition.mask.clone(),
+        ints(tr_ck, "t2i.llm.attention_mask"),
+    );
+
+    // Sampling: row 0 positive, row 1 negative; the DiT sees [neg, pos].
+    let cond = tr.condition.rows(0, 1).expect("positive row");
+    let uncond = tr.condition.rows(1, 1).expect("negative row");
+    let init = read(&fx.io, "t2i.init_latent").to_burn::<B, 4>(&Default::default());
+    let latents = trace(&fx, "t2i.latents");
+    let mut seen = 0;
+    let final_latent = model
+        .sample(
+            &cond,
+            Some(&uncond),
+            &options(&fx, init),
+            |step, total, x| {
+                assert_eq!(total, latents.shape[0] - 1, "step count");
+                let name = format!("t2i.latents[{step}]");
+                check_host(
+                    &fx,
+                    "latents",
+                    &name,
+                    &HostTensor::from_burn(x.clone()),
+                    &row(&latents, step),
+                );
+                seen = step;
+                Ok::<(), UnilipError>(())
+            },
+        )
+        .expect("t2i sampling");
+    assert_eq!(seen, latents.shape[0] - 1, "callback saw every step");
+    check(
+        &fx,
+        "final_latent",
+        "t2i.final_latent",
+        final_latent.clone(),
+        &read(&fx.io, "t2i.final_latent"),
+    );
+    check(
+        &fx,
+        "final_latent",
+        "t2i.decoder_input",
+        model.unscale(final_latent.clone()),
+        &trace(&fx, "t2i.decoder_input"),
+    );
+    let decoded = model.decode(final_latent).expect("decode");
+    check(
+        &fx,
+        "decoded",
+        "t2i.decoded",
+        decoded.clone(),
+        &read(&fx.io, "t2i.decoded"),
+    );
+    check(
+        &fx,
+        "image",
+        "t2i.image",
+        hwc(to_image(decoded)),
+        &read(&fx.io, "t2i.image"),
+    );
+}
+
+#[test]
+fn parity_unilip_e2e_edit() {
+    let Some(fx) = Fixture::open("unilip_e2e").expect("open unilip_e2e") else {
+        return;
+    };
+    let model = load(&fx);
+    let dev = Default::default();
+    let pixels = read(&fx.io, "input.pixel_values")
+        .to_burn::<B, 4>(&dev)
+        .narrow(0, 0, 1);
+    let features = model.image_features(pixels).expect("image features");
+    let want_features = row(&trace(&fx, "recon.vision.image_features"), 0);
+    let got_features = HostTensor::from_burn(
+        features
+            .clone()
+            .reshape([features.dims()[1], features.dims()[2]]),
+    );
+    check_host(
+        &fx,
+        "vision",
+        "edit.image_features",
+        &got_features,
+        &want_features,
+    );
+
+    let ids = ints::<2>(&fx.io, "edit.input_ids");
+    let mask = ints::<2>(&fx.io, "edit.attention_mask");
+    let tr = model
+        .condition_traced(
+            ids.clone(),
+            mask.clone(),
+            Some(&features),
+            ConditionMode::Dual,
+        )
+        .expect("edit condition");
+    let tr_ck = fx.trace.as_ref().expect("trace");
+    check(
+        &fx,
+        "llm",
+        "edit.llm.inputs_embeds",
+        tr.inputs_embeds,
+        &trace(&fx, "edit.llm.inputs_embeds"),
+    );
+    check_ints(
+        "edit.llm.position_ids",
+        tr.position_ids,
+        ints(tr_ck, "edit.llm.position_ids"),
+    );
+    check(
+        &fx,
+        "llm",
+        "edit.llm.last_hidden_state",
+        tr.llm_hidden,
+        &trace(&fx, "edit.llm.last_hidden_state"),
+    );
+    check(
+        &fx,
+        "llm",
+        "edit.connector.inputs_embeds",
+        tr.connector_input,
+        &trace(&fx, "edit.connector.inputs_embeds"),
+    );
+    check(
+        &fx,
+        "connector",
+        "edit.connector.last_hidden_state",
+        tr.connector_hidden,
+        &trace(&fx, "edit.connector.last_hidden_state"),
+    );
+    check(
+        &fx,
+        "projector",
+        "edit.projector",
+        tr.condition.embeds,
+        &trace(&fx, "edit.projector"),
+    );
+
+    // The one-call API: condition, split, CFG sampling, decode, resize.
+    let init = read(&fx.io, "edit.init_latent").to_burn::<B, 4>(&dev);
+    let mut steps = 0;
+    let out = model
+        .generate_image(
+            ids,
+            mask,
+            Some(&features),
+            ConditionMode::Dual,
+            &options(&fx, init),
+            |s, _, _| {
+                steps = s;
+                Ok::<(), UnilipError>(())
+            },
+        )
+        .expect("edit generation");
+    assert_eq!(steps, options(&fx, out.latent.clone()).steps, "edit steps");
+    check(
+        &fx,
+        "final_latent",
+        "edit.final_latent",
+        out.latent,
+        &read(&fx.io, "edit.final_latent"),
+    );
+    check(
+        &fx,
+        "decoded",
+        "edit.decoded",
+        out.decoded,
+        &read(&fx.io, "edit.decoded"),
+    );
+    check(
+        &fx,
+        "image",
+        "edit.image",
+        hwc(out.image),
+        &read(&fx.io, "edit.image"),
+    );
+}
+
+#[test]
+fn parity_unilip_e2e_reconstruction() {
+    let Some(fx) = Fixture::open("unilip_e2e").expect("open unilip_e2e") else {
+        return;
+    };
+    let model = load(&fx);
+    let pixels = read(&fx.io, "input.pixel_values").to_burn::<B, 4>(&Default::default());
+    let features = model.image_features(pixels.clone()).expect("features");
+    check(
+        &fx,
+        "vision",
+        "recon.vision.image_features",
+        features,
+        &trace(&fx, "recon.vision.image_features"),
+    );
+    let latent = model.encode_latent(pixels.clone()).expect("encode");
+    check(
+        &fx,
+        "recon_latent",
+        "recon.latent",
+        latent.clone(),
+        &read(&fx.io, "recon.latent"),
+    );
+    let decoded = model.decode_latent(latent).expect("decode");
+    check(
+        &fx,
+        "decoded",
+        "recon.decoded",
+        decoded,
+        &read(&fx.io, "recon.decoded"),
+    );
+    let again = model.reconstruct(pixels).expect("reconstruct");
+    check(
+        &fx,
+        "decoded",
+        "recon.decoded (reconstruct)",
+        again,
+        &read(&fx.io, "recon.decoded"),
+    );
+}
+
+/// `HiddenOnly` / `QueryOnly` reuse the same LLM states as UniLIP's dual condition: the causal LLM
+/// gives the prompt positions the same states without queries, and the query outputs are the
+/// last `n_query` positions of the dual run.
+#[test]
+fn parity_unilip_e2e_condition_modes() {
+    let Some(fx) = Fixture::open("unilip_e2e").expect("open unilip_e2e") else {
+        return;
+    };
+    let model = load(&fx);
+    let ids = ints::<2>(&fx.io, "t2i.input_ids");
+    let mask = ints::<2>(&fx.io, "t2i.attention_mask");
+    let [b, lt] = ids.dims();
+    let n = model.config.n_query;
+    let want = trace(&fx, "t2i.llm.last_hidden_state");
+    let want = want.to_burn::<B, 3>(&Default::default());
+
+    let hidden = model
+        .condition_traced(ids.clone(), mask.clone(), None, ConditionMode::HiddenOnly)
+        .expect("hidden-only condition");
+    let want_text = HostTensor::from_burn(want.clone().narrow(1, 0, lt));
+    check(
+        &fx,
+        "llm",
+        "hidden_only.llm (prompt positions)",
+        hidden.llm_hidden,
+        &want_text,
+    );
+    assert_eq!(
+        hidden.condition.embeds.dims(),
+        [b, lt, model.config.dit.caption_channels]
+    );
+    check_ints("hidden_only.mask", hidden.condition.mask, mask.clone());
+
+    let query = model
+        .condition_traced(ids, mask, None, ConditionMode::QueryOnly)
+        .expect("query-only condition");
+    let want_query = HostTensor::from_burn(want.narrow(1, lt, n));
+    check(
+        &fx,
+        "llm",
+        "query_only.connector_input",
+        query.connector_input,
+        &want_query,
+    );
+    assert_eq!(
+        query.condition.embeds.dims(),
+        [b, n, model.config.dit.caption_channels]
+    );
+    check_ints(
+        "query_only.mask",
+        query.condition.mask,
+        Tensor::ones([b, n], &Default::default()),
+    );
+}
+
+/// Seeded noise is reproducible, the Euler sampler runs, and an error from the step callback
+/// stops sampling and is returned.
+#[test]
+fn parity_unilip_e2e_sampling_options() {
+    let Some(fx) = Fixture::open("unilip_e2e").expect("open unilip_e2e") else {
+        return;
+    };
+    let model = load(&fx);
+    let c = model
+        .condition(
+            ints(&fx.io, "t2i.input_ids"),
+            ints(&fx.io, "t2i.attention_mask"),
+            None,
+            ConditionMode::Dual,
+        )
+        .expect("condition");
+    let (pos, neg) = (c.rows(0, 1).expect("pos"), c.rows(1, 1).expect("neg"));
+    let dev = Default::default();
+    let noise = |seed| {
+        HostTensor::from_burn(
+            model
+                .initial_latent(1, &InitLatent::Seed(seed), &dev)
+                .expect("noise"),
+        )
+    };
+    assert_eq!(noise(7), noise(7), "same seed, same noise");
+    assert_ne!(noise(7), noise(8), "different seeds differ");
+
+    let mut opts = SampleOptions::<B>::unilip(7);
+    opts.steps = 4;
+    opts.sampler = Sampler::Euler {
+        shift: model.config.scheduler.flow_shift,
+    };
+    let euler = model
+        .sample(&pos, Some(&neg), &opts, |_, _, _| Ok::<(), UnilipError>(()))
+        .expect("euler sampling");
+    let values = HostTensor::from_burn(euler);
+    assert!(
+        values.data.iter().all(|v| v.is_finite()),
+        "euler latent is finite"
+    );
+
+    let mut calls = 0;
+    let stopped = model.sample(&pos, None, &opts, |step, _, _| {
+        calls += 1;
+        if step == 2 {
+            Err(UnilipError::Input("cancelled".into()))
+        } else {
+            Ok(())
+        }
+    });
+    assert!(matches!(stopped, Err(UnilipError::Input(m)) if m == "cancelled"));
+    assert_eq!(calls, 2, "sampling stops at the callback's error");
+}

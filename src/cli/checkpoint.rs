@@ -1,0 +1,158 @@
+//! `unilip init-checkpoint` and `unilip checkpoint inspect`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::{Subcommand, ValueEnum};
+use unilip_nodes::backend::{device, B};
+use unilip_nodes::models::unilip::{ComponentSet, KeyStyle, Unilip, UnilipConfig};
+use unilip_nodes::weights::{atomic_write, write_safetensors, Checkpoint, SaveDtype};
+
+use super::CliError;
+
+/// Model size presets for `init-checkpoint`.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Preset {
+    /// Fixture-sized model (seconds on a CPU).
+    Tiny,
+    /// UniLIP-1B shapes (InternVL3-1B + SANA-0.6B).
+    #[value(name = "1b")]
+    OneB,
+    /// UniLIP-3B shapes (InternVL3-2B + SANA-1.6B).
+    #[value(name = "3b")]
+    ThreeB,
+}
+
+/// Dtype of written weights.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Dtype {
+    /// bfloat16, as released UniLIP checkpoints.
+    Bf16,
+    /// float32.
+    F32,
+}
+
+/// Checkpoint utilities.
+#[derive(Subcommand)]
+pub enum CheckpointCommand {
+    /// Show what a checkpoint holds and check every tensor against its config.
+    Inspect {
+        /// Checkpoint directory.
+        dir: PathBuf,
+    },
+}
+
+fn err(e: impl std::fmt::Display) -> CliError {
+    CliError::Usage(e.to_string())
+}
+
+/// `unilip init-checkpoint`: a random-weight UniLIP checkpoint in the real key layout.
+pub fn init_checkpoint(
+    preset: Preset,
+    dir: &Path,
+    seed: u64,
+    dtype: Dtype,
+    tokenizer: Option<PathBuf>,
+) -> Result<(), CliError> {
+    let config = match preset {
+        Preset::Tiny => UnilipConfig::tiny(),
+        Preset::OneB => UnilipConfig::one_b(),
+        Preset::ThreeB => UnilipConfig::three_b(),
+    };
+    let json = serde_json::to_string_pretty(&config.to_json()).map_err(err)?;
+    let (_, tensors) = Unilip::<B>::random(config, seed, &device()).map_err(err)?;
+    let params: usize = tensors.values().map(|t| t.data.len()).sum();
+    std::fs::create_dir_all(dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
+    let dtype = match dtype {
+        Dtype::Bf16 => SaveDtype::Bf16,
+        Dtype::F32 => SaveDtype::F32,
+    };
+    write_safetensors(&dir.join("model.safetensors"), &tensors, dtype, None).map_err(err)?;
+    atomic_write(&dir.join("config.json"), json.as_bytes()).map_err(err)?;
+    let tok = tokenizer.unwrap_or_else(|| unilip_nodes::fixtures::root().join("tokenizer/tokenizer.json"));
+    if tok.exists() {
+        let bytes = std::fs::read(&tok).map_err(|e| err(format!("{}: {e}", tok.display())))?;
+        atomic_write(&dir.join("tokenizer.json"), &bytes).map_err(err)?;
+    } else {
+        eprintln!(
+            "warning: no tokenizer at {} (pass --tokenizer); prompt nodes need one",
+            tok.display()
+        );
+    }
+    println!(
+        "wrote {} ({} tensors, {:.1} M parameters, random seed {seed})",
+        dir.display(),
+        tensors.len(),
+        params as f64 / 1e6
+    );
+    Ok(())
+}
+
+/// The sub-model a key belongs to.
+fn group(key: &str) -> &'static str {
+    const GROUPS: [(&str, &str); 10] = [
+        ("vision_tower.", "vision tower"),
+        ("multi_modal_projector.", "mlp1 projector"),
+        ("language_model.lm_head", "lm_head"),
+        ("lm_head", "lm_head"),
+        ("language_model.", "LLM"),
+        ("latent_queries", "queries"),
+        ("llm_connector.", "connector"),
+        ("projector.", "projector"),
+        ("dit.", "SANA DiT"),
+        ("vae_decoder.", "latent head + DC-AE decoder"),
+    ];
+    let k = key.strip_prefix("model.").unwrap_or(key);
+    GROUPS
+        .iter()
+        .find(|(p, _)| k.starts_with(p))
+        .map_or("other", |(_, g)| g)
+}
+
+/// `unilip checkpoint inspect DIR`.
+pub fn checkpoint_cmd(cmd: CheckpointCommand) -> Result<(), CliError> {
+    let CheckpointCommand::Inspect { dir } = cmd;
+    let ck = Arc::new(Checkpoint::open(&dir).map_err(err)?);
+    let cfg_path = dir.join("config.json");
+    let config = UnilipConfig::load(&cfg_path).map_err(err)?;
+    let files: Vec<&Path> = ck.files().collect();
+    println!("checkpoint {}", dir.display());
+    println!("  files: {}", files.len());
+    println!("  tensors: {}", ck.len());
+    let mut dtypes: BTreeMap<String, usize> = BTreeMap::new();
+    let mut groups: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for key in ck.keys() {
+        let meta = ck.meta(key).expect("listed");
+        *dtypes.entry(format!("{:?}", meta.dtype)).or_default() += 1;
+        let g = groups.entry(group(key)).or_default();
+        g.0 += 1;
+        g.1 += meta.shape.iter().product::<usize>();
+    }
+    println!("  dtypes: {dtypes:?}");
+    println!("  key style: {:?}", KeyStyle::detect(&ck));
+    println!("  sub-models:");
+    for (g, (n, p)) in &groups {
+        println!("    {g:<30} {n:>6} tensors {:>10.2} M params", *p as f64 / 1e6);
+    }
+    let has_lm_head = groups.contains_key("lm_head");
+    let components = ComponentSet {
+        lm_head: has_lm_head,
+        ..ComponentSet::ALL
+    };
+    Unilip::<B>::from_checkpoint(ck.clone(), config, components, &device()).map_err(err)?;
+    let unexpected = ck.unread_keys();
+    if !unexpected.is_empty() {
+        return Err(CliError::Usage(format!(
+            "{} unexpected tensor(s) in {}: {}",
+            unexpected.len(),
+            dir.display(),
+            unexpected.iter().take(10).cloned().collect::<Vec<_>>().join(", ")
+        )));
+    }
+    println!(
+        "  every tensor matches config.json{}",
+        if has_lm_head { "" } else { " (no lm_head: generation only)" }
+    );
+    Ok(())
+}
