@@ -76,22 +76,28 @@ impl Serialize for Edge {
     }
 }
 
-impl<'de> Deserialize<'de> for Edge {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        let (from, to) = s.split_once("->").ok_or_else(|| {
-            serde::de::Error::custom(format!("edge `{s}` is not `node.port -> node.port`"))
-        })?;
+impl std::str::FromStr for Edge {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (from, to) = s
+            .split_once("->")
+            .ok_or_else(|| format!("edge `{s}` is not `node.port -> node.port`"))?;
         let parse = |p: &str| {
             let p = p.trim();
             p.split_once('.')
                 .map(|(n, port)| PortRef::new(n, port))
-                .ok_or_else(|| serde::de::Error::custom(format!("port reference `{p}` is not `node.port`")))
+                .ok_or_else(|| format!("port reference `{p}` is not `node.port`"))
         };
         Ok(Edge {
             from: parse(from)?,
             to: parse(to)?,
         })
+    }
+}
+
+impl<'de> Deserialize<'de> for Edge {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
     }
 }
 

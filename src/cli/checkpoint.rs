@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 use clap::{Subcommand, ValueEnum};
 use unilip_nodes::backend::{device, B};
-use unilip_nodes::models::unilip::{ComponentSet, KeyStyle, Unilip, UnilipConfig};
-use unilip_nodes::weights::{atomic_write, write_safetensors, Checkpoint, SaveDtype};
+use unilip_nodes::models::unilip::{
+    write_random_checkpoint, ComponentSet, KeyStyle, Unilip, UnilipConfig,
+};
+use unilip_nodes::weights::{Checkpoint, SaveDtype};
 
 use super::CliError;
 
@@ -60,30 +62,23 @@ pub fn init_checkpoint(
         Preset::OneB => UnilipConfig::one_b(),
         Preset::ThreeB => UnilipConfig::three_b(),
     };
-    let json = serde_json::to_string_pretty(&config.to_json()).map_err(err)?;
-    let (_, tensors) = Unilip::<B>::random(config, seed, &device()).map_err(err)?;
-    let params: usize = tensors.values().map(|t| t.data.len()).sum();
-    std::fs::create_dir_all(dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
     let dtype = match dtype {
         Dtype::Bf16 => SaveDtype::Bf16,
         Dtype::F32 => SaveDtype::F32,
     };
-    write_safetensors(&dir.join("model.safetensors"), &tensors, dtype, None).map_err(err)?;
-    atomic_write(&dir.join("config.json"), json.as_bytes()).map_err(err)?;
-    let tok = tokenizer.unwrap_or_else(|| unilip_nodes::fixtures::root().join("tokenizer/tokenizer.json"));
-    if tok.exists() {
-        let bytes = std::fs::read(&tok).map_err(|e| err(format!("{}: {e}", tok.display())))?;
-        atomic_write(&dir.join("tokenizer.json"), &bytes).map_err(err)?;
-    } else {
+    let tok = tokenizer
+        .unwrap_or_else(|| unilip_nodes::fixtures::root().join("tokenizer/tokenizer.json"));
+    if !tok.exists() {
         eprintln!(
             "warning: no tokenizer at {} (pass --tokenizer); prompt nodes need one",
             tok.display()
         );
     }
+    let params = write_random_checkpoint(dir, config, seed, dtype, tok.exists().then_some(tok.as_path()))
+        .map_err(err)?;
     println!(
-        "wrote {} ({} tensors, {:.1} M parameters, random seed {seed})",
+        "wrote {} ({:.1} M parameters, random seed {seed})",
         dir.display(),
-        tensors.len(),
         params as f64 / 1e6
     );
     Ok(())

@@ -136,20 +136,32 @@ impl Qwen2Config {
     /// Rejects settings this port does not implement (explains which one).
     pub fn validate(&self) -> std::result::Result<(), String> {
         let heads = self.num_attention_heads;
-        if heads == 0 || self.num_key_value_heads == 0 || heads % self.num_key_value_heads != 0 {
+        if heads == 0
+            || self.num_key_value_heads == 0
+            || !heads.is_multiple_of(self.num_key_value_heads)
+        {
             return Err(format!(
                 "num_attention_heads {heads} must be a positive multiple of num_key_value_heads {}",
                 self.num_key_value_heads
             ));
         }
-        if self.head_dim.is_none() && self.hidden_size % heads != 0 {
-            return Err(format!("hidden_size {} not divisible by {heads} heads", self.hidden_size));
+        if self.head_dim.is_none() && !self.hidden_size.is_multiple_of(heads) {
+            return Err(format!(
+                "hidden_size {} not divisible by {heads} heads",
+                self.hidden_size
+            ));
         }
-        if self.head_dim() % 2 != 0 {
-            return Err(format!("head_dim {} must be even for RoPE", self.head_dim()));
+        if !self.head_dim().is_multiple_of(2) {
+            return Err(format!(
+                "head_dim {} must be even for RoPE",
+                self.head_dim()
+            ));
         }
         if self.hidden_act != "silu" {
-            return Err(format!("hidden_act `{}` unsupported (only silu)", self.hidden_act));
+            return Err(format!(
+                "hidden_act `{}` unsupported (only silu)",
+                self.hidden_act
+            ));
         }
         if self.use_sliding_window {
             return Err("use_sliding_window = true is unsupported".into());
@@ -162,7 +174,10 @@ impl Qwen2Config {
                 .unwrap_or("?")
                 .to_string()
         });
-        let param_type = self.rope_parameters.as_ref().and_then(|p| p.rope_type.clone());
+        let param_type = self
+            .rope_parameters
+            .as_ref()
+            .and_then(|p| p.rope_type.clone());
         for t in [scaling_type, param_type].into_iter().flatten() {
             if t != "default" {
                 return Err(format!("rope type `{t}` unsupported (only default RoPE)"));
@@ -210,7 +225,14 @@ pub enum AttentionMask<B: Backend> {
 
 impl<B: Backend> AttentionMask<B> {
     /// The additive bias for `batch` rows, `s_q` queries and `s_k` keys.
-    fn bias(&self, batch: usize, heads: usize, s_q: usize, s_k: usize, dev: &B::Device) -> Result<Tensor<B, 4>> {
+    fn bias(
+        &self,
+        batch: usize,
+        heads: usize,
+        s_q: usize,
+        s_k: usize,
+        dev: &B::Device,
+    ) -> Result<Tensor<B, 4>> {
         match self {
             Self::Causal(None) => Ok(causal_bias(s_q, s_k, dev)),
             Self::Causal(Some(pad)) => {
@@ -329,8 +351,16 @@ impl<B: Backend> Qwen2Attention<B> {
     ) -> Tensor<B, 3> {
         let [b, s, _] = x.dims();
         let (cos, sin) = cos_sin;
-        let q = Rope::apply(self.heads(self.q_proj.forward(x.clone()), self.num_heads), cos, sin);
-        let mut k = Rope::apply(self.heads(self.k_proj.forward(x.clone()), self.num_kv_heads), cos, sin);
+        let q = Rope::apply(
+            self.heads(self.q_proj.forward(x.clone()), self.num_heads),
+            cos,
+            sin,
+        );
+        let mut k = Rope::apply(
+            self.heads(self.k_proj.forward(x.clone()), self.num_kv_heads),
+            cos,
+            sin,
+        );
         let mut v = self.heads(self.v_proj.forward(x), self.num_kv_heads);
         if let Some(slot) = past {
             if let Some((pk, pv)) = slot.take() {
@@ -341,8 +371,10 @@ impl<B: Backend> Qwen2Attention<B> {
         }
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let out = attention(q, k, v, Some(bias), scale);
-        self.o_proj
-            .forward(out.swap_dims(1, 2).reshape([b, s, self.num_heads * self.head_dim]))
+        self.o_proj.forward(
+            out.swap_dims(1, 2)
+                .reshape([b, s, self.num_heads * self.head_dim]),
+        )
     }
 }
 
@@ -367,7 +399,12 @@ impl<B: Backend> Qwen2DecoderLayer<B> {
             self_attn: Qwen2Attention::load(cfg, &vb.pp("self_attn"))?,
             mlp: SwiGluMlp::load(&vb.pp("mlp"), h, cfg.intermediate_size)?,
             input_layernorm: RmsNorm::load(&vb.pp("input_layernorm"), h, eps, false)?,
-            post_attention_layernorm: RmsNorm::load(&vb.pp("post_attention_layernorm"), h, eps, false)?,
+            post_attention_layernorm: RmsNorm::load(
+                &vb.pp("post_attention_layernorm"),
+                h,
+                eps,
+                false,
+            )?,
         })
     }
 
@@ -378,7 +415,10 @@ impl<B: Backend> Qwen2DecoderLayer<B> {
         bias: Tensor<B, 4>,
         past: Option<&mut KvEntry<B>>,
     ) -> Tensor<B, 3> {
-        let h = x.clone() + self.self_attn.forward(self.input_layernorm.forward(x), cos_sin, bias, past);
+        let h = x.clone()
+            + self
+                .self_attn
+                .forward(self.input_layernorm.forward(x), cos_sin, bias, past);
         h.clone() + self.mlp.forward(self.post_attention_layernorm.forward(h))
     }
 }
@@ -449,9 +489,15 @@ impl<B: Backend> Qwen2Model<B> {
 
     /// Embeds token ids `[b, s]` -> `[b, s, hidden]`, checking they are in range.
     pub fn embed(&self, input_ids: Tensor<B, 2, Int>) -> Result<Tensor<B, 3>> {
-        let emb = self.embed_tokens.as_ref().ok_or(Qwen2Error::NoEmbedTokens)?;
+        let emb = self
+            .embed_tokens
+            .as_ref()
+            .ok_or(Qwen2Error::NoEmbedTokens)?;
         let vocab = emb.weight.dims()[0];
-        let bad = input_ids.to_data().iter::<i64>().find(|&i| i < 0 || i as usize >= vocab);
+        let bad = input_ids
+            .to_data()
+            .iter::<i64>()
+            .find(|&i| i < 0 || i as usize >= vocab);
         if let Some(id) = bad {
             return Err(Qwen2Error::TokenOutOfRange { id, vocab });
         }
@@ -477,7 +523,9 @@ impl<B: Backend> Qwen2Model<B> {
         mask: &AttentionMask<B>,
         position_ids: Option<Tensor<B, 2, Int>>,
     ) -> Result<Tensor<B, 3>> {
-        Ok(self.run(inputs_embeds, mask, position_ids, None, false)?.last_hidden_state)
+        Ok(self
+            .run(inputs_embeds, mask, position_ids, None, false)?
+            .last_hidden_state)
     }
 
     /// As [`Self::forward`], also returning every layer's output for trace comparison.
@@ -500,7 +548,9 @@ impl<B: Backend> Qwen2Model<B> {
         position_ids: Option<Tensor<B, 2, Int>>,
         cache: &mut KvCache<B>,
     ) -> Result<Tensor<B, 3>> {
-        Ok(self.run(inputs_embeds, mask, position_ids, Some(cache), false)?.last_hidden_state)
+        Ok(self
+            .run(inputs_embeds, mask, position_ids, Some(cache), false)?
+            .last_hidden_state)
     }
 
     fn run(
@@ -513,13 +563,19 @@ impl<B: Backend> Qwen2Model<B> {
     ) -> Result<Qwen2Output<B>> {
         let [b, s, h] = x.dims();
         if h != self.hidden_size {
-            return Err(Qwen2Error::Shape(format!("inputs_embeds width {h}, model width {}", self.hidden_size)));
+            return Err(Qwen2Error::Shape(format!(
+                "inputs_embeds width {h}, model width {}",
+                self.hidden_size
+            )));
         }
         let dev = x.device();
         let past = cache.as_ref().map_or(0, |c| c.seq_len());
         let positions = match position_ids {
             Some(p) if p.dims() != [b, s] => {
-                return Err(Qwen2Error::Shape(format!("position_ids {:?}, expected [{b}, {s}]", p.dims())))
+                return Err(Qwen2Error::Shape(format!(
+                    "position_ids {:?}, expected [{b}, {s}]",
+                    p.dims()
+                )))
             }
             Some(p) => p,
             None => Tensor::<B, 1, Int>::arange(past as i64..(past + s) as i64, &dev)
@@ -598,7 +654,11 @@ pub struct Qwen2ForCausalLM<B: Backend> {
 impl<B: Backend> Qwen2ForCausalLM<B> {
     /// Loads the stack at `model_vb` and, unless `tie_word_embeddings`, `lm_head` at `lm_head_vb`
     /// (HF: `model` and `lm_head`; UniLIP: `model.language_model` and `lm_head`).
-    pub fn load(cfg: &Qwen2Config, model_vb: &VarBuilder<B>, lm_head_vb: &VarBuilder<B>) -> weights::Result<Self> {
+    pub fn load(
+        cfg: &Qwen2Config,
+        model_vb: &VarBuilder<B>,
+        lm_head_vb: &VarBuilder<B>,
+    ) -> weights::Result<Self> {
         let model = Qwen2Model::load(cfg, model_vb)?;
         if model.embed_tokens.is_none() {
             return Err(WeightError::MissingKey {
@@ -638,7 +698,7 @@ impl<B: Backend> Qwen2ForCausalLM<B> {
         cfg: &GenerationConfig,
     ) -> Result<GenerationOutput> {
         if let Sampling::Sample { temperature, top_p } = cfg.sampling {
-            if !(temperature > 0.0 && temperature.is_finite()) || !(top_p > 0.0 && top_p <= 1.0) {
+            if !(temperature > 0.0 && temperature.is_finite() && top_p > 0.0 && top_p <= 1.0) {
                 return Err(Qwen2Error::Generation(format!(
                     "temperature {temperature} must be > 0 and top_p {top_p} in (0, 1]"
                 )));
@@ -651,12 +711,20 @@ impl<B: Backend> Qwen2ForCausalLM<B> {
         let mut next_pos = mask.clone().sum_dim(1);
         let mut rng = StdRng::seed_from_u64(cfg.seed);
         let mut cache = KvCache::default();
-        let mut out = GenerationOutput { tokens: vec![Vec::new(); b], logits: Vec::new() };
+        let mut out = GenerationOutput {
+            tokens: vec![Vec::new(); b],
+            logits: Vec::new(),
+        };
         let mut done = vec![false; b];
         let mut x = inputs_embeds;
         for _ in 0..cfg.max_new_tokens {
             let len = x.dims()[1];
-            let hidden = self.model.forward_cached(x, &AttentionMask::Causal(Some(mask.clone())), Some(positions), &mut cache)?;
+            let hidden = self.model.forward_cached(
+                x,
+                &AttentionMask::Causal(Some(mask.clone())),
+                Some(positions),
+                &mut cache,
+            )?;
             let last = self.logits(hidden.narrow(1, len - 1, 1))?;
             let vocab = last.dims()[2];
             let logits = HostTensor::from_burn(last.reshape([b, vocab]));
@@ -690,14 +758,23 @@ fn pick(logits: &[f32], sampling: Sampling, rng: &mut StdRng) -> u32 {
     let argmax = |v: &[f32]| {
         v.iter()
             .enumerate()
-            .fold((0, f32::NEG_INFINITY), |best, (i, &x)| if x > best.1 { (i, x) } else { best })
+            .fold((0, f32::NEG_INFINITY), |best, (i, &x)| {
+                if x > best.1 {
+                    (i, x)
+                } else {
+                    best
+                }
+            })
             .0 as u32
     };
     let Sampling::Sample { temperature, top_p } = sampling else {
         return argmax(logits);
     };
     let max = logits.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x)) as f64;
-    let probs: Vec<f64> = logits.iter().map(|&x| ((x as f64 - max) / temperature).exp()).collect();
+    let probs: Vec<f64> = logits
+        .iter()
+        .map(|&x| ((x as f64 - max) / temperature).exp())
+        .collect();
     let total: f64 = probs.iter().sum();
     let mut order: Vec<usize> = (0..probs.len()).collect();
     order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));

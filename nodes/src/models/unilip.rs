@@ -675,6 +675,30 @@ impl<B: Backend> Unilip<B> {
     }
 }
 
+/// Writes a random-weight checkpoint directory for `config`: `model.safetensors` (real key
+/// layout), `config.json` and, when given, a copy of `tokenizer`. Returns the parameter count.
+pub fn write_random_checkpoint(
+    dir: &Path,
+    config: UnilipConfig,
+    seed: u64,
+    dtype: weights::SaveDtype,
+    tokenizer: Option<&Path>,
+) -> weights::Result<usize> {
+    let json = serde_json::to_string_pretty(&config.to_json()).expect("config serialises");
+    let (_, tensors) =
+        Unilip::<crate::backend::B>::random(config, seed, &crate::backend::device())?;
+    weights::write_safetensors(&dir.join("model.safetensors"), &tensors, dtype, None)?;
+    weights::atomic_write(&dir.join("config.json"), json.as_bytes())?;
+    if let Some(tok) = tokenizer {
+        let bytes = std::fs::read(tok).map_err(|source| WeightError::Io {
+            path: tok.to_path_buf(),
+            source,
+        })?;
+        weights::atomic_write(&dir.join("tokenizer.json"), &bytes)?;
+    }
+    Ok(tensors.values().map(|t| t.data.len()).sum())
+}
+
 /// Which keys "exist" in a random checkpoint of `config` (layer counts, vocabulary shapes), in the
 /// nested (transformers 4.52.0–4.52.3) key style.
 fn random_key_oracle(config: &UnilipConfig) -> impl Fn(&str) -> Option<Vec<usize>> + Send + Sync {

@@ -1,0 +1,188 @@
+//! The shipped UniLIP graphs on a tiny random checkpoint: each runs end to end and equals calling
+//! the components directly; condition modes differ; PNG provenance round-trips; bad wiring is
+//! refused at validation.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use burn::prelude::*;
+use unilip_core::{
+    validate, ErrorKind, Executor, GraphDoc, ParamValue, Registry, RunEnv, RunOptions, Value,
+};
+use unilip_nodes::backend::{device, B};
+use unilip_nodes::models::tokenizer::{generation_negative, generation_prompt, Tokenizer};
+use unilip_nodes::models::unilip::{
+    encode_prompts, to_image, write_random_checkpoint, ComponentSet, ConditionMode,
+    SampleOptions, Unilip, UnilipConfig,
+};
+use unilip_nodes::nodes::unilip::convert::pixel_values;
+use unilip_nodes::weights::SaveDtype;
+
+/// A tiny random checkpoint shared by the tests of this file.
+fn checkpoint() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("unilip-stage-{}", std::process::id()));
+        let tok = unilip_nodes::fixtures::root().join("tokenizer/tokenizer.json");
+        assert!(tok.exists(), "needs the fixture tokenizer at {}", tok.display());
+        std::fs::create_dir_all(&dir).unwrap();
+        write_random_checkpoint(&dir, UnilipConfig::tiny(), 7, SaveDtype::F32, Some(&tok)).unwrap();
+        dir
+    })
+}
+
+fn shipped(name: &str) -> GraphDoc {
+    unilip_nodes::link();
+    let mut doc = GraphDoc::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("graphs").join(name)).unwrap();
+    let ck = doc.nodes.get_mut("ckpt").unwrap();
+    ck.params.insert("dir".into(), ParamValue::Str(checkpoint().display().to_string()));
+    for n in doc.nodes.values_mut() {
+        if let Some(ParamValue::Str(p)) = n.params.get_mut("path") {
+            *p = Path::new(env!("CARGO_MANIFEST_DIR")).join(&*p).display().to_string();
+        }
+    }
+    doc
+}
+
+fn run(doc: &GraphDoc, target: &str, exec: &mut Executor) -> (Value, unilip_core::RunReport) {
+    let g = validate(doc, Registry::global()).unwrap_or_else(|e| panic!("{e:#?}"));
+    let out = std::env::temp_dir().join(format!("unilip-stage-out-{}", std::process::id()));
+    let opts = RunOptions {
+        targets: vec![target.into()],
+        env: RunEnv {
+            out_dir: out,
+            provenance: Some(Arc::new(doc.to_ron())),
+        },
+        ..Default::default()
+    };
+    let report = exec.run(&g, &opts).unwrap_or_else(|e| panic!("{e}"));
+    let v = report.outputs[target][0].clone();
+    (v, report)
+}
+
+fn image_of(v: &Value) -> Vec<f32> {
+    v.as_image().unwrap().data.clone()
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+fn model(c: ComponentSet) -> Unilip<B> {
+    Unilip::load(checkpoint(), c, &device()).unwrap()
+}
+
+fn tensor_image(x: Tensor<B, 4>) -> Vec<f32> {
+    x.clamp(0.0, 1.0).into_data().convert::<f32>().to_vec::<f32>().unwrap()
+}
+
+#[test]
+fn reconstruct_graph_equals_direct_component_calls() {
+    let doc = shipped("reconstruct.ron");
+    let (v, _) = run(&doc, "decode", &mut Executor::default());
+    let img = unilip_nodes::nodes::image_io::read_image(Path::new(
+        doc.nodes["image"].params["path"].as_str().unwrap(),
+    ))
+    .unwrap();
+    let m = model(ComponentSet::RECONSTRUCTION);
+    let direct = to_image(m.reconstruct(pixel_values(&img, 448)).unwrap());
+    let d = max_diff(&image_of(&v), &tensor_image(direct));
+    assert!(d < 1e-5, "graph vs direct differ by {d}");
+}
+
+fn generate_direct(mode: ConditionMode, seed: u64) -> Vec<f32> {
+    let m = model(ComponentSet::GENERATION);
+    let tok = Tokenizer::from_file(checkpoint().join("tokenizer.json")).unwrap();
+    let text = "two red circles left of a blue square";
+    let (ids, mask) = encode_prompts::<B>(
+        &tok,
+        &[&generation_prompt(text), &generation_negative()],
+        &device(),
+    )
+    .unwrap();
+    let out = m
+        .generate_image::<unilip_nodes::models::unilip::UnilipError>(
+            ids,
+            mask,
+            None,
+            mode,
+            &SampleOptions::unilip(seed),
+            |_, _, _| Ok(()),
+        )
+        .unwrap();
+    tensor_image(out.image)
+}
+
+#[test]
+fn generate_graph_equals_direct_pipeline_and_modes_differ() {
+    let mut exec = Executor::default();
+    let mut doc = shipped("generate.ron");
+    let (dual, _) = run(&doc, "decode", &mut exec);
+    let direct = generate_direct(ConditionMode::Dual, 42);
+    let d = max_diff(&image_of(&dual), &direct);
+    assert!(d < 1e-4, "graph vs direct pipeline differ by {d}");
+
+    let mut by_mode = vec![image_of(&dual)];
+    for mode in ["hidden_only", "query_only"] {
+        doc.nodes.get_mut("condition").unwrap().params.insert("mode".into(), ParamValue::Str(mode.into()));
+        let (v, report) = run(&doc, "decode", &mut exec);
+        assert!(
+            !report.executed.contains(&"mllm".to_string()),
+            "changing the mode must not re-run the MLLM: {:?}",
+            report.executed
+        );
+        by_mode.push(image_of(&v));
+    }
+    for (i, j) in [(0, 1), (0, 2), (1, 2)] {
+        let d = max_diff(&by_mode[i], &by_mode[j]);
+        assert!(d > 1e-3, "modes {i} and {j} give the same image (diff {d})");
+    }
+}
+
+#[test]
+fn changing_only_the_seed_reruns_only_sampling_and_decoding() {
+    let mut exec = Executor::default();
+    let mut doc = shipped("generate.ron");
+    run(&doc, "decode", &mut exec);
+    doc.nodes.get_mut("dit").unwrap().params.insert("seed".into(), ParamValue::Int(7));
+    let (_, report) = run(&doc, "decode", &mut exec);
+    let mut ran = report.executed.clone();
+    ran.sort();
+    assert_eq!(ran, vec!["decode".to_string(), "dit".to_string()]);
+}
+
+#[test]
+fn edit_and_understand_graphs_run() {
+    let mut exec = Executor::default();
+    let (img, _) = run(&shipped("edit.ron"), "decode", &mut exec);
+    let img = img.as_image().unwrap().clone();
+    // Decoder ×f on the DiT's latent grid, then ×28/32 as UniLIP does.
+    let cfg = UnilipConfig::tiny();
+    let side = cfg.dit.sample_size * 2usize.pow(cfg.vae.decoder_block_out_channels.len() as u32 - 1) * 28 / 32;
+    assert_eq!((img.n, img.h, img.w), (1, side, side));
+    assert!(img.data.iter().all(|v| (0.0..=1.0).contains(v)));
+    let (answer, _) = run(&shipped("understand.ron"), "show", &mut exec);
+    assert!(!answer.as_text().unwrap().is_empty());
+}
+
+#[test]
+fn png_provenance_round_trips_to_an_identical_graph() {
+    let doc = shipped("reconstruct.ron");
+    let (paths, _) = run(&doc, "save", &mut Executor::default());
+    let png = PathBuf::from(paths.as_text().unwrap());
+    let text = unilip_nodes::nodes::png_meta::read_graph(&png).unwrap();
+    let restored = GraphDoc::from_ron(&text, "png").unwrap();
+    assert_eq!(restored, doc);
+    assert_eq!(restored.to_ron(), doc.to_ron());
+}
+
+#[test]
+fn features_wired_into_a_latent_input_are_refused_at_validation() {
+    let mut doc = shipped("edit.ron");
+    doc.edges.push("clip.features -> dit.init_latent".parse().unwrap());
+    let errors = validate(&doc, Registry::global()).err().expect("invalid");
+    let e = errors.iter().find(|e| e.kind == ErrorKind::TypeMismatch).expect("type mismatch");
+    assert_eq!((e.node.as_str(), e.at.as_deref()), ("dit", Some("init_latent")));
+    assert!(e.message.contains("VisionFeatures") && e.message.contains("Latent"), "{}", e.message);
+}
