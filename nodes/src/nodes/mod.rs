@@ -2,6 +2,7 @@
 
 pub mod image_io;
 pub mod image_ops;
+pub mod metrics;
 pub mod png_meta;
 pub mod scalar;
 pub mod unilip;
