@@ -4,6 +4,7 @@ mod bench;
 mod checkpoint;
 mod graph;
 mod run;
+mod sweep;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -26,6 +27,8 @@ struct Cli {
 enum Command {
     /// Run a graph (`.ron`, or a PNG written by Save Image).
     Run(run::RunArgs),
+    /// Run a graph over a grid of param values (ablations); writes results.csv and charts.
+    Sweep(sweep::SweepArgs),
     /// Validate a graph without computing anything; prints every error.
     Validate {
         /// Graph file.
@@ -108,6 +111,7 @@ pub fn main() -> Result<(), CliError> {
     unilip_nodes::backend::select(device).map_err(CliError::Usage)?;
     match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Sweep(args) => sweep::sweep(args),
         Command::Validate { graph } => run::validate_cmd(&graph),
         Command::Nodes { json } => {
             graph::list_nodes(json);

@@ -6,14 +6,16 @@ use super::failed;
 use super::unilip::payload::{input, Features};
 use crate::register_node;
 
-fn same_shape(a: &ImageBatch, b: &ImageBatch) -> Result<(), NodeError> {
-    if (a.n, a.h, a.w) != (b.n, b.h, b.w) {
-        return Err(NodeError::msg(format!(
-            "images differ in shape: {}×{}×{} vs {}×{}×{} (resize first)",
-            a.n, a.h, a.w, b.n, b.h, b.w
-        )));
+/// `b` on the pixel grid of `a` (bilinear resize when the sizes differ; counts must agree).
+fn on_grid_of(ctx: &ExecCtx<'_>, a: &ImageBatch, b: &ImageBatch) -> Result<ImageBatch, NodeError> {
+    if a.n != b.n {
+        return Err(NodeError::msg(format!("{} reference images but {} images", a.n, b.n)));
     }
-    Ok(())
+    if (a.h, a.w) == (b.h, b.w) {
+        return Ok(b.clone());
+    }
+    ctx.warn(format!("resizing {}×{} to the reference's {}×{}", b.w, b.h, a.w, a.h));
+    Ok(super::image_ops::resize(b, a.w, a.h, image::imageops::FilterType::Triangle))
 }
 
 /// PSNR in dB of `b` against reference `a`, values in [0, 1] (infinite for identical images).
@@ -103,8 +105,8 @@ macro_rules! image_metric {
             fn execute(&self, ctx: &mut ExecCtx<'_>) -> Result<Vec<Value>, NodeError> {
                 let a = ctx.input("reference")?.as_image().map_err(failed)?;
                 let b = ctx.input("image")?.as_image().map_err(failed)?;
-                same_shape(a, b)?;
-                Ok(vec![Value::Float($f(a, b))])
+                let b = on_grid_of(ctx, a, b)?;
+                Ok(vec![Value::Float($f(a, &b))])
             }
         }
 
