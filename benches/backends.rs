@@ -5,7 +5,8 @@
 
 use std::time::Instant;
 
-use burn::backend::{Flex, NdArray};
+use burn::backend::Flex;
+use burn_ndarray::NdArray;
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use burn::tensor::module::conv2d;
@@ -35,7 +36,12 @@ fn run<B: Backend>(name: &str, dev: &B::Device) {
     let x = Tensor::<B, 4>::random([1, 128, 128, 128], Distribution::Normal(0.0, 1.0), dev);
     let k = Tensor::<B, 4>::random([128, 128, 3, 3], Distribution::Normal(0.0, 1.0), dev);
     let cv = time(|| {
-        sync(conv2d(x.clone(), k.clone(), None, ConvOptions::new([1, 1], [1, 1], [1, 1], 1)))
+        sync(conv2d(
+            x.clone(),
+            k.clone(),
+            None,
+            ConvOptions::new([1, 1], [1, 1], [1, 1], 1),
+        ))
     });
     let cv_flop = 2.0 * 128.0 * 128.0 * 128.0 * 128.0 * 9.0;
 
@@ -50,7 +56,12 @@ fn run<B: Backend>(name: &str, dev: &B::Device) {
 }
 
 fn main() {
-    println!("threads: {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    println!(
+        "threads: {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
     run::<Flex>("flex", &Default::default());
     run::<NdArray>("ndarray", &Default::default());
 }

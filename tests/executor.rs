@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use unilip_core::{
-    validate, Event, ExecCtx, Executor, GraphDoc, Node, NodeError, NodeSchema, ParamSpec,
-    PortSpec, PortType, Registry, RunOptions, Value,
+    validate, Event, ExecCtx, Executor, GraphDoc, Node, NodeError, NodeSchema, ParamSpec, PortSpec,
+    PortType, Registry, RunOptions, Value,
 };
 use unilip_nodes::nodes::scalar::{FloatConst, FloatMath};
 
@@ -28,7 +28,10 @@ impl Node for Slow {
             self.steps_run.fetch_add(1, Ordering::SeqCst);
             ctx.progress(i + 1, n, None)?;
         }
-        let a = ctx.input("a")?.as_float().map_err(|e| NodeError::msg(e.to_string()))?;
+        let a = ctx
+            .input("a")?
+            .as_float()
+            .map_err(|e| NodeError::msg(e.to_string()))?;
         if a.is_nan() {
             return Err(NodeError::msg("input is NaN"));
         }
@@ -96,10 +99,18 @@ fn cache_reruns_nothing_then_only_descendants_of_a_change() {
     assert_eq!(float_of(&first, "right"), 4.5);
 
     let again = exec.run(&g, &all).unwrap();
-    assert!(again.executed.is_empty(), "unchanged re-run executed {:?}", again.executed);
+    assert!(
+        again.executed.is_empty(),
+        "unchanged re-run executed {:?}",
+        again.executed
+    );
     assert_eq!(float_of(&again, "slow"), 5.0);
 
-    doc.nodes.get_mut("left").unwrap().params.insert("b".into(), unilip_core::ParamValue::Float(2.0));
+    doc.nodes
+        .get_mut("left")
+        .unwrap()
+        .params
+        .insert("b".into(), unilip_core::ParamValue::Float(2.0));
     let g = validate(&doc, &reg).unwrap();
     let changed = exec.run(&g, &all).unwrap();
     let mut ran = changed.executed.clone();
@@ -128,9 +139,12 @@ fn renaming_a_node_keeps_its_cache_entry() {
     let reg = registry(Arc::default());
     let mut exec = Executor::default();
     let doc = diamond();
-    exec.run(&validate(&doc, &reg).unwrap(), &RunOptions::default()).unwrap();
+    exec.run(&validate(&doc, &reg).unwrap(), &RunOptions::default())
+        .unwrap();
     let renamed = GraphDoc::from_ron(&doc.to_ron().replace("right", "r2"), "renamed").unwrap();
-    let report = exec.run(&validate(&renamed, &reg).unwrap(), &RunOptions::default()).unwrap();
+    let report = exec
+        .run(&validate(&renamed, &reg).unwrap(), &RunOptions::default())
+        .unwrap();
     assert!(report.executed.is_empty(), "{:?}", report.executed);
 }
 
@@ -139,7 +153,11 @@ fn cancellation_stops_a_long_node_within_its_next_step() {
     let steps_run = Arc::new(AtomicUsize::new(0));
     let reg = registry(steps_run.clone());
     let mut doc = diamond();
-    doc.nodes.get_mut("slow").unwrap().params.insert("steps".into(), unilip_core::ParamValue::Int(1000));
+    doc.nodes
+        .get_mut("slow")
+        .unwrap()
+        .params
+        .insert("steps".into(), unilip_core::ParamValue::Int(1000));
     let g = validate(&doc, &reg).unwrap();
     let opts = RunOptions {
         targets: vec!["slow".into()],
@@ -157,7 +175,11 @@ fn cancellation_stops_a_long_node_within_its_next_step() {
     let err = Executor::default().run(&g, &opts).unwrap_err();
     assert!(err.cancelled, "{err:?}");
     assert_eq!(err.node, "slow");
-    assert_eq!(steps_run.load(Ordering::SeqCst), 3, "stopped right after the step that cancelled");
+    assert_eq!(
+        steps_run.load(Ordering::SeqCst),
+        3,
+        "stopped right after the step that cancelled"
+    );
 }
 
 #[test]
@@ -165,13 +187,26 @@ fn runtime_errors_are_data_with_inputs() {
     let reg = registry(Arc::default());
     let mut doc = diamond();
     let right = doc.nodes.get_mut("right").unwrap();
-    right.params.insert("op".into(), unilip_core::ParamValue::Str("divide".into()));
-    right.params.insert("b".into(), unilip_core::ParamValue::Float(0.0));
+    right
+        .params
+        .insert("op".into(), unilip_core::ParamValue::Str("divide".into()));
+    right
+        .params
+        .insert("b".into(), unilip_core::ParamValue::Float(0.0));
     let g = validate(&doc, &reg).unwrap();
     let err = Executor::default()
-        .run(&g, &RunOptions { targets: vec!["right".into()], ..Default::default() })
+        .run(
+            &g,
+            &RunOptions {
+                targets: vec!["right".into()],
+                ..Default::default()
+            },
+        )
         .unwrap_err();
-    assert_eq!((err.node.as_str(), err.type_id.as_str()), ("right", "scalar.math"));
+    assert_eq!(
+        (err.node.as_str(), err.type_id.as_str()),
+        ("right", "scalar.math")
+    );
     assert!(err.message.contains("division by zero"), "{}", err.message);
     assert_eq!(err.inputs, vec![("a".to_string(), "1.5".to_string())]);
 }
@@ -182,7 +217,14 @@ fn byte_budget_evicts_least_recently_used() {
     // Each float result is 8 bytes: a 16-byte budget keeps two entries.
     let mut exec = Executor::new(16);
     let g = validate(&diamond(), &reg).unwrap();
-    exec.run(&g, &RunOptions { targets: vec!["right".into(), "left".into()], ..Default::default() }).unwrap();
+    exec.run(
+        &g,
+        &RunOptions {
+            targets: vec!["right".into(), "left".into()],
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert!(exec.cache.used_bytes() <= 16);
     assert_eq!(exec.cache.len(), 2);
 }

@@ -24,7 +24,12 @@ fn shipped_graphs_round_trip_byte_identical_and_validate() {
     for path in graphs {
         let text = std::fs::read_to_string(&path).expect("readable");
         let doc = GraphDoc::from_ron(&text, &path.display().to_string()).expect("parses");
-        assert_eq!(doc.to_ron(), text, "{} is not in canonical form", path.display());
+        assert_eq!(
+            doc.to_ron(),
+            text,
+            "{} is not in canonical form",
+            path.display()
+        );
         if let Err(errors) = validate(&doc, Registry::global()) {
             panic!("{} does not validate: {errors:#?}", path.display());
         }
@@ -40,10 +45,18 @@ fn save_load_save_is_byte_identical_and_sorted() {
     view: (nodes: {"z": (pos: (10.0, 2.5)), "a": (pos: (0.0, 0.0), collapsed: true)}))"#;
     let doc = GraphDoc::from_ron(text, "inline").expect("parses");
     let once = doc.to_ron();
-    let twice = GraphDoc::from_ron(&once, "once").expect("reparses").to_ron();
+    let twice = GraphDoc::from_ron(&once, "once")
+        .expect("reparses")
+        .to_ron();
     assert_eq!(once, twice);
-    assert!(once.find("\"a\"").unwrap() < once.find("\"z\"").unwrap(), "nodes sorted: {once}");
-    assert!(once.contains("\"a.image -> z.image\""), "edges as node.port -> node.port: {once}");
+    assert!(
+        once.find("\"a\"").unwrap() < once.find("\"z\"").unwrap(),
+        "nodes sorted: {once}"
+    );
+    assert!(
+        once.contains("\"a.image -> z.image\""),
+        "edges as node.port -> node.port: {once}"
+    );
     let dir = std::env::temp_dir().join(format!("unilip-rt-{}", std::process::id()));
     let path = dir.join("g.ron");
     doc.save(&path).expect("saves");
@@ -119,12 +132,19 @@ fn old_node_versions_are_migrated_then_validate() {
             output_node: true,
         },
     }) as Box<dyn unilip_core::Node>]);
-    let text = r#"(format: 1, nodes: {"n": (type: "test.renamed", version: 1, params: {"size": 7})})"#;
+    let text =
+        r#"(format: 1, nodes: {"n": (type: "test.renamed", version: 1, params: {"size": 7})})"#;
     let mut doc = GraphDoc::from_ron(text, "old").unwrap();
-    assert!(validate(&doc, &reg).is_err(), "unmigrated `size` is an unknown param");
+    assert!(
+        validate(&doc, &reg).is_err(),
+        "unmigrated `size` is an unknown param"
+    );
     let notes = doc.migrate(&reg);
     assert_eq!(notes.len(), 1, "{notes:?}");
     assert_eq!(doc.nodes["n"].version, 2);
-    assert_eq!(doc.nodes["n"].params["width"], unilip_core::ParamValue::Int(7));
+    assert_eq!(
+        doc.nodes["n"].params["width"],
+        unilip_core::ParamValue::Int(7)
+    );
     validate(&doc, &reg).expect("valid after migration");
 }

@@ -12,8 +12,8 @@ use unilip_core::{
 use unilip_nodes::backend::{device, B};
 use unilip_nodes::models::tokenizer::{generation_negative, generation_prompt, Tokenizer};
 use unilip_nodes::models::unilip::{
-    encode_prompts, to_image, write_random_checkpoint, ComponentSet, ConditionMode,
-    SampleOptions, Unilip, UnilipConfig,
+    encode_prompts, to_image, write_random_checkpoint, ComponentSet, ConditionMode, SampleOptions,
+    Unilip, UnilipConfig,
 };
 use unilip_nodes::nodes::unilip::convert::pixel_values;
 use unilip_nodes::weights::SaveDtype;
@@ -24,7 +24,11 @@ fn checkpoint() -> &'static Path {
     DIR.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("unilip-stage-{}", std::process::id()));
         let tok = unilip_nodes::fixtures::root().join("tokenizer/tokenizer.json");
-        assert!(tok.exists(), "needs the fixture tokenizer at {}", tok.display());
+        assert!(
+            tok.exists(),
+            "needs the fixture tokenizer at {}",
+            tok.display()
+        );
         std::fs::create_dir_all(&dir).unwrap();
         write_random_checkpoint(&dir, UnilipConfig::tiny(), 7, SaveDtype::F32, Some(&tok)).unwrap();
         dir
@@ -33,12 +37,23 @@ fn checkpoint() -> &'static Path {
 
 fn shipped(name: &str) -> GraphDoc {
     unilip_nodes::link();
-    let mut doc = GraphDoc::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("graphs").join(name)).unwrap();
+    let mut doc = GraphDoc::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("graphs")
+            .join(name),
+    )
+    .unwrap();
     let ck = doc.nodes.get_mut("ckpt").unwrap();
-    ck.params.insert("dir".into(), ParamValue::Str(checkpoint().display().to_string()));
+    ck.params.insert(
+        "dir".into(),
+        ParamValue::Str(checkpoint().display().to_string()),
+    );
     for n in doc.nodes.values_mut() {
         if let Some(ParamValue::Str(p)) = n.params.get_mut("path") {
-            *p = Path::new(env!("CARGO_MANIFEST_DIR")).join(&*p).display().to_string();
+            *p = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(&*p)
+                .display()
+                .to_string();
         }
     }
     doc
@@ -66,7 +81,10 @@ fn image_of(v: &Value) -> Vec<f32> {
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 fn model(c: ComponentSet) -> Unilip<B> {
@@ -74,7 +92,11 @@ fn model(c: ComponentSet) -> Unilip<B> {
 }
 
 fn tensor_image(x: Tensor<B, 4>) -> Vec<f32> {
-    x.clamp(0.0, 1.0).into_data().convert::<f32>().to_vec::<f32>().unwrap()
+    x.clamp(0.0, 1.0)
+        .into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .unwrap()
 }
 
 #[test]
@@ -125,7 +147,11 @@ fn generate_graph_equals_direct_pipeline_and_modes_differ() {
 
     let mut by_mode = vec![image_of(&dual)];
     for mode in ["hidden_only", "query_only"] {
-        doc.nodes.get_mut("condition").unwrap().params.insert("mode".into(), ParamValue::Str(mode.into()));
+        doc.nodes
+            .get_mut("condition")
+            .unwrap()
+            .params
+            .insert("mode".into(), ParamValue::Str(mode.into()));
         let (v, report) = run(&doc, "decode", &mut exec);
         assert!(
             !report.executed.contains(&"mllm".to_string()),
@@ -145,7 +171,11 @@ fn changing_only_the_seed_reruns_only_sampling_and_decoding() {
     let mut exec = Executor::default();
     let mut doc = shipped("generate.ron");
     run(&doc, "decode", &mut exec);
-    doc.nodes.get_mut("dit").unwrap().params.insert("seed".into(), ParamValue::Int(7));
+    doc.nodes
+        .get_mut("dit")
+        .unwrap()
+        .params
+        .insert("seed".into(), ParamValue::Int(7));
     let (_, report) = run(&doc, "decode", &mut exec);
     let mut ran = report.executed.clone();
     ran.sort();
@@ -159,7 +189,9 @@ fn edit_and_understand_graphs_run() {
     let img = img.as_image().unwrap().clone();
     // Decoder ×f on the DiT's latent grid, then ×28/32 as UniLIP does.
     let cfg = UnilipConfig::tiny();
-    let side = cfg.dit.sample_size * 2usize.pow(cfg.vae.decoder_block_out_channels.len() as u32 - 1) * 28 / 32;
+    let side =
+        cfg.dit.sample_size * 2usize.pow(cfg.vae.decoder_block_out_channels.len() as u32 - 1) * 28
+            / 32;
     assert_eq!((img.n, img.h, img.w), (1, side, side));
     assert!(img.data.iter().all(|v| (0.0..=1.0).contains(v)));
     let (answer, _) = run(&shipped("understand.ron"), "show", &mut exec);
@@ -180,9 +212,20 @@ fn png_provenance_round_trips_to_an_identical_graph() {
 #[test]
 fn features_wired_into_a_latent_input_are_refused_at_validation() {
     let mut doc = shipped("edit.ron");
-    doc.edges.push("clip.features -> dit.init_latent".parse().unwrap());
+    doc.edges
+        .push("clip.features -> dit.init_latent".parse().unwrap());
     let errors = validate(&doc, Registry::global()).err().expect("invalid");
-    let e = errors.iter().find(|e| e.kind == ErrorKind::TypeMismatch).expect("type mismatch");
-    assert_eq!((e.node.as_str(), e.at.as_deref()), ("dit", Some("init_latent")));
-    assert!(e.message.contains("VisionFeatures") && e.message.contains("Latent"), "{}", e.message);
+    let e = errors
+        .iter()
+        .find(|e| e.kind == ErrorKind::TypeMismatch)
+        .expect("type mismatch");
+    assert_eq!(
+        (e.node.as_str(), e.at.as_deref()),
+        ("dit", Some("init_latent"))
+    );
+    assert!(
+        e.message.contains("VisionFeatures") && e.message.contains("Latent"),
+        "{}",
+        e.message
+    );
 }

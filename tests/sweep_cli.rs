@@ -23,16 +23,38 @@ fn sweep_runs_the_grid_and_reuses_upstream_results() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines: Vec<&str> = stdout.lines().filter(|l| l.contains("executed:")).collect();
     assert_eq!(lines.len(), 6, "{stdout}");
-    let count = |node: &str| lines.iter().filter(|l| l.split("executed: ").nth(1).unwrap().split(',').any(|n| n == node)).count();
-    assert_eq!(count("mllm"), 1, "the MLLM runs once for all 6 points:\n{stdout}");
+    let count = |node: &str| {
+        lines
+            .iter()
+            .filter(|l| {
+                l.split("executed: ")
+                    .nth(1)
+                    .unwrap()
+                    .split(',')
+                    .any(|n| n == node)
+            })
+            .count()
+    };
+    assert_eq!(
+        count("mllm"),
+        1,
+        "the MLLM runs once for all 6 points:\n{stdout}"
+    );
     assert_eq!(count("prompt"), 1);
     assert_eq!(count("condition"), 3, "once per mode:\n{stdout}");
     assert_eq!(count("dit"), 6);
     let csv = std::fs::read_to_string(dir.join("sweep/results.csv")).unwrap();
     assert_eq!(csv.lines().count(), 7, "{csv}");
-    assert!(csv.starts_with("condition.mode,dit.seed,executed,seconds"), "{csv}");
+    assert!(
+        csv.starts_with("condition.mode,dit.seed,executed,seconds"),
+        "{csv}"
+    );
     std::fs::remove_dir_all(dir).ok();
 }

@@ -7,7 +7,9 @@ use unilip_core::{validate, ErrorKind, GraphDoc, Registry};
 
 fn errors_of(file: &str) -> Vec<unilip_core::ValidationError> {
     unilip_nodes::link();
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad_graphs").join(file);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/bad_graphs")
+        .join(file);
     let doc = GraphDoc::load(&path).unwrap_or_else(|e| panic!("{file} must parse: {e}"));
     match validate(&doc, Registry::global()) {
         Ok(_) => panic!("{file} validated but must not"),
@@ -28,23 +30,42 @@ fn assert_error(file: &str, kind: ErrorKind, node: &str, at: Option<&str>) {
 #[test]
 fn cycle_names_every_node_in_it() {
     let errors = errors_of("cycle.ron");
-    let cycle = errors.iter().find(|e| e.kind == ErrorKind::Cycle).expect("cycle error");
+    let cycle = errors
+        .iter()
+        .find(|e| e.kind == ErrorKind::Cycle)
+        .expect("cycle error");
     for n in ["a", "b", "c"] {
-        assert!(cycle.message.contains(n), "cycle message names {n}: {}", cycle.message);
+        assert!(
+            cycle.message.contains(n),
+            "cycle message names {n}: {}",
+            cycle.message
+        );
     }
 }
 
 #[test]
 fn type_mismatch_names_both_types() {
     let errors = errors_of("type_mismatch.ron");
-    let e = errors.iter().find(|e| e.kind == ErrorKind::TypeMismatch).expect("mismatch");
+    let e = errors
+        .iter()
+        .find(|e| e.kind == ErrorKind::TypeMismatch)
+        .expect("mismatch");
     assert_eq!((e.node.as_str(), e.at.as_deref()), ("show", Some("text")));
-    assert!(e.message.contains("Float") && e.message.contains("Text"), "{}", e.message);
+    assert!(
+        e.message.contains("Float") && e.message.contains("Text"),
+        "{}",
+        e.message
+    );
 }
 
 #[test]
 fn required_input_missing() {
-    assert_error("required_input_missing.ron", ErrorKind::RequiredInputMissing, "resize", Some("image"));
+    assert_error(
+        "required_input_missing.ron",
+        ErrorKind::RequiredInputMissing,
+        "resize",
+        Some("image"),
+    );
 }
 
 #[test]
@@ -57,37 +78,72 @@ fn unknown_node_type_is_reported_by_name() {
 
 #[test]
 fn unknown_param() {
-    assert_error("unknown_param.ron", ErrorKind::UnknownParam, "num", Some("vaule_typo"));
+    assert_error(
+        "unknown_param.ron",
+        ErrorKind::UnknownParam,
+        "num",
+        Some("vaule_typo"),
+    );
 }
 
 #[test]
 fn value_out_of_range() {
-    assert_error("value_out_of_range.ron", ErrorKind::ValueOutOfRange, "resize", Some("width"));
+    assert_error(
+        "value_out_of_range.ron",
+        ErrorKind::ValueOutOfRange,
+        "resize",
+        Some("width"),
+    );
 }
 
 #[test]
 fn value_not_in_choices() {
-    assert_error("value_not_in_choices.ron", ErrorKind::ValueNotInChoices, "resize", Some("filter"));
+    assert_error(
+        "value_not_in_choices.ron",
+        ErrorKind::ValueNotInChoices,
+        "resize",
+        Some("filter"),
+    );
 }
 
 #[test]
 fn two_wires_into_one_input() {
-    assert_error("duplicate_input.ron", ErrorKind::DuplicateInput, "resize", Some("image"));
+    assert_error(
+        "duplicate_input.ron",
+        ErrorKind::DuplicateInput,
+        "resize",
+        Some("image"),
+    );
 }
 
 #[test]
 fn edge_to_missing_node() {
-    assert_error("missing_node.ron", ErrorKind::MissingNode, "ghost", Some("image"));
+    assert_error(
+        "missing_node.ron",
+        ErrorKind::MissingNode,
+        "ghost",
+        Some("image"),
+    );
 }
 
 #[test]
 fn edge_to_missing_port() {
-    assert_error("missing_port.ron", ErrorKind::MissingPort, "img", Some("picture"));
+    assert_error(
+        "missing_port.ron",
+        ErrorKind::MissingPort,
+        "img",
+        Some("picture"),
+    );
 }
 
 #[test]
 fn wrong_param_type() {
-    assert_error("wrong_param_type.ron", ErrorKind::WrongParamType, "resize", Some("width"));
+    assert_error(
+        "wrong_param_type.ron",
+        ErrorKind::WrongParamType,
+        "resize",
+        Some("width"),
+    );
 }
 
 #[test]

@@ -97,7 +97,9 @@ impl std::str::FromStr for Edge {
 
 impl<'de> Deserialize<'de> for Edge {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 

@@ -246,7 +246,11 @@ impl Executor {
     }
 
     /// Runs `graph` for `opts.targets`.
-    pub fn run(&mut self, graph: &ValidatedGraph, opts: &RunOptions) -> Result<RunReport, RunError> {
+    pub fn run(
+        &mut self,
+        graph: &ValidatedGraph,
+        opts: &RunOptions,
+    ) -> Result<RunReport, RunError> {
         let start = Instant::now();
         let emit = |e: Event| {
             if let Some(sink) = &opts.events {
@@ -282,11 +286,20 @@ impl Executor {
             if self.cache.contains(&keys[&id]) {
                 from_cache.insert(id);
             } else {
-                stack.extend(graph.nodes[&id].inputs.values().map(|(s, _)| s.node.clone()));
+                stack.extend(
+                    graph.nodes[&id]
+                        .inputs
+                        .values()
+                        .map(|(s, _)| s.node.clone()),
+                );
                 to_run.insert(id);
             }
         }
-        let order: Vec<&String> = graph.order.iter().filter(|id| to_run.contains(*id)).collect();
+        let order: Vec<&String> = graph
+            .order
+            .iter()
+            .filter(|id| to_run.contains(*id))
+            .collect();
         emit(Event::RunStarted {
             to_execute: order.iter().map(|s| s.to_string()).collect(),
             cached: from_cache.iter().cloned().collect(),
@@ -397,7 +410,11 @@ impl Executor {
         {
             if !matches_family(v, ty) {
                 return Err(fail(
-                    format!("output `{}` is {} but declared {ty} (node bug)", port.name, v.describe()),
+                    format!(
+                        "output `{}` is {} but declared {ty} (node bug)",
+                        port.name,
+                        v.describe()
+                    ),
                     false,
                 ));
             }

@@ -105,7 +105,12 @@ impl ParamSpec {
 
     /// A one-line string parameter.
     pub fn string(name: &str, default: &str, doc: &str) -> Self {
-        Self::new(name, ParamKind::String, ParamValue::Str(default.into()), doc)
+        Self::new(
+            name,
+            ParamKind::String,
+            ParamValue::Str(default.into()),
+            doc,
+        )
     }
 
     /// A multi-line text parameter.
@@ -131,12 +136,22 @@ impl ParamSpec {
 
     /// A file path parameter.
     pub fn file(name: &str, default: &str, doc: &str) -> Self {
-        Self::new(name, ParamKind::FilePath, ParamValue::Str(default.into()), doc)
+        Self::new(
+            name,
+            ParamKind::FilePath,
+            ParamValue::Str(default.into()),
+            doc,
+        )
     }
 
     /// A directory path parameter.
     pub fn dir(name: &str, default: &str, doc: &str) -> Self {
-        Self::new(name, ParamKind::DirPath, ParamValue::Str(default.into()), doc)
+        Self::new(
+            name,
+            ParamKind::DirPath,
+            ParamValue::Str(default.into()),
+            doc,
+        )
     }
 
     /// Checks a value against kind, range and choices; returns the (possibly widened) value.
@@ -188,7 +203,9 @@ impl ParamSpec {
             found: s.to_string(),
         };
         let v = match self.kind {
-            ParamKind::Int | ParamKind::Seed => ParamValue::Int(s.trim().parse().map_err(|_| bad())?),
+            ParamKind::Int | ParamKind::Seed => {
+                ParamValue::Int(s.trim().parse().map_err(|_| bad())?)
+            }
             ParamKind::Float => ParamValue::Float(s.trim().parse().map_err(|_| bad())?),
             ParamKind::Bool => ParamValue::Bool(s.trim().parse().map_err(|_| bad())?),
             _ => ParamValue::Str(s.to_string()),

@@ -254,7 +254,10 @@ mod tests {
             PortType::Float.connect_to(&PortType::Int),
             Connection::Refused
         );
-        assert_eq!(PortType::Text.connect_to(&PortType::Image), Connection::Refused);
+        assert_eq!(
+            PortType::Text.connect_to(&PortType::Image),
+            Connection::Refused
+        );
         assert_eq!(
             PortType::Model(ModelKind::Unilip).connect_to(&PortType::Model(ModelKind::Dit)),
             Connection::Direct

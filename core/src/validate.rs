@@ -62,7 +62,11 @@ pub struct ValidationError {
 impl fmt::Display for ValidationError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.at {
-            Some(at) => write!(f, "[{:?}] {}.{}: {}", self.kind, self.node, at, self.message),
+            Some(at) => write!(
+                f,
+                "[{:?}] {}.{}: {}",
+                self.kind, self.node, at, self.message
+            ),
             None => write!(f, "[{:?}] {}: {}", self.kind, self.node, self.message),
         }
     }
@@ -101,7 +105,10 @@ fn err(kind: ErrorKind, node: &str, at: Option<&str>, message: String) -> Valida
 }
 
 /// Validates `doc` against `registry`; returns the resolved graph or every error found.
-pub fn validate(doc: &GraphDoc, registry: &Registry) -> Result<ValidatedGraph, Vec<ValidationError>> {
+pub fn validate(
+    doc: &GraphDoc,
+    registry: &Registry,
+) -> Result<ValidatedGraph, Vec<ValidationError>> {
     let mut errors = Vec::new();
     let mut resolved: BTreeMap<String, ResolvedNode> = BTreeMap::new();
 
@@ -146,7 +153,12 @@ pub fn validate(doc: &GraphDoc, registry: &Registry) -> Result<ValidatedGraph, V
                     format!(
                         "`{}` has no param `{name}` (params: {})",
                         node.type_id,
-                        schema.params.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+                        schema
+                            .params
+                            .iter()
+                            .map(|p| p.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 ));
                 continue;
@@ -190,7 +202,10 @@ pub fn validate(doc: &GraphDoc, registry: &Registry) -> Result<ValidatedGraph, V
                     ErrorKind::MissingNode,
                     &end.node,
                     Some(&end.port),
-                    format!("edge {} -> {} names missing node `{}`", e.from, e.to, end.node),
+                    format!(
+                        "edge {} -> {} names missing node `{}`",
+                        e.from, e.to, end.node
+                    ),
                 ));
                 ok = false;
                 continue;
@@ -207,20 +222,34 @@ pub fn validate(doc: &GraphDoc, registry: &Registry) -> Result<ValidatedGraph, V
             };
             if !exists {
                 let (dir, names): (&str, Vec<&str>) = if is_output {
-                    ("output", schema.outputs.iter().map(|p| p.name.as_str()).collect())
+                    (
+                        "output",
+                        schema.outputs.iter().map(|p| p.name.as_str()).collect(),
+                    )
                 } else {
-                    ("input", schema.inputs.iter().map(|p| p.name.as_str()).collect())
+                    (
+                        "input",
+                        schema.inputs.iter().map(|p| p.name.as_str()).collect(),
+                    )
                 };
                 errors.push(err(
                     ErrorKind::MissingPort,
                     &end.node,
                     Some(&end.port),
-                    format!("`{}` has no {dir} `{}` ({dir}s: {})", schema.id, end.port, names.join(", ")),
+                    format!(
+                        "`{}` has no {dir} `{}` ({dir}s: {})",
+                        schema.id,
+                        end.port,
+                        names.join(", ")
+                    ),
                 ));
                 ok = false;
             }
         }
-        if let (Some(a), Some(b)) = (index.get(e.from.node.as_str()), index.get(e.to.node.as_str())) {
+        if let (Some(a), Some(b)) = (
+            index.get(e.from.node.as_str()),
+            index.get(e.to.node.as_str()),
+        ) {
             graph.add_edge(*a, *b, ());
         }
         if ok {
@@ -239,7 +268,11 @@ pub fn validate(doc: &GraphDoc, registry: &Registry) -> Result<ValidatedGraph, V
                 format!(
                     "{} wires into one input: {}",
                     sources.len(),
-                    sources.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
+                    sources
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             ));
         }
@@ -247,7 +280,10 @@ pub fn validate(doc: &GraphDoc, registry: &Registry) -> Result<ValidatedGraph, V
 
     // Cycles: name every node of every cycle.
     let order = match toposort(&graph, None) {
-        Ok(order) => order.into_iter().map(|i| graph[i].clone()).collect::<Vec<_>>(),
+        Ok(order) => order
+            .into_iter()
+            .map(|i| graph[i].clone())
+            .collect::<Vec<_>>(),
         Err(_) => {
             for scc in tarjan_scc(&graph) {
                 let self_loop = scc.len() == 1 && graph.contains_edge(scc[0], scc[0]);
@@ -268,7 +304,9 @@ pub fn validate(doc: &GraphDoc, registry: &Registry) -> Result<ValidatedGraph, V
 
     // Types, in topological order so inferred output types propagate.
     for id in &order {
-        let Some(node) = resolved.get(id) else { continue };
+        let Some(node) = resolved.get(id) else {
+            continue;
+        };
         let schema = node.def.schema().clone();
         let mut input_types = BTreeMap::new();
         let mut inputs = BTreeMap::new();
@@ -282,20 +320,30 @@ pub fn validate(doc: &GraphDoc, registry: &Registry) -> Result<ValidatedGraph, V
                         ErrorKind::RequiredInputMissing,
                         id,
                         Some(&port.name),
-                        format!("required input `{}` ({}) is not connected", port.name, port.ty),
+                        format!(
+                            "required input `{}` ({}) is not connected",
+                            port.name, port.ty
+                        ),
                     ));
                 }
                 continue;
             };
-            let Some(up) = resolved.get(&src.node) else { continue };
-            let Some(oi) = up.def.schema().output_index(&src.port) else { continue };
+            let Some(up) = resolved.get(&src.node) else {
+                continue;
+            };
+            let Some(oi) = up.def.schema().output_index(&src.port) else {
+                continue;
+            };
             let from_ty = up.output_types[oi].clone();
             match from_ty.connect_to(&port.ty) {
                 Connection::Refused => errors.push(err(
                     ErrorKind::TypeMismatch,
                     id,
                     Some(&port.name),
-                    format!("{src} gives {from_ty}, but `{}` expects {}", port.name, port.ty),
+                    format!(
+                        "{src} gives {from_ty}, but `{}` expects {}",
+                        port.name, port.ty
+                    ),
                 )),
                 c => {
                     let coercion = match c {
@@ -325,7 +373,10 @@ pub fn validate(doc: &GraphDoc, registry: &Registry) -> Result<ValidatedGraph, V
     }
 
     if errors.is_empty() {
-        let order = order.into_iter().filter(|id| resolved.contains_key(id)).collect();
+        let order = order
+            .into_iter()
+            .filter(|id| resolved.contains_key(id))
+            .collect();
         Ok(ValidatedGraph {
             nodes: resolved,
             order,

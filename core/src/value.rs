@@ -218,11 +218,7 @@ impl Value {
     /// Shape/statistics for display.
     pub fn summary(&self) -> Option<Summary> {
         match self {
-            Value::Image(img) => Some(Summary::of(
-                vec![img.n, 3, img.h, img.w],
-                "f32",
-                &img.data,
-            )),
+            Value::Image(img) => Some(Summary::of(vec![img.n, 3, img.h, img.w], "f32", &img.data)),
             Value::Data(d) => d.summary(),
             _ => None,
         }

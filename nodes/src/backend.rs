@@ -52,7 +52,9 @@ pub fn select(kind: DeviceKind) -> Result<(), String> {
 fn make_device(kind: DeviceKind) -> Result<Device, String> {
     match kind {
         DeviceKind::Cpu => Ok(Default::default()),
-        DeviceKind::Cuda => Err("this binary was built without CUDA; rebuild with `--features cuda`".into()),
+        DeviceKind::Cuda => {
+            Err("this binary was built without CUDA; rebuild with `--features cuda`".into())
+        }
     }
 }
 
@@ -60,7 +62,10 @@ fn make_device(kind: DeviceKind) -> Result<Device, String> {
 fn make_device(kind: DeviceKind) -> Result<Device, String> {
     match kind {
         DeviceKind::Cuda => Ok(burn::backend::cuda::CudaDevice { index: 0 }),
-        DeviceKind::Cpu => Err("this binary was built with the CUDA backend; build without `--features cuda` for CPU".into()),
+        DeviceKind::Cpu => Err(
+            "this binary was built with the CUDA backend; build without `--features cuda` for CPU"
+                .into(),
+        ),
     }
 }
 

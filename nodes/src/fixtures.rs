@@ -99,9 +99,18 @@ impl Fixture {
 
 /// Largest violation of `|got - want| <= atol + rtol·|want|`, as an error message naming the
 /// tensor, the index and both values; `Ok(max_abs_diff)` when every element is within tolerance.
-pub fn compare(name: &str, got: &HostTensor, want: &HostTensor, atol: f64, rtol: f64) -> Result<f64, String> {
+pub fn compare(
+    name: &str,
+    got: &HostTensor,
+    want: &HostTensor,
+    atol: f64,
+    rtol: f64,
+) -> Result<f64, String> {
     if got.shape != want.shape {
-        return Err(format!("{name}: shape {:?} != expected {:?}", got.shape, want.shape));
+        return Err(format!(
+            "{name}: shape {:?} != expected {:?}",
+            got.shape, want.shape
+        ));
     }
     let mut max_diff = 0f64;
     let mut worst: Option<(usize, f64)> = None;

@@ -120,7 +120,10 @@ pub struct HostTensor {
 impl HostTensor {
     /// Converts into a Burn tensor of rank `D`.
     pub fn to_burn<B: Backend, const D: usize>(&self, device: &B::Device) -> Tensor<B, D> {
-        Tensor::from_data(TensorData::new(self.data.clone(), self.shape.clone()), device)
+        Tensor::from_data(
+            TensorData::new(self.data.clone(), self.shape.clone()),
+            device,
+        )
     }
 
     /// Reads a Burn tensor back to the host as f32.
@@ -366,11 +369,14 @@ impl Checkpoint {
 
     /// Reads one tensor as f32, upcasting bf16/f16.
     pub fn read(&self, key: &str) -> Result<HostTensor> {
-        let meta = self.tensors.get(key).ok_or_else(|| WeightError::MissingKey {
-            key: key.to_string(),
-            source_desc: self.describe(),
-            hint: self.closest(key),
-        })?;
+        let meta = self
+            .tensors
+            .get(key)
+            .ok_or_else(|| WeightError::MissingKey {
+                key: key.to_string(),
+                source_desc: self.describe(),
+                hint: self.closest(key),
+            })?;
         self.read_keys
             .lock()
             .expect("read-keys lock")
@@ -422,11 +428,14 @@ impl Checkpoint {
 
     /// Reads an integer tensor (i64/i32/u8/bool) as i64, for fixtures (token ids, masks).
     pub fn read_i64(&self, key: &str) -> Result<(Vec<usize>, Vec<i64>)> {
-        let meta = self.tensors.get(key).ok_or_else(|| WeightError::MissingKey {
-            key: key.to_string(),
-            source_desc: self.describe(),
-            hint: self.closest(key),
-        })?;
+        let meta = self
+            .tensors
+            .get(key)
+            .ok_or_else(|| WeightError::MissingKey {
+                key: key.to_string(),
+                source_desc: self.describe(),
+                hint: self.closest(key),
+            })?;
         let (path, mmap) = &self.files[meta.file];
         let bytes = &mmap[meta.start..meta.end];
         let data: Vec<i64> = match meta.dtype {
@@ -492,9 +501,18 @@ impl RandomSource {
             vec![if last.starts_with("ls") { 0.1 } else { 1.0 }; n]
         } else {
             let fan_in: usize = shape.iter().skip(1).product::<usize>().max(1);
-            let std = if shape.len() >= 2 { (1.0 / fan_in as f32).sqrt() } else { 0.02 };
+            let std = if shape.len() >= 2 {
+                (1.0 / fan_in as f32).sqrt()
+            } else {
+                0.02
+            };
             let mut rng = rand::rngs::StdRng::seed_from_u64(
-                self.seed ^ u64::from_le_bytes(blake3::hash(key.as_bytes()).as_bytes()[..8].try_into().expect("8 bytes")),
+                self.seed
+                    ^ u64::from_le_bytes(
+                        blake3::hash(key.as_bytes()).as_bytes()[..8]
+                            .try_into()
+                            .expect("8 bytes"),
+                    ),
             );
             (0..n)
                 .map(|_| {
@@ -652,7 +670,11 @@ impl<B: Backend> VarBuilder<B> {
     }
 
     /// Loads `name` as a learnable parameter.
-    pub fn param<const D: usize>(&self, name: &str, shape: [usize; D]) -> Result<Param<Tensor<B, D>>> {
+    pub fn param<const D: usize>(
+        &self,
+        name: &str,
+        shape: [usize; D],
+    ) -> Result<Param<Tensor<B, D>>> {
         Ok(Param::from_tensor(self.tensor(name, shape)?))
     }
 

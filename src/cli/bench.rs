@@ -38,12 +38,18 @@ fn chain(n: usize) -> GraphDoc {
     };
     doc.nodes.insert(
         "n0".into(),
-        node("scalar.float", [("value".into(), ParamValue::Float(1.0))].into()),
+        node(
+            "scalar.float",
+            [("value".into(), ParamValue::Float(1.0))].into(),
+        ),
     );
     for i in 1..n {
         doc.nodes.insert(
             format!("n{i}"),
-            node("scalar.math", [("b".into(), ParamValue::Float(1e-3))].into()),
+            node(
+                "scalar.math",
+                [("b".into(), ParamValue::Float(1e-3))].into(),
+            ),
         );
         doc.edges.push(Edge {
             from: PortRef::new(&format!("n{}", i - 1), "value"),
@@ -61,19 +67,34 @@ fn bench_executor(n: usize) -> Result<(), CliError> {
 
     // Direct calls of the same node functions.
     let reg = Registry::global();
-    let (first, rest) = (reg.get("scalar.float").expect("registered"), reg.get("scalar.math").expect("registered"));
+    let (first, rest) = (
+        reg.get("scalar.float").expect("registered"),
+        reg.get("scalar.math").expect("registered"),
+    );
     let cancel = CancelToken::new();
     let env = RunEnv::default();
     let params_first = &graph.nodes["n0"].params;
     let params_rest = &graph.nodes["n1"].params;
     let t0 = Instant::now();
     let mut v = first
-        .execute(&mut ExecCtx::detached("n0", params_first, BTreeMap::new(), &cancel, &env))
+        .execute(&mut ExecCtx::detached(
+            "n0",
+            params_first,
+            BTreeMap::new(),
+            &cancel,
+            &env,
+        ))
         .map_err(|e| CliError::Run(e.to_string()))?;
     for _ in 1..n {
         let inputs = [("a".to_string(), v.remove(0))].into();
         v = rest
-            .execute(&mut ExecCtx::detached("n", params_rest, inputs, &cancel, &env))
+            .execute(&mut ExecCtx::detached(
+                "n",
+                params_rest,
+                inputs,
+                &cancel,
+                &env,
+            ))
             .map_err(|e| CliError::Run(e.to_string()))?;
     }
     let direct = t0.elapsed();
@@ -85,19 +106,28 @@ fn bench_executor(n: usize) -> Result<(), CliError> {
         ..Default::default()
     };
     let t1 = Instant::now();
-    let report = exec.run(&graph, &opts).map_err(|e| CliError::Run(e.to_string()))?;
+    let report = exec
+        .run(&graph, &opts)
+        .map_err(|e| CliError::Run(e.to_string()))?;
     let full = t1.elapsed();
     let t2 = Instant::now();
-    let cached = exec.run(&graph, &opts).map_err(|e| CliError::Run(e.to_string()))?;
+    let cached = exec
+        .run(&graph, &opts)
+        .map_err(|e| CliError::Run(e.to_string()))?;
     let rerun = t2.elapsed();
     let got = report.outputs[&target][0].clone();
     if let (Value::Float(a), Value::Float(b)) = (&got, &direct_value) {
         if (a - b).abs() > 1e-9 {
-            return Err(CliError::Run(format!("executor ({a}) and direct calls ({b}) disagree")));
+            return Err(CliError::Run(format!(
+                "executor ({a}) and direct calls ({b}) disagree"
+            )));
         }
     }
     println!("executor benchmark: chain of {n} scalar.math nodes");
-    println!("  direct node calls     {:>10.3} ms", direct.as_secs_f64() * 1e3);
+    println!(
+        "  direct node calls     {:>10.3} ms",
+        direct.as_secs_f64() * 1e3
+    );
     println!(
         "  executor, cold cache  {:>10.3} ms  ({:.2} µs overhead per node)",
         full.as_secs_f64() * 1e3,

@@ -74,8 +74,14 @@ pub fn init_checkpoint(
             tok.display()
         );
     }
-    let params = write_random_checkpoint(dir, config, seed, dtype, tok.exists().then_some(tok.as_path()))
-        .map_err(err)?;
+    let params = write_random_checkpoint(
+        dir,
+        config,
+        seed,
+        dtype,
+        tok.exists().then_some(tok.as_path()),
+    )
+    .map_err(err)?;
     println!(
         "wrote {} ({:.1} M parameters, random seed {seed})",
         dir.display(),
@@ -128,7 +134,10 @@ pub fn checkpoint_cmd(cmd: CheckpointCommand) -> Result<(), CliError> {
     println!("  key style: {:?}", KeyStyle::detect(&ck));
     println!("  sub-models:");
     for (g, (n, p)) in &groups {
-        println!("    {g:<30} {n:>6} tensors {:>10.2} M params", *p as f64 / 1e6);
+        println!(
+            "    {g:<30} {n:>6} tensors {:>10.2} M params",
+            *p as f64 / 1e6
+        );
     }
     let has_lm_head = groups.contains_key("lm_head");
     let components = ComponentSet {
@@ -142,12 +151,21 @@ pub fn checkpoint_cmd(cmd: CheckpointCommand) -> Result<(), CliError> {
             "{} unexpected tensor(s) in {}: {}",
             unexpected.len(),
             dir.display(),
-            unexpected.iter().take(10).cloned().collect::<Vec<_>>().join(", ")
+            unexpected
+                .iter()
+                .take(10)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
         )));
     }
     println!(
         "  every tensor matches config.json{}",
-        if has_lm_head { "" } else { " (no lm_head: generation only)" }
+        if has_lm_head {
+            ""
+        } else {
+            " (no lm_head: generation only)"
+        }
     );
     Ok(())
 }

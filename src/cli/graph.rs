@@ -39,9 +39,24 @@ pub fn list_nodes(json: bool) {
         return;
     }
     for s in reg.schemas() {
-        let ins: Vec<String> = s.inputs.iter().map(|p| format!("{}: {}", p.name, p.ty)).collect();
-        let outs: Vec<String> = s.outputs.iter().map(|p| format!("{}: {}", p.name, p.ty)).collect();
-        println!("{:<28} v{}  [{}]  ({}) -> ({})", s.id, s.version, s.category, ins.join(", "), outs.join(", "));
+        let ins: Vec<String> = s
+            .inputs
+            .iter()
+            .map(|p| format!("{}: {}", p.name, p.ty))
+            .collect();
+        let outs: Vec<String> = s
+            .outputs
+            .iter()
+            .map(|p| format!("{}: {}", p.name, p.ty))
+            .collect();
+        println!(
+            "{:<28} v{}  [{}]  ({}) -> ({})",
+            s.id,
+            s.version,
+            s.category,
+            ins.join(", "),
+            outs.join(", ")
+        );
     }
 }
 
@@ -77,9 +92,7 @@ pub fn graph_cmd(cmd: GraphCommand) -> Result<(), CliError> {
         GraphCommand::FromPng { image, output } => {
             let doc = load_graph(&image)?;
             match output {
-                Some(path) => doc
-                    .save(&path)
-                    .map_err(|e| CliError::Usage(e.to_string())),
+                Some(path) => doc.save(&path).map_err(|e| CliError::Usage(e.to_string())),
                 None => {
                     print!("{}", doc.to_ron());
                     Ok(())

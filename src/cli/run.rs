@@ -60,7 +60,10 @@ pub fn apply_sets(doc: &mut GraphDoc, sets: &[String]) -> Result<(), CliError> {
             CliError::Usage(format!("--set `{s}`: the graph has no node `{node}`"))
         })?;
         let def = Registry::global().get(&nd.type_id).ok_or_else(|| {
-            CliError::Usage(format!("--set `{s}`: node `{node}` has unknown type `{}`", nd.type_id))
+            CliError::Usage(format!(
+                "--set `{s}`: node `{node}` has unknown type `{}`",
+                nd.type_id
+            ))
         })?;
         let spec = def.schema().param(param).ok_or_else(|| {
             CliError::Usage(format!(
@@ -109,8 +112,10 @@ pub fn validate_cmd(path: &Path) -> Result<(), CliError> {
 fn progress_sink() -> (EventSink, ProgressBar) {
     let bar = ProgressBar::new(0);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_msg} {pos}/{len} ETA {eta}")
-            .expect("valid template"),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_msg} {pos}/{len} ETA {eta}",
+        )
+        .expect("valid template"),
     );
     let shared = Arc::new(Mutex::new(bar.clone()));
     let sink: EventSink = Arc::new(move |e: &Event| {

@@ -34,9 +34,9 @@ fn axes(grids: &[String]) -> Result<Vec<(String, Vec<String>)>, CliError> {
     grids
         .iter()
         .map(|g| {
-            let (lhs, values) = g
-                .split_once('=')
-                .ok_or_else(|| CliError::Usage(format!("--grid `{g}`: expected NODE.PARAM=V1,V2")))?;
+            let (lhs, values) = g.split_once('=').ok_or_else(|| {
+                CliError::Usage(format!("--grid `{g}`: expected NODE.PARAM=V1,V2"))
+            })?;
             let values: Vec<String> = values.split(',').map(str::to_string).collect();
             Ok((lhs.to_string(), values))
         })
@@ -63,10 +63,18 @@ fn bar_chart(path: &Path, values: &[f64]) -> Result<(), CliError> {
     let (w, h, bar) = (40 + 30 * values.len() as u32, 240u32, 20u32);
     let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
     let lo = finite.iter().copied().fold(0f64, f64::min);
-    let hi = finite.iter().copied().fold(f64::MIN, f64::max).max(lo + 1e-12);
+    let hi = finite
+        .iter()
+        .copied()
+        .fold(f64::MIN, f64::max)
+        .max(lo + 1e-12);
     let mut img = image::RgbImage::from_pixel(w, h, image::Rgb([255, 255, 255]));
     for (i, v) in values.iter().enumerate() {
-        let frac = if v.is_finite() { (v - lo) / (hi - lo) } else { 0.0 };
+        let frac = if v.is_finite() {
+            (v - lo) / (hi - lo)
+        } else {
+            0.0
+        };
         let top = h - 20 - ((h - 40) as f64 * frac) as u32;
         let x0 = 20 + 30 * i as u32;
         for x in x0..x0 + bar {
@@ -138,12 +146,19 @@ pub fn sweep(args: SweepArgs) -> Result<(), CliError> {
         }
         row.push(report.executed.len().to_string());
         row.push(format!("{:.3}", report.total.as_secs_f64()));
-        println!("{}  executed: {}", sets.join(" "), report.executed.join(","));
+        println!(
+            "{}  executed: {}",
+            sets.join(" "),
+            report.executed.join(",")
+        );
         rows.push(row.join(","));
     }
     std::fs::create_dir_all(&args.out).map_err(|e| CliError::Run(e.to_string()))?;
-    unilip_core::atomic_write(&args.out.join("results.csv"), (rows.join("\n") + "\n").as_bytes())
-        .map_err(|e| CliError::Run(e.to_string()))?;
+    unilip_core::atomic_write(
+        &args.out.join("results.csv"),
+        (rows.join("\n") + "\n").as_bytes(),
+    )
+    .map_err(|e| CliError::Run(e.to_string()))?;
     for ((node, port), values) in metrics.iter().zip(&columns) {
         bar_chart(&args.out.join(format!("{node}.{port}.png")), values)?;
     }

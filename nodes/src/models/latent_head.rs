@@ -46,7 +46,13 @@ impl<B: Backend> LatentHead<B> {
     pub fn load(vb: &VarBuilder<B>, hidden: usize) -> Result<Self> {
         let latent = match vb.shape_of("down_mlp.1.weight") {
             Some(shape) => shape.first().copied().unwrap_or(0),
-            None => vb.checkpoint().read(&vb.key("down_mlp.1.weight"))?.shape.first().copied().unwrap_or(0),
+            None => vb
+                .checkpoint()
+                .read(&vb.key("down_mlp.1.weight"))?
+                .shape
+                .first()
+                .copied()
+                .unwrap_or(0),
         };
         let blocks = vb.pp("down_blocks");
         let n = (0..)

@@ -289,7 +289,12 @@ impl ConvSpec {
             .init::<B>(vb.device());
         conv.weight = vb.param(
             "weight",
-            [self.c_out, self.c_in / self.groups, self.kernel, self.kernel],
+            [
+                self.c_out,
+                self.c_in / self.groups,
+                self.kernel,
+                self.kernel,
+            ],
         )?;
         if self.bias {
             conv.bias = Some(vb.param("bias", [self.c_out])?);

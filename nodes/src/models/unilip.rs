@@ -614,7 +614,8 @@ impl<B: Backend> Unilip<B> {
     ) -> weights::Result<(Self, BTreeMap<String, HostTensor>)> {
         let oracle = random_key_oracle(&config);
         let root = VarBuilder::<B>::random(seed, oracle, device);
-        let model = Self::from_var_builder(root.clone(), KeyStyle::Nested, config, ComponentSet::ALL)?;
+        let model =
+            Self::from_var_builder(root.clone(), KeyStyle::Nested, config, ComponentSet::ALL)?;
         Ok((model, root.made()))
     }
 

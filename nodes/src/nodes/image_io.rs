@@ -54,7 +54,11 @@ impl LoadImage {
                 category: "image".into(),
                 description: "Reads a PNG or JPEG file as an RGB image in [0, 1].".into(),
                 inputs: vec![],
-                outputs: vec![PortSpec::new("image", PortType::Image, "The image, batch of 1")],
+                outputs: vec![PortSpec::new(
+                    "image",
+                    PortType::Image,
+                    "The image, batch of 1",
+                )],
                 params: vec![ParamSpec::file("path", "", "Image file to read")],
                 output_node: false,
             },
@@ -75,7 +79,9 @@ impl Node for LoadImage {
 
     fn execute(&self, ctx: &mut ExecCtx<'_>) -> Result<Vec<Value>, NodeError> {
         let path = PathBuf::from(ctx.str("path")?);
-        Ok(vec![Value::Image(Arc::new(read_image(&path).map_err(NodeError::msg)?))])
+        Ok(vec![Value::Image(Arc::new(
+            read_image(&path).map_err(NodeError::msg)?,
+        ))])
     }
 }
 

@@ -110,9 +110,10 @@ impl Crop {
                 id: "image.crop".into(),
                 version: 1,
                 category: "image".into(),
-                description: "Cuts a width × height window at (x, y) from every image. A centre crop \
+                description:
+                    "Cuts a width × height window at (x, y) from every image. A centre crop \
                               when x and y are -1."
-                    .into(),
+                        .into(),
                 inputs: vec![image_in("Images")],
                 outputs: vec![image_out("Cropped images")],
                 params: vec![
@@ -142,7 +143,10 @@ impl Node for Crop {
             )));
         }
         let pick = |v: i64, room: usize| if v < 0 { room / 2 } else { v as usize };
-        let (x0, y0) = (pick(ctx.int("x")?, img.w - w), pick(ctx.int("y")?, img.h - h));
+        let (x0, y0) = (
+            pick(ctx.int("x")?, img.w - w),
+            pick(ctx.int("y")?, img.h - h),
+        );
         if x0 + w > img.w || y0 + h > img.h {
             return Err(NodeError::msg(format!(
                 "crop window ({x0}, {y0}) + {w}×{h} leaves the {}×{} image",
@@ -232,7 +236,10 @@ impl Node for ImageMath {
             .zip(&b.data)
             .map(|(&x, &y)| f(x, y, t).clamp(0.0, 1.0))
             .collect();
-        Ok(vec![Value::Image(Arc::new(ImageBatch { data, ..(*a).clone() }))])
+        Ok(vec![Value::Image(Arc::new(ImageBatch {
+            data,
+            ..(*a).clone()
+        }))])
     }
 }
 

@@ -9,13 +9,24 @@ use crate::register_node;
 /// `b` on the pixel grid of `a` (bilinear resize when the sizes differ; counts must agree).
 fn on_grid_of(ctx: &ExecCtx<'_>, a: &ImageBatch, b: &ImageBatch) -> Result<ImageBatch, NodeError> {
     if a.n != b.n {
-        return Err(NodeError::msg(format!("{} reference images but {} images", a.n, b.n)));
+        return Err(NodeError::msg(format!(
+            "{} reference images but {} images",
+            a.n, b.n
+        )));
     }
     if (a.h, a.w) == (b.h, b.w) {
         return Ok(b.clone());
     }
-    ctx.warn(format!("resizing {}×{} to the reference's {}×{}", b.w, b.h, a.w, a.h));
-    Ok(super::image_ops::resize(b, a.w, a.h, image::imageops::FilterType::Triangle))
+    ctx.warn(format!(
+        "resizing {}×{} to the reference's {}×{}",
+        b.w, b.h, a.w, a.h
+    ));
+    Ok(super::image_ops::resize(
+        b,
+        a.w,
+        a.h,
+        image::imageops::FilterType::Triangle,
+    ))
 }
 
 /// PSNR in dB of `b` against reference `a`, values in [0, 1] (infinite for identical images).
@@ -114,8 +125,18 @@ macro_rules! image_metric {
     };
 }
 
-image_metric!(Psnr, "metric.psnr", "Peak signal-to-noise ratio in dB (images in [0, 1]).", psnr);
-image_metric!(Ssim, "metric.ssim", "Structural similarity (8×8 windows, stride 4), mean over channels.", ssim);
+image_metric!(
+    Psnr,
+    "metric.psnr",
+    "Peak signal-to-noise ratio in dB (images in [0, 1]).",
+    psnr
+);
+image_metric!(
+    Ssim,
+    "metric.ssim",
+    "Structural similarity (8×8 windows, stride 4), mean over channels.",
+    ssim
+);
 
 /// `metric.cosine`: mean cosine similarity of two feature sets token by token (e.g. a distilled
 /// encoder against the original: the drift of self-distillation).
@@ -131,14 +152,19 @@ impl Cosine {
                 id: "metric.cosine".into(),
                 version: 1,
                 category: "metrics".into(),
-                description: "Mean token-wise cosine similarity between two feature sets of equal shape \
+                description:
+                    "Mean token-wise cosine similarity between two feature sets of equal shape \
                               (student vs teacher encoder: the self-distillation drift)."
-                    .into(),
+                        .into(),
                 inputs: vec![
                     PortSpec::new("a", PortType::VisionFeatures { dim: None }, "Features"),
                     PortSpec::new("b", PortType::VisionFeatures { dim: None }, "Features"),
                 ],
-                outputs: vec![PortSpec::new("value", PortType::Float, "Mean cosine similarity")],
+                outputs: vec![PortSpec::new(
+                    "value",
+                    PortType::Float,
+                    "Mean cosine similarity",
+                )],
                 params: vec![],
                 output_node: true,
             },
@@ -155,7 +181,11 @@ impl Node for Cosine {
         let a = input::<Features>(ctx, "a")?.tokens.clone();
         let b = input::<Features>(ctx, "b")?.tokens.clone();
         if a.dims() != b.dims() {
-            return Err(NodeError::msg(format!("shapes differ: {:?} vs {:?}", a.dims(), b.dims())));
+            return Err(NodeError::msg(format!(
+                "shapes differ: {:?} vs {:?}",
+                a.dims(),
+                b.dims()
+            )));
         }
         let dot = (a.clone() * b.clone()).sum_dim(2);
         let norms = (a.powi_scalar(2).sum_dim(2) * b.powi_scalar(2).sum_dim(2)).sqrt() + 1e-12;

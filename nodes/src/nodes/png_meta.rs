@@ -34,7 +34,11 @@ pub enum PngMetaError {
 }
 
 /// Writes an RGB PNG atomically, embedding `graph` (RON) when given.
-pub fn write_png(path: &Path, img: &image::RgbImage, graph: Option<&str>) -> Result<(), PngMetaError> {
+pub fn write_png(
+    path: &Path,
+    img: &image::RgbImage,
+    graph: Option<&str>,
+) -> Result<(), PngMetaError> {
     let p = path.display().to_string();
     let png_err = |e: png::EncodingError| PngMetaError::Png {
         path: p.clone(),

@@ -50,8 +50,8 @@ impl FloatMath {
                 id: "scalar.math".into(),
                 version: 1,
                 category: "scalar".into(),
-                description: "Float arithmetic `a op b`; `b` defaults to the param when unconnected."
-                    .into(),
+                description:
+                    "Float arithmetic `a op b`; `b` defaults to the param when unconnected.".into(),
                 inputs: vec![
                     PortSpec::new("a", PortType::Float, "Left operand"),
                     PortSpec::optional("b", PortType::Float, "Right operand (else param `b`)"),
@@ -110,9 +110,10 @@ impl ShowText {
                 id: "text.show".into(),
                 version: 1,
                 category: "text".into(),
-                description: "Shows a text (an answer, a caption, file paths) in the CLI output and on \
+                description:
+                    "Shows a text (an answer, a caption, file paths) in the CLI output and on \
                               the node in the editor."
-                    .into(),
+                        .into(),
                 inputs: vec![PortSpec::new("text", PortType::Text, "Text to show")],
                 outputs: vec![PortSpec::new("text", PortType::Text, "The same text")],
                 params: vec![],
@@ -128,7 +129,11 @@ impl Node for ShowText {
     }
 
     fn execute(&self, ctx: &mut ExecCtx<'_>) -> Result<Vec<Value>, NodeError> {
-        let text = ctx.input("text")?.as_text().map_err(super::failed)?.to_string();
+        let text = ctx
+            .input("text")?
+            .as_text()
+            .map_err(super::failed)?
+            .to_string();
         Ok(vec![Value::Text(text)])
     }
 }

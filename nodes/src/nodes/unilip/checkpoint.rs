@@ -36,7 +36,9 @@ pub fn load_resident(dir: &Path, components: ComponentSet) -> Result<Arc<ModelHa
         .map_err(|e| e.to_string())?;
     let tok_path = canonical.join("tokenizer.json");
     let tokenizer = if tok_path.exists() {
-        Some(Arc::new(Tokenizer::from_file(&tok_path).map_err(|e| e.to_string())?))
+        Some(Arc::new(
+            Tokenizer::from_file(&tok_path).map_err(|e| e.to_string())?,
+        ))
     } else {
         None
     };
@@ -45,7 +47,10 @@ pub fn load_resident(dir: &Path, components: ComponentSet) -> Result<Arc<ModelHa
         tokenizer,
         dir: canonical,
     });
-    store().lock().expect("model store").insert(key, handle.clone());
+    store()
+        .lock()
+        .expect("model store")
+        .insert(key, handle.clone());
     Ok(handle)
 }
 
@@ -55,7 +60,10 @@ pub struct LoadCheckpoint {
 }
 
 const PARTS: [(&str, &str); 6] = [
-    ("vision", "vision tower + projector (CLIP encode, editing, understanding)"),
+    (
+        "vision",
+        "vision tower + projector (CLIP encode, editing, understanding)",
+    ),
     ("llm", "the MLLM (Qwen2)"),
     ("lm_head", "the LM head (text answers)"),
     ("connector", "learnable queries, connector and projector"),
@@ -122,8 +130,17 @@ impl Node for LoadCheckpoint {
             .filter_map(|e| e.ok())
             .filter_map(|e| {
                 let m = e.metadata().ok()?;
-                let mtime = m.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?;
-                Some(format!("{:?}:{}:{}", e.file_name(), m.len(), mtime.as_nanos()))
+                let mtime = m
+                    .modified()
+                    .ok()?
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .ok()?;
+                Some(format!(
+                    "{:?}:{}:{}",
+                    e.file_name(),
+                    m.len(),
+                    mtime.as_nanos()
+                ))
             })
             .collect();
         parts.sort();

@@ -86,7 +86,8 @@ fn connect(
             let mut c = connector.clone();
             c.layers.truncate(k);
             let bias = AttentionMask::Additive(bidirectional_mask(mask));
-            c.forward(hidden, &bias, Some(positions)).map_err(model_err)?
+            c.forward(hidden, &bias, Some(positions))
+                .map_err(model_err)?
         }
     };
     model.project(x).map_err(model_err)

@@ -63,8 +63,15 @@ impl DitDenoise {
 fn preview(x: &Tensor<B, 4>) -> Value {
     let [_, c, _, _] = x.dims();
     let rgb = x.clone().narrow(0, 0, 1).narrow(1, 0, c.min(3));
-    let rgb = if c < 3 { rgb.repeat_dim(1, 3).narrow(1, 0, 3) } else { rgb };
-    let (lo, hi) = (rgb.clone().min().into_scalar(), rgb.clone().max().into_scalar());
+    let rgb = if c < 3 {
+        rgb.repeat_dim(1, 3).narrow(1, 0, 3)
+    } else {
+        rgb
+    };
+    let (lo, hi) = (
+        rgb.clone().min().into_scalar(),
+        rgb.clone().max().into_scalar(),
+    );
     let span = (hi - lo).max(1e-6);
     image_value((rgb - lo) / span)
 }
@@ -95,10 +102,12 @@ impl Node for DitDenoise {
             init,
         };
         let show = ctx.bool("preview")?;
-        let z = model
-            .sample::<NodeError>(&cond.cond, cond.uncond.as_ref(), &opts, |step, total, x| {
-                ctx.progress(step as u64, total as u64, show.then(|| preview(x)))
-            })?;
+        let z = model.sample::<NodeError>(
+            &cond.cond,
+            cond.uncond.as_ref(),
+            &opts,
+            |step, total, x| ctx.progress(step as u64, total as u64, show.then(|| preview(x))),
+        )?;
         Ok(vec![value(Latent(model.unscale(z)))])
     }
 }

@@ -24,7 +24,11 @@ impl LatentProject {
                     .into(),
                 inputs: vec![
                     model_port(),
-                    PortSpec::new("features", PortType::VisionFeatures { dim: None }, "mlp1 features"),
+                    PortSpec::new(
+                        "features",
+                        PortType::VisionFeatures { dim: None },
+                        "mlp1 features",
+                    ),
                 ],
                 outputs: vec![PortSpec::new(
                     "latent",

@@ -51,7 +51,10 @@ impl Node for MllmAnswer {
         let handle = model_input(ctx)?;
         let tokenizer = handle.tokenizer()?;
         let px = match ctx.opt_input("image") {
-            Some(v) => Some(pixel_values(v.as_image().map_err(model_err)?, ctx.int("size")? as usize)),
+            Some(v) => Some(pixel_values(
+                v.as_image().map_err(model_err)?,
+                ctx.int("size")? as usize,
+            )),
             None => None,
         };
         let sampling = match ctx.str("sampling")? {

@@ -59,7 +59,10 @@ impl ModelHandle {
     /// The tokenizer, or an error naming the checkpoint.
     pub fn tokenizer(&self) -> Result<&Tokenizer, NodeError> {
         self.tokenizer.as_deref().ok_or_else(|| {
-            NodeError::msg(format!("checkpoint {} has no tokenizer.json", self.dir.display()))
+            NodeError::msg(format!(
+                "checkpoint {} has no tokenizer.json",
+                self.dir.display()
+            ))
         })
     }
 }
@@ -124,7 +127,11 @@ pub struct Conditioning {
     /// Negative ("null") prompt.
     pub uncond: Option<Condition<B>>,
 }
-payload!(Conditioning, |s| Some(summarize(&s.cond.embeds)), bytes(&s.cond.embeds) * 2);
+payload!(
+    Conditioning,
+    |s| Some(summarize(&s.cond.embeds)),
+    bytes(&s.cond.embeds) * 2
+);
 
 /// The payload of input `port`, downcast to `T`.
 pub fn input<'a, T: Payload>(ctx: &'a ExecCtx<'_>, port: &str) -> Result<&'a T, NodeError> {

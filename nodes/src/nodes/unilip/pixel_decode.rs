@@ -23,10 +23,11 @@ impl PixelDecode {
                 id: "unilip.pixel_decode".into(),
                 version: 1,
                 category: "unilip/decode".into(),
-                description: "Decodes a UniLIP latent with the DC-AE decoder (×32), clamps to [-1, 1], \
+                description:
+                    "Decodes a UniLIP latent with the DC-AE decoder (×32), clamps to [-1, 1], \
                               maps to [0, 1] and resizes: `input` = ×28/32 (back to the encoder's \
                               pixel grid, as UniLIP does), `native` = decoder resolution."
-                    .into(),
+                        .into(),
                 inputs: vec![
                     model_port(),
                     PortSpec::new(

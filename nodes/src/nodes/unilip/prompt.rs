@@ -72,7 +72,9 @@ impl Node for Prompt {
         let texts = match ctx.str("template")? {
             "generate" => vec![generation_prompt(text), generation_negative()],
             "edit" if n_image == 0 => {
-                return Err(NodeError::msg("the edit template needs `image_features` connected"))
+                return Err(NodeError::msg(
+                    "the edit template needs `image_features` connected",
+                ))
             }
             "edit" => vec![edit_prompt(text, n_image), edit_negative(n_image)],
             _ => vec![understanding_prompt(text, n_image, None)],

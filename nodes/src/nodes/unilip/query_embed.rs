@@ -78,7 +78,9 @@ impl Node for QueryEmbed {
             )));
         }
         if n < trained {
-            ctx.warn(format!("using {n} of {trained} trained queries (truncated)"));
+            ctx.warn(format!(
+                "using {n} of {trained} trained queries (truncated)"
+            ));
         }
         let queries = model
             .latent_queries
