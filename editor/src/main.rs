@@ -1,0 +1,15 @@
+//! `unilip-editor [GRAPH.ron]`: the visual node editor as its own binary.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    unilip_nodes::link();
+    let path = std::env::args_os().nth(1).map(std::path::PathBuf::from);
+    match unilip_editor::run_editor(path) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("unilip-editor: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

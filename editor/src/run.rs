@@ -1,0 +1,299 @@
+//! Run bookkeeping on the UI side: the job queue, per-node states and the latest outputs with
+//! their thumbnails, fed by [`WorkerMsg`]s.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use egui::{ColorImage, TextureHandle, TextureOptions};
+use unilip_core::{CancelToken, Event, GraphDoc, ImageBatch, Value};
+
+use crate::document::Document;
+use crate::worker::{Job, NodeValues, Worker, WorkerMsg};
+
+/// Longest side of an on-node thumbnail, in pixels.
+const THUMB_SIZE: usize = 256;
+
+/// State of one node in the latest run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeState {
+    /// Waiting for its turn.
+    Queued,
+    /// Executing; `step/total` when the node reports progress.
+    Running {
+        /// Steps done.
+        step: u64,
+        /// Steps in all (0 = unknown).
+        total: u64,
+    },
+    /// Served from the cache.
+    Cached,
+    /// Computed in this time.
+    Done(Duration),
+    /// Failed with this message.
+    Failed(String),
+}
+
+/// Status of a queued run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobStatus {
+    /// Waiting for the worker.
+    Queued,
+    /// Running.
+    Running,
+    /// Finished in this time.
+    Done(Duration),
+    /// Failed.
+    Failed(String),
+    /// Cancelled.
+    Cancelled,
+}
+
+/// One entry of the run queue.
+pub struct JobRecord {
+    /// Job number.
+    pub id: u64,
+    /// What was asked ("all" or "up to NODE").
+    pub label: String,
+    /// Status.
+    pub status: JobStatus,
+    cancel: CancelToken,
+}
+
+/// An output value shown in the editor, with a texture for images.
+pub struct ShownValue {
+    /// Output port name.
+    pub port: String,
+    /// The value.
+    pub value: Value,
+    /// Thumbnail of the first image of an image batch.
+    pub texture: Option<TextureHandle>,
+}
+
+/// Run state of the editor.
+pub struct RunState {
+    worker: Worker,
+    next_id: u64,
+    /// Queued, running and finished runs, oldest first.
+    pub jobs: Vec<JobRecord>,
+    /// Per-node state of the most recent run.
+    pub states: BTreeMap<String, NodeState>,
+    /// Latest outputs per node (kept until the node runs again).
+    pub outputs: BTreeMap<String, Vec<ShownValue>>,
+    /// Latest progress preview per node (e.g. a latent decoded cheaply during sampling).
+    pub previews: BTreeMap<String, TextureHandle>,
+    /// Directory for files written by output nodes.
+    pub out_dir: PathBuf,
+}
+
+impl RunState {
+    /// Starts the worker; it asks `ctx` to repaint whenever it has news.
+    pub fn new(ctx: &egui::Context) -> Self {
+        let ctx = ctx.clone();
+        Self {
+            worker: Worker::spawn(Arc::new(move || ctx.request_repaint())),
+            next_id: 1,
+            jobs: Vec::new(),
+            states: BTreeMap::new(),
+            outputs: BTreeMap::new(),
+            previews: BTreeMap::new(),
+            out_dir: PathBuf::from("out"),
+        }
+    }
+
+    /// Validates and queues a run of the document (`target`: only what that node needs).
+    /// Validation errors are already shown on the nodes; this returns a one-line summary.
+    pub fn submit(&mut self, doc: &Document, target: Option<&str>) -> Result<u64, String> {
+        let graph = doc
+            .validated()
+            .map_err(|e| format!("the graph has {} validation error(s)", e.len()))?;
+        let mut effective: GraphDoc = doc.doc().clone();
+        for (id, node) in &mut effective.nodes {
+            if let Some(r) = graph.nodes.get(id) {
+                node.params = r.params.clone();
+            }
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let cancel = CancelToken::new();
+        let job = Job {
+            id,
+            graph,
+            targets: target.map(|t| vec![t.to_string()]).unwrap_or_default(),
+            out_dir: self.out_dir.clone(),
+            provenance: effective.to_ron(),
+            cancel: cancel.clone(),
+        };
+        if !self.worker.submit(job) {
+            return Err("the run worker is not running".into());
+        }
+        self.jobs.push(JobRecord {
+            id,
+            label: target.map_or("all".into(), |t| format!("up to {t}")),
+            status: JobStatus::Queued,
+            cancel,
+        });
+        Ok(id)
+    }
+
+    /// Cancels the running job and every queued one.
+    pub fn cancel_all(&mut self) {
+        for j in &mut self.jobs {
+            if matches!(j.status, JobStatus::Queued | JobStatus::Running) {
+                j.cancel.cancel();
+            }
+        }
+    }
+
+    /// Whether a job is queued or running.
+    pub fn busy(&self) -> bool {
+        self.jobs
+            .iter()
+            .any(|j| matches!(j.status, JobStatus::Queued | JobStatus::Running))
+    }
+
+    /// Drains worker messages into the state; creates textures for new images.
+    pub fn poll(&mut self, ctx: &egui::Context) {
+        while let Some(msg) = self.worker.try_recv() {
+            match msg {
+                WorkerMsg::Started(id) => self.set_status(id, JobStatus::Running),
+                WorkerMsg::Event(_, e) => self.on_event(ctx, e),
+                WorkerMsg::Finished { job, result } => match result {
+                    Ok(outputs) => self.on_outputs(ctx, outputs),
+                    Err((msg, cancelled)) => {
+                        let status = if cancelled {
+                            JobStatus::Cancelled
+                        } else {
+                            JobStatus::Failed(msg)
+                        };
+                        self.set_status(job, status);
+                        for s in self.states.values_mut() {
+                            if matches!(s, NodeState::Queued | NodeState::Running { .. })
+                                && cancelled
+                            {
+                                *s = NodeState::Failed("cancelled".into());
+                            }
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    fn set_status(&mut self, id: u64, status: JobStatus) {
+        if let Some(j) = self.jobs.iter_mut().find(|j| j.id == id) {
+            j.status = status;
+        }
+    }
+
+    fn running_job(&self) -> Option<u64> {
+        self.jobs
+            .iter()
+            .find(|j| j.status == JobStatus::Running)
+            .map(|j| j.id)
+    }
+
+    fn on_event(&mut self, ctx: &egui::Context, e: Event) {
+        match e {
+            Event::RunStarted { to_execute, cached } => {
+                self.states.clear();
+                self.previews.clear();
+                for id in to_execute {
+                    self.states.insert(id, NodeState::Queued);
+                }
+                for id in cached {
+                    self.states.insert(id, NodeState::Cached);
+                }
+            }
+            Event::NodeStarted { node } => {
+                self.states
+                    .insert(node, NodeState::Running { step: 0, total: 0 });
+            }
+            Event::NodeProgress {
+                node,
+                step,
+                total,
+                preview,
+            } => {
+                if let Some(Value::Image(img)) = &preview {
+                    let tex = thumbnail(ctx, &format!("preview-{node}"), img);
+                    self.previews.insert(node.clone(), tex);
+                }
+                self.states.insert(node, NodeState::Running { step, total });
+            }
+            Event::NodeFinished { node, elapsed } => {
+                self.states.insert(node, NodeState::Done(elapsed));
+            }
+            Event::NodeFailed { node, message } => {
+                self.states.insert(node, NodeState::Failed(message));
+            }
+            Event::Warning { .. } => {}
+            Event::RunFinished { elapsed } => {
+                if let Some(id) = self.running_job() {
+                    // Failures arrive right after with their message and override this.
+                    self.set_status(id, JobStatus::Done(elapsed));
+                }
+            }
+        }
+    }
+
+    fn on_outputs(&mut self, ctx: &egui::Context, outputs: Vec<(String, NodeValues)>) {
+        for (node, values) in outputs {
+            let shown = values
+                .into_iter()
+                .map(|(port, value)| {
+                    let texture = match &value {
+                        Value::Image(img) => {
+                            Some(thumbnail(ctx, &format!("out-{node}.{port}"), img))
+                        }
+                        _ => None,
+                    };
+                    ShownValue {
+                        port,
+                        value,
+                        texture,
+                    }
+                })
+                .collect();
+            self.outputs.insert(node, shown);
+        }
+    }
+}
+
+impl Drop for RunState {
+    fn drop(&mut self) {
+        self.cancel_all();
+    }
+}
+
+/// Uploads the first image of a batch, downscaled to at most [`THUMB_SIZE`] pixels a side.
+fn thumbnail(ctx: &egui::Context, name: &str, img: &ImageBatch) -> TextureHandle {
+    let scale = (img.w.max(img.h) as f32 / THUMB_SIZE as f32).max(1.0);
+    let (tw, th) = (
+        ((img.w as f32 / scale) as usize).max(1),
+        ((img.h as f32 / scale) as usize).max(1),
+    );
+    let mut rgb = Vec::with_capacity(tw * th * 3);
+    for y in 0..th {
+        for x in 0..tw {
+            let (sx, sy) = (
+                ((x as f32 * scale) as usize).min(img.w.saturating_sub(1)),
+                ((y as f32 * scale) as usize).min(img.h.saturating_sub(1)),
+            );
+            for c in 0..3 {
+                let v = if img.n == 0 {
+                    0.0
+                } else {
+                    img.data[img.idx(0, c, sy, sx)]
+                };
+                rgb.push((v.clamp(0.0, 1.0) * 255.0).round() as u8);
+            }
+        }
+    }
+    ctx.load_texture(
+        name,
+        ColorImage::from_rgb([tw, th], &rgb),
+        TextureOptions::LINEAR,
+    )
+}
