@@ -6,12 +6,12 @@
 use std::time::Instant;
 
 use burn::backend::Flex;
-use burn_ndarray::NdArray;
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::Distribution;
+use burn_ndarray::NdArray;
 
 fn time<F: FnMut()>(mut f: F) -> f64 {
     f(); // warm-up

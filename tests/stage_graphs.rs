@@ -229,3 +229,81 @@ fn features_wired_into_a_latent_input_are_refused_at_validation() {
         e.message
     );
 }
+
+#[test]
+fn noise_node_draws_the_same_stream_as_dit_denoise() {
+    let mut exec = Executor::default();
+    let seeded = shipped("generate.ron");
+    let (a, _) = run(&seeded, "decode", &mut exec);
+    let mut wired = seeded.clone();
+    wired.nodes.insert(
+        "noise".into(),
+        GraphDoc::from_ron(
+            r#"(format: 1, nodes: {"n": (type: "unilip.noise", version: 1, params: {"seed": 42})})"#,
+            "n",
+        )
+        .unwrap()
+        .nodes["n"]
+            .clone(),
+    );
+    wired
+        .edges
+        .push("ckpt.model -> noise.model".parse().unwrap());
+    wired
+        .edges
+        .push("noise.latent -> dit.init_latent".parse().unwrap());
+    wired
+        .nodes
+        .get_mut("dit")
+        .unwrap()
+        .params
+        .insert("seed".into(), ParamValue::Int(999));
+    let (b, _) = run(&wired, "decode", &mut exec);
+    let d = max_diff(&image_of(&a), &image_of(&b));
+    assert!(
+        d < 1e-4,
+        "noise(42) as init_latent differs from seed 42 by {d}"
+    );
+}
+
+#[test]
+fn distill_is_zero_for_identical_encoders_and_positive_otherwise() {
+    let mut doc = shipped("reconstruct.ron");
+    let extra = GraphDoc::from_ron(
+        r#"(format: 1, nodes: {
+            "clip2": (type: "unilip.clip_encode", version: 1, params: {"size": 224}),
+            "same": (type: "unilip.distill", version: 1, params: {}),
+            "small": (type: "image.resize", version: 1, params: {"width": 224, "height": 224}),
+        })"#,
+        "extra",
+    )
+    .unwrap();
+    doc.nodes.extend(extra.nodes);
+    for e in [
+        "ckpt.model -> clip2.model",
+        "image.image -> small.image",
+        "small.image -> clip2.image",
+        "clip.features -> same.student",
+        "clip.features -> same.teacher",
+    ] {
+        doc.edges.push(e.parse().unwrap());
+    }
+    let (v, _) = run(&doc, "same", &mut Executor::default());
+    assert_eq!(v.as_float().unwrap(), 0.0);
+    // Different token counts are refused with both shapes named.
+    doc.edges
+        .retain(|e| e.to.node != "same" || e.to.port != "teacher");
+    doc.edges
+        .push("clip2.features -> same.teacher".parse().unwrap());
+    let g = validate(&doc, Registry::global()).unwrap();
+    let err = Executor::default()
+        .run(
+            &g,
+            &RunOptions {
+                targets: vec!["same".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+    assert!(err.message.contains("differ in shape"), "{}", err.message);
+}

@@ -133,3 +133,19 @@ pub fn compare(
         )),
     }
 }
+
+/// Reads tensor `key` of a fixture file, panicking with the key in the message (test helper).
+pub fn expect_tensor(ck: &Checkpoint, key: &str) -> HostTensor {
+    ck.read(key).unwrap_or_else(|e| panic!("{key}: {e}"))
+}
+
+/// The UniLIP config of the end-to-end fixture: `upstream_config.unilip` with the `dit`, `dcae`
+/// and `scheduler` sections as `dit_config`, `vae_config` and `scheduler_config`.
+pub fn unilip_config(fx: &Fixture) -> Result<crate::models::unilip::UnilipConfig, String> {
+    let up = &fx.config["upstream_config"];
+    let mut json = up["unilip"].clone();
+    json["dit_config"] = up["dit"].clone();
+    json["vae_config"] = up["dcae"].clone();
+    json["scheduler_config"] = up["scheduler"].clone();
+    crate::models::unilip::UnilipConfig::from_json(json)
+}

@@ -367,16 +367,20 @@ impl Checkpoint {
             .cloned()
     }
 
-    /// Reads one tensor as f32, upcasting bf16/f16.
-    pub fn read(&self, key: &str) -> Result<HostTensor> {
-        let meta = self
-            .tensors
+    /// Metadata of `key`, or a [`WeightError::MissingKey`] with a "did you mean" hint.
+    fn meta_or_missing(&self, key: &str) -> Result<&TensorMeta> {
+        self.tensors
             .get(key)
             .ok_or_else(|| WeightError::MissingKey {
                 key: key.to_string(),
                 source_desc: self.describe(),
                 hint: self.closest(key),
-            })?;
+            })
+    }
+
+    /// Reads one tensor as f32, upcasting bf16/f16.
+    pub fn read(&self, key: &str) -> Result<HostTensor> {
+        let meta = self.meta_or_missing(key)?;
         self.read_keys
             .lock()
             .expect("read-keys lock")
@@ -428,14 +432,7 @@ impl Checkpoint {
 
     /// Reads an integer tensor (i64/i32/u8/bool) as i64, for fixtures (token ids, masks).
     pub fn read_i64(&self, key: &str) -> Result<(Vec<usize>, Vec<i64>)> {
-        let meta = self
-            .tensors
-            .get(key)
-            .ok_or_else(|| WeightError::MissingKey {
-                key: key.to_string(),
-                source_desc: self.describe(),
-                hint: self.closest(key),
-            })?;
+        let meta = self.meta_or_missing(key)?;
         let (path, mmap) = &self.files[meta.file];
         let bytes = &mmap[meta.start..meta.end];
         let data: Vec<i64> = match meta.dtype {
@@ -746,17 +743,7 @@ pub fn write_safetensors(
     atomic_write(path, &bytes)
 }
 
-/// Writes `bytes` to `path` through a temp file and a rename.
+/// Writes `bytes` to `path` through a temp file and a rename (see [`unilip_core::atomic_write`]).
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
-    if let Some(dir) = dir {
-        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    }
-    let tmp = path.with_extension(format!(
-        "{}.tmp{}",
-        path.extension().and_then(|e| e.to_str()).unwrap_or(""),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_err(path))
+    unilip_core::atomic_write(path, bytes).map_err(io_err(path))
 }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
+use unilip_nodes::fixtures::unilip_config;
 use unilip_nodes::fixtures::Fixture;
 use unilip_nodes::models::qwen2::{GenerationConfig, Sampling};
 use unilip_nodes::models::scheduler::DpmSolverConfig;
@@ -16,16 +17,6 @@ use unilip_nodes::models::unilip::{
 use unilip_nodes::weights::{write_safetensors, Checkpoint, HostTensor, SaveDtype, WeightError};
 
 type B = burn::backend::Flex;
-
-/// The UniLIP config of the fixture (`upstream_config.unilip` + `dit`, `dcae`, `scheduler`).
-fn config(fx: &Fixture) -> UnilipConfig {
-    let up = &fx.config["upstream_config"];
-    let mut json = up["unilip"].clone();
-    json["dit_config"] = up["dit"].clone();
-    json["vae_config"] = up["dcae"].clone();
-    json["scheduler_config"] = up["scheduler"].clone();
-    UnilipConfig::from_json(json).expect("upstream_config -> UnilipConfig")
-}
 
 /// Every tensor of the fixture's `weights.safetensors`, renamed by `rename`.
 fn tensors(fx: &Fixture, rename: impl Fn(&str) -> String) -> BTreeMap<String, HostTensor> {
@@ -142,7 +133,12 @@ fn checkpoint_bf16_sharded_directory_matches_reference() {
         return;
     };
     let dir = temp_dir("sharded");
-    write_checkpoint(&dir, &config(&fx), &tensors(&fx, str::to_string), 3);
+    write_checkpoint(
+        &dir,
+        &unilip_config(&fx).unwrap(),
+        &tensors(&fx, str::to_string),
+        3,
+    );
     let model = load(&dir, ComponentSet::ALL).expect("load the sharded bf16 directory");
     assert_eq!(model.components, ComponentSet::ALL);
     assert!(model.vision.is_some() && model.dit.is_some() && model.vae_decoder.is_some());
@@ -185,8 +181,18 @@ fn checkpoint_legacy_key_style_loads_the_same_model() {
         return;
     };
     let (nested_dir, legacy_dir) = (temp_dir("nested"), temp_dir("legacy"));
-    write_checkpoint(&nested_dir, &config(&fx), &tensors(&fx, str::to_string), 3);
-    write_checkpoint(&legacy_dir, &config(&fx), &tensors(&fx, legacy_key), 3);
+    write_checkpoint(
+        &nested_dir,
+        &unilip_config(&fx).unwrap(),
+        &tensors(&fx, str::to_string),
+        3,
+    );
+    write_checkpoint(
+        &legacy_dir,
+        &unilip_config(&fx).unwrap(),
+        &tensors(&fx, legacy_key),
+        3,
+    );
     let ck = Checkpoint::open(&legacy_dir).expect("open legacy");
     assert_eq!(KeyStyle::detect(&ck), KeyStyle::Legacy);
     assert!(ck.contains("language_model.lm_head.weight"));
@@ -241,7 +247,7 @@ fn checkpoint_generation_needs_no_lm_head() {
     let mut t = tensors(&fx, str::to_string);
     t.remove("lm_head.weight")
         .expect("fixture has lm_head.weight");
-    write_checkpoint(&dir, &config(&fx), &t, 3);
+    write_checkpoint(&dir, &unilip_config(&fx).unwrap(), &t, 3);
 
     let model = load(&dir, ComponentSet::GENERATION).expect("generation components load");
     assert!(model.vision.is_none(), "vision not requested");
@@ -278,7 +284,7 @@ fn checkpoint_errors_name_the_key_or_file() {
     let Some(fx) = Fixture::open("unilip_e2e").expect("open unilip_e2e") else {
         return;
     };
-    let cfg = config(&fx);
+    let cfg = unilip_config(&fx).unwrap();
 
     // A missing tensor.
     let dir = temp_dir("missing_key");

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::Tensor;
+use unilip_nodes::fixtures::expect_tensor as read;
 use unilip_nodes::fixtures::{compare, Fixture};
 use unilip_nodes::models::dcae::{DcAeConfig, DcAeDecoder};
 use unilip_nodes::weights::{Checkpoint, HostTensor, VarBuilder};
@@ -26,11 +27,6 @@ fn load(fx: &Fixture, cfg_path: &[&str], prefix: &str) -> DcAeDecoder<B> {
     let cfg: DcAeConfig = serde_json::from_value(cfg_json).expect("DC-AE config parses");
     let vb = VarBuilder::<B>::new(fx.weights.clone(), &Default::default()).pp(prefix);
     DcAeDecoder::load(&cfg, &vb).expect("DC-AE decoder loads")
-}
-
-fn read(ck: &Checkpoint, key: &str) -> HostTensor {
-    ck.read(key)
-        .unwrap_or_else(|e| panic!("fixture tensor {key}: {e}"))
 }
 
 fn check(name: &str, got: Tensor<B, 4>, want: &HostTensor, (atol, rtol): Tol) {

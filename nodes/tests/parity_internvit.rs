@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use burn::prelude::*;
+use unilip_nodes::fixtures::expect_tensor as read;
 use unilip_nodes::fixtures::{compare, Fixture};
 use unilip_nodes::models::internvit::{
     Config, InternVisionModel, InternVlVision, Size2, VisionConfig,
@@ -28,11 +29,6 @@ fn check<const D: usize>(name: &str, got: Tensor<B, D>, want: &HostTensor, tol: 
         Ok(d) => println!("{name}: max |diff| {d:.3e}"),
         Err(msg) => panic!("{msg}"),
     }
-}
-
-fn read(ck: &Checkpoint, key: &str) -> HostTensor {
-    ck.read(key)
-        .unwrap_or_else(|e| panic!("fixture tensor {key}: {e}"))
 }
 
 fn input<const D: usize>(ck: &Checkpoint, key: &str) -> Tensor<B, D> {

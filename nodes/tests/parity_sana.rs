@@ -2,28 +2,12 @@
 //! per-block traces) and against UniLIP's own DiT call (`unilip_e2e/`: bf16-rounded PE).
 
 use burn::prelude::*;
+use unilip_nodes::fixtures::expect_tensor as read;
 use unilip_nodes::fixtures::{compare, Fixture};
 use unilip_nodes::models::sana::{PosEmbed, SanaConfig, SanaTransformer};
 use unilip_nodes::weights::{Checkpoint, HostTensor, VarBuilder};
 
 type B = burn::backend::Flex;
-
-/// `(atol, rtol)` from `tolerance.recommended_*`, or from `tolerance.per_group.<group>`.
-fn tolerance(fx: &Fixture, group: Option<&str>) -> (f64, f64) {
-    let t = &fx.config["tolerance"];
-    let rtol = t["recommended_rtol"]
-        .as_f64()
-        .expect("tolerance.recommended_rtol");
-    let atol = match group {
-        Some(g) => t["per_group"][g]["recommended_atol"].as_f64(),
-        None => t["recommended_atol"].as_f64(),
-    };
-    (atol.expect("recommended_atol"), rtol)
-}
-
-fn read(ck: &Checkpoint, key: &str) -> HostTensor {
-    ck.read(key).unwrap_or_else(|e| panic!("{key}: {e}"))
-}
 
 fn check<const D: usize>(name: &str, got: Tensor<B, D>, want: &HostTensor, tol: (f64, f64)) -> f64 {
     let diff = compare(name, &HostTensor::from_burn(got), want, tol.0, tol.1)
@@ -51,7 +35,7 @@ fn parity_sana_fixture_with_and_without_pe() {
     let dev = Default::default();
     let vb = VarBuilder::<B>::new(fx.weights.clone(), &dev);
     let model = SanaTransformer::load(&cfg, &vb).expect("load sana");
-    let tol = tolerance(&fx, None);
+    let tol = fx.tolerance();
     let trace = fx.trace.as_ref().expect("sana trace.safetensors");
 
     let x: Tensor<B, 4> = read(&fx.io, "hidden_states").to_burn(&dev);
@@ -178,7 +162,7 @@ fn parity_sana_unilip_e2e_velocity_bf16_pe() {
     let t = Tensor::<B, 1>::from_data(TensorData::new(vec![ts[0] as f32; 2], [2]), &dev);
 
     let v = model.forward(x, t, caption, mask);
-    let tol = tolerance(&fx, Some("dit_velocity_step0"));
+    let tol = fx.group_tolerance("dit_velocity_step0");
     check(
         "t2i.dit.velocity_step0",
         v,

@@ -3,6 +3,7 @@
 //! and the training helpers (tables for SANA's config, logit-normal sampling, `add_noise`).
 
 use burn::prelude::*;
+use unilip_nodes::fixtures::expect_tensor as read;
 use unilip_nodes::fixtures::{compare, Fixture};
 use unilip_nodes::models::sana::{PosEmbed, SanaConfig, SanaTransformer};
 use unilip_nodes::models::scheduler::{
@@ -12,23 +13,6 @@ use unilip_nodes::models::scheduler::{
 use unilip_nodes::weights::{Checkpoint, HostTensor, VarBuilder};
 
 type B = burn::backend::Flex;
-
-/// `(atol, rtol)` from `tolerance.recommended_*`, or from `tolerance.per_group.<group>`.
-fn tolerance(fx: &Fixture, group: Option<&str>) -> (f64, f64) {
-    let t = &fx.config["tolerance"];
-    let rtol = t["recommended_rtol"]
-        .as_f64()
-        .expect("tolerance.recommended_rtol");
-    let atol = match group {
-        Some(g) => t["per_group"][g]["recommended_atol"].as_f64(),
-        None => t["recommended_atol"].as_f64(),
-    };
-    (atol.expect("recommended_atol"), rtol)
-}
-
-fn read(ck: &Checkpoint, key: &str) -> HostTensor {
-    ck.read(key).unwrap_or_else(|e| panic!("{key}: {e}"))
-}
 
 fn check_host(name: &str, got: &HostTensor, want: &HostTensor, tol: (f64, f64)) -> f64 {
     let diff = compare(name, got, want, tol.0, tol.1).unwrap_or_else(|e| panic!("{e}"));
@@ -143,7 +127,7 @@ fn parity_flow_euler_default_and_unilip_sigmas() {
     let n = fx.config["tiny"]["num_inference_steps"]
         .as_u64()
         .expect("tiny.num_inference_steps") as usize;
-    let tol = tolerance(&fx, None);
+    let tol = fx.tolerance();
     let mut sched = FlowMatchEulerScheduler::new(config).expect("supported config");
 
     for case in ["default", "unilip_sigmas"] {
@@ -189,7 +173,7 @@ fn parity_dpm_flow_20_steps() {
     let n = fx.config["tiny"]["num_inference_steps"]
         .as_u64()
         .expect("tiny.num_inference_steps") as usize;
-    let tol = tolerance(&fx, None);
+    let tol = fx.tolerance();
     let mut sched = DpmSolverMultistepScheduler::<B, 4>::new(config).expect("supported config");
     let schedule = sched.set_timesteps(n).expect("schedule");
     let (_, want_ts) = fx.io.read_i64("timesteps").expect("timesteps");
@@ -272,7 +256,7 @@ fn parity_unilip_e2e_sampling_20_steps_cfg() {
     );
 
     let latents = read(trace, "t2i.latents");
-    let tol = tolerance(&fx, Some("latents"));
+    let tol = fx.group_tolerance("latents");
     let mut x: Tensor<B, 4> = read(&fx.io, "t2i.init_latent").to_burn(&dev);
     check("t2i.latents[0]", x.clone(), &row(&latents, 0), tol);
     for (i, &t) in schedule.timesteps.iter().enumerate() {
@@ -288,7 +272,7 @@ fn parity_unilip_e2e_sampling_20_steps_cfg() {
             tol,
         );
     }
-    let tol = tolerance(&fx, Some("final_latent"));
+    let tol = fx.group_tolerance("final_latent");
     check(
         "t2i.final_latent",
         x,

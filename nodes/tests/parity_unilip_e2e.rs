@@ -4,28 +4,18 @@
 //! tolerance of its `tolerance.per_group` group.
 
 use burn::prelude::*;
+use unilip_nodes::fixtures::expect_tensor as read;
+use unilip_nodes::fixtures::unilip_config;
 use unilip_nodes::fixtures::{compare, Fixture};
 use unilip_nodes::models::unilip::{
-    to_image, ComponentSet, ConditionMode, InitLatent, SampleOptions, Sampler, Unilip,
-    UnilipConfig, UnilipError,
+    to_image, ComponentSet, ConditionMode, InitLatent, SampleOptions, Sampler, Unilip, UnilipError,
 };
 use unilip_nodes::weights::{Checkpoint, HostTensor};
 
 type B = burn::backend::Flex;
 
-/// The UniLIP config of the fixture: `upstream_config.unilip` (InternVL config + `n_query`,
-/// `connect_layer`, `unilip_factor`) with the `dit`, `dcae` and `scheduler` sections attached.
-fn config(fx: &Fixture) -> UnilipConfig {
-    let up = &fx.config["upstream_config"];
-    let mut json = up["unilip"].clone();
-    json["dit_config"] = up["dit"].clone();
-    json["vae_config"] = up["dcae"].clone();
-    json["scheduler_config"] = up["scheduler"].clone();
-    UnilipConfig::from_json(json).expect("upstream_config -> UnilipConfig")
-}
-
 fn load(fx: &Fixture) -> Unilip<B> {
-    let cfg = config(fx);
+    let cfg = unilip_config(fx).expect("upstream_config -> UnilipConfig");
     let tiny = &fx.config["tiny"];
     assert_eq!(
         cfg.image_token_id as u64,
@@ -57,10 +47,6 @@ fn options(fx: &Fixture, init: Tensor<B, 4>) -> SampleOptions<B> {
         guidance_scale: s["guidance_scale"].as_f64().expect("guidance_scale") as f32,
         init: InitLatent::Latent(init),
     }
-}
-
-fn read(ck: &Checkpoint, key: &str) -> HostTensor {
-    ck.read(key).unwrap_or_else(|e| panic!("{key}: {e}"))
 }
 
 fn trace(fx: &Fixture, key: &str) -> HostTensor {

@@ -14,6 +14,12 @@ use super::CliError;
 /// Benchmarks.
 #[derive(Subcommand)]
 pub enum BenchCommand {
+    /// One real-size block of each UniLIP-1B component on this machine (ms, GFLOP/s, % of peak).
+    Models {
+        /// Timed runs per block.
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+    },
     /// Executor overhead on a chain of cheap nodes, and a fully cached re-run.
     Executor {
         /// Chain length.
@@ -26,6 +32,7 @@ pub enum BenchCommand {
 pub fn bench_cmd(cmd: BenchCommand) -> Result<(), CliError> {
     match cmd {
         BenchCommand::Executor { nodes } => bench_executor(nodes),
+        BenchCommand::Models { reps } => super::bench_models::bench_models(reps.max(1)),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Command-line interface: argument parsing and dispatch.
 
 mod bench;
+mod bench_models;
 mod checkpoint;
 mod graph;
 mod run;
@@ -29,6 +30,11 @@ enum Command {
     Run(run::RunArgs),
     /// Run a graph over a grid of param values (ablations); writes results.csv and charts.
     Sweep(sweep::SweepArgs),
+    /// Open the visual editor (optionally on a graph `.ron` or a Save Image PNG).
+    Edit {
+        /// Graph to open.
+        graph: Option<PathBuf>,
+    },
     /// Validate a graph without computing anything; prints every error.
     Validate {
         /// Graph file.
@@ -112,6 +118,7 @@ pub fn main() -> Result<(), CliError> {
     match cli.command {
         Command::Run(args) => run::run(args),
         Command::Sweep(args) => sweep::sweep(args),
+        Command::Edit { graph } => unilip_editor::run_editor(graph).map_err(CliError::Run),
         Command::Validate { graph } => run::validate_cmd(&graph),
         Command::Nodes { json } => {
             graph::list_nodes(json);

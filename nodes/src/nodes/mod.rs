@@ -9,7 +9,7 @@ pub mod unilip;
 
 use std::collections::BTreeMap;
 
-use unilip_core::{ExecCtx, NodeError, ParamValue};
+use unilip_core::{NodeError, ParamValue};
 
 /// Registers a node type that has a `new()` constructor.
 #[macro_export]
@@ -29,11 +29,6 @@ macro_rules! register_node {
 /// Turns any displayable error into a node failure.
 pub fn failed(e: impl std::fmt::Display) -> NodeError {
     NodeError::msg(e.to_string())
-}
-
-/// The string param `name`, or a typed error.
-pub fn str_param(ctx: &ExecCtx<'_>, name: &str) -> Result<String, NodeError> {
-    ctx.str(name).map(str::to_string)
 }
 
 /// A path param that must be non-empty.

@@ -149,6 +149,4 @@ pub fn value<T: Payload>(p: T) -> Value {
 }
 
 /// Turns a model error into a node error.
-pub fn model_err(e: impl std::fmt::Display) -> NodeError {
-    NodeError::msg(e.to_string())
-}
+pub use crate::nodes::failed as model_err;
