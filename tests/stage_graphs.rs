@@ -307,3 +307,45 @@ fn distill_is_zero_for_identical_encoders_and_positive_otherwise() {
         .unwrap_err();
     assert!(err.message.contains("differ in shape"), "{}", err.message);
 }
+
+#[test]
+fn query_count_truncates_with_a_warning_and_refuses_more_than_trained() {
+    let mut doc = shipped("generate.ron");
+    let trained = UnilipConfig::tiny().n_query as i64;
+    doc.nodes
+        .get_mut("condition")
+        .unwrap()
+        .params
+        .insert("mode".into(), ParamValue::Str("hidden_only".into()));
+    for (n, ok) in [(0, true), (trained - 1, true), (trained + 1, false)] {
+        doc.nodes
+            .get_mut("queries")
+            .unwrap()
+            .params
+            .insert("queries".into(), ParamValue::Int(n));
+        let g = validate(&doc, Registry::global()).unwrap();
+        let warnings = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = warnings.clone();
+        let opts = RunOptions {
+            targets: vec!["condition".into()],
+            events: Some(Arc::new(move |e: &unilip_core::Event| {
+                if let unilip_core::Event::Warning { node, message } = e {
+                    sink.lock().unwrap().push(format!("{node}: {message}"));
+                }
+            })),
+            ..Default::default()
+        };
+        match (Executor::default().run(&g, &opts), ok) {
+            (Ok(_), true) => {
+                let w = warnings.lock().unwrap();
+                assert!(
+                    w.iter()
+                        .any(|m| m.starts_with("queries:") && m.contains("truncated")),
+                    "{w:?}"
+                );
+            }
+            (Err(e), false) => assert!(e.message.contains("queries requested"), "{}", e.message),
+            (r, _) => panic!("queries = {n}: unexpected {r:?}"),
+        }
+    }
+}

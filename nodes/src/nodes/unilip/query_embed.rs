@@ -86,14 +86,18 @@ impl Node for QueryEmbed {
             .latent_queries
             .as_ref()
             .ok_or_else(|| NodeError::msg("checkpoint loaded without `connector` (queries)"))?
-            .val()
-            .narrow(1, 0, n);
-        let [b, _, h] = embeds.dims();
-        let states = Tensor::cat(vec![embeds, queries.expand([b, n, h])], 1);
-        let mask = Tensor::cat(
-            vec![tokens.mask.clone(), Tensor::ones([b, n], &states.device())],
-            1,
-        );
+            .val();
+        let (states, mask) = if n == 0 {
+            (embeds, tokens.mask.clone())
+        } else {
+            let [b, _, h] = embeds.dims();
+            let queries = queries.narrow(1, 0, n).expand([b, n, h]);
+            let ones = Tensor::ones([b, n], &embeds.device());
+            (
+                Tensor::cat(vec![embeds, queries], 1),
+                Tensor::cat(vec![tokens.mask.clone(), ones], 1),
+            )
+        };
         Ok(vec![value(Sequence {
             states,
             mask,
