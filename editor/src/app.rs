@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 use egui::{Color32, RichText, Ui};
 use unilip_core::{atomic_write, GraphDoc, ParamValue, PortRef};
 
-use crate::canvas::{Action, Canvas, DroppedWire};
+use crate::canvas::{group_color, Action, Canvas, DroppedWire, SeedLocks};
 use crate::document::{read_graph_file, Document};
 use crate::files::{is_graph_file, FileDialog, FileMode};
 use crate::inspector::inspector_ui;
 use crate::palette::palette_ui;
+use crate::recent::{default_store, RecentFiles};
 use crate::run::RunState;
 
 /// How often a dirty document is written to its autosave file.
@@ -37,8 +38,10 @@ pub struct EditorApp {
     /// Latest status message.
     pub notice: Option<Notice>,
     dialog: Option<FileDialog>,
-    /// Recently opened or saved files, newest first.
-    pub recent: Vec<PathBuf>,
+    /// Recently opened or saved files, kept across sessions.
+    pub recent: RecentFiles,
+    /// Seed params locked against [`Self::randomise_seeds`] (editor memory, not saved).
+    pub seed_locks: SeedLocks,
     /// An autosave newer than the opened file, offered for recovery.
     recovery: Option<PathBuf>,
     last_autosave: Instant,
@@ -48,8 +51,19 @@ pub struct EditorApp {
 }
 
 impl EditorApp {
-    /// A new editor on an empty graph, or on `path` (errors are shown in the status bar).
+    /// A new editor on an empty graph, or on `path` (errors are shown in the status bar), with
+    /// the recent-files list of the user's config folder.
     pub fn new(ctx: &egui::Context, path: Option<PathBuf>) -> Self {
+        Self::with_recent_store(ctx, path, default_store())
+    }
+
+    /// Like [`Self::new`], with the recent-files list kept in `recent_store` (`None`: in
+    /// memory only).
+    pub fn with_recent_store(
+        ctx: &egui::Context,
+        path: Option<PathBuf>,
+        recent_store: Option<PathBuf>,
+    ) -> Self {
         let mut app = Self {
             doc: Document::default(),
             run: RunState::new(ctx),
@@ -57,7 +71,8 @@ impl EditorApp {
             palette_search: String::new(),
             notice: None,
             dialog: None,
-            recent: Vec::new(),
+            recent: RecentFiles::load(recent_store),
+            seed_locks: SeedLocks::new(),
             recovery: None,
             last_autosave: Instant::now(),
             confirm_close: false,
@@ -84,13 +99,13 @@ impl EditorApp {
                 self.doc = doc;
                 self.run.outputs.clear();
                 self.run.states.clear();
-                self.remember(path);
+                self.seed_locks.clear();
                 self.recovery = autosave_path(Some(path)).filter(|a| newer(a, path));
                 let mut text = format!("opened {}", path.display());
                 for n in notes {
                     text.push_str(&format!("; {n}"));
                 }
-                self.say(text, false);
+                self.say_remembered(text, path);
                 true
             }
             Err(e) => {
@@ -107,8 +122,7 @@ impl EditorApp {
                 if let Some(a) = autosave_path(Some(&p)) {
                     let _ = std::fs::remove_file(a);
                 }
-                self.remember(&p);
-                self.say(format!("saved {}", p.display()), false);
+                self.say_remembered(format!("saved {}", p.display()), &p);
                 true
             }
             Err(e) => {
@@ -123,14 +137,45 @@ impl EditorApp {
 
     /// Starts an empty graph (undoable).
     pub fn new_graph(&mut self) {
+        self.seed_locks.clear();
         self.doc.replace(GraphDoc::default());
     }
 
-    fn remember(&mut self, path: &Path) {
-        let p = path.to_path_buf();
-        self.recent.retain(|r| *r != p);
-        self.recent.insert(0, p);
-        self.recent.truncate(10);
+    /// Adds `path` to the recent files and shows `text`, with the reason when the list could
+    /// not be saved.
+    fn say_remembered(&mut self, text: String, path: &Path) {
+        match self.recent.remember(path) {
+            Ok(()) => self.say(text, false),
+            Err(e) => self.say(format!("{text}; {e}"), true),
+        }
+    }
+
+    /// Puts `nodes` in a new group titled `title` (undoable). Returns the group's index.
+    pub fn group_nodes(&mut self, nodes: &[String], title: &str) -> Option<usize> {
+        let r = self.doc.group(nodes, title);
+        if r.is_none() {
+            self.say("select nodes to group first", true);
+        }
+        r
+    }
+
+    /// Gives every unlocked Seed param a new random value (one undo step).
+    pub fn randomise_seeds(&mut self) {
+        let locks = &self.seed_locks;
+        let n = self
+            .doc
+            .randomise_seeds(|node, name| locks.contains(&(node.to_string(), name.to_string())));
+        self.say(format!("randomised {n} seed(s)"), false);
+    }
+
+    /// Locks or unlocks a Seed param against [`Self::randomise_seeds`].
+    pub fn set_seed_lock(&mut self, node: &str, name: &str, locked: bool) {
+        let key = (node.to_string(), name.to_string());
+        if locked {
+            self.seed_locks.insert(key);
+        } else {
+            self.seed_locks.remove(&key);
+        }
     }
 
     /// Adds a node from the palette next to the previous one. Returns its id.
@@ -184,7 +229,10 @@ impl EditorApp {
                     self.wire_new_node(&id, wire);
                 }
             }
-            Action::Remove(ids) => self.doc.remove_nodes(&ids),
+            Action::Remove(ids) => {
+                self.seed_locks.retain(|(node, _)| !ids.contains(node));
+                self.doc.remove_nodes(&ids);
+            }
             Action::Duplicate(ids) => {
                 self.doc.duplicate(&ids);
             }
@@ -195,6 +243,12 @@ impl EditorApp {
             Action::DropWires { port, input } => self.doc.disconnect_all(&port, input),
             Action::SetParam { node, name, value } => self.set_param(&node, &name, value),
             Action::RunUpTo(node) => self.run(Some(&node)),
+            Action::Group { nodes, title } => {
+                self.group_nodes(&nodes, &title);
+            }
+            Action::RenameGroup { index, title } => self.doc.rename_group(index, &title),
+            Action::Ungroup(index) => self.doc.ungroup(index),
+            Action::LockSeed { node, name, locked } => self.set_seed_lock(&node, &name, locked),
         }
     }
 
@@ -251,10 +305,14 @@ impl EditorApp {
             .default_size(300.0)
             .resizable(true)
             .show(ui, |ui| {
+                let actions = groups_ui(ui, &self.doc);
+                for a in actions {
+                    self.apply(a);
+                }
                 inspector_ui(ui, &self.doc, &mut self.run, &selected)
             });
         egui::CentralPanel::no_frame().show(ui, |ui| {
-            let actions = self.canvas.show(ui, &self.doc, &self.run);
+            let actions = self.canvas.show(ui, &self.doc, &self.run, &self.seed_locks);
             let down = ui.input(|i| i.pointer.any_down());
             self.canvas.read_back(&mut self.doc, down);
             for a in actions {
@@ -287,10 +345,10 @@ impl EditorApp {
                     ui.close();
                 }
                 ui.menu_button("Recent", |ui| {
-                    if self.recent.is_empty() {
+                    if self.recent.list.is_empty() {
                         ui.weak("none yet");
                     }
-                    for p in self.recent.clone() {
+                    for p in self.recent.list.clone() {
                         if ui.button(p.display().to_string()).clicked() {
                             self.open(&p);
                             ui.close();
@@ -331,6 +389,22 @@ impl EditorApp {
                 .clicked()
             {
                 self.cancel();
+            }
+            ui.separator();
+            if ui
+                .add_enabled(!selected.is_empty(), egui::Button::new("▣ Group selected"))
+                .on_hover_text("Frame the selected nodes in a titled group")
+                .clicked()
+            {
+                let title = format!("Group {}", self.doc.doc().view.groups.len() + 1);
+                self.group_nodes(&selected, &title);
+            }
+            if ui
+                .button("🎲 Randomise seeds")
+                .on_hover_text("New random value for every unlocked seed")
+                .clicked()
+            {
+                self.randomise_seeds();
             }
             ui.separator();
             let name = self
@@ -455,7 +529,7 @@ impl EditorApp {
         if !selected.is_empty()
             && ctx.input(|i| i.key_pressed(Key::Delete) || i.key_pressed(Key::Backspace))
         {
-            self.doc.remove_nodes(&selected);
+            self.apply(Action::Remove(selected.clone()));
         }
         let (copy, paste) = ctx.input(|i| {
             let mut copy = false;
@@ -506,6 +580,45 @@ impl EditorApp {
             }
         }
     }
+}
+
+/// The groups of the document, each with its title field, members and an ungroup button.
+/// Returns the edits the user asked for.
+fn groups_ui(ui: &mut Ui, doc: &Document) -> Vec<Action> {
+    let mut actions = Vec::new();
+    let groups = &doc.doc().view.groups;
+    egui::CollapsingHeader::new(format!("Groups ({})", groups.len()))
+        .id_salt("groups")
+        .default_open(true)
+        .show(ui, |ui| {
+            if groups.is_empty() {
+                ui.weak("Select nodes and use \"Group selected\".");
+            }
+            for (index, g) in groups.iter().enumerate() {
+                ui.horizontal(|ui| {
+                    ui.colored_label(group_color(index), "■");
+                    let mut title = g.title.clone();
+                    let r = ui.add(
+                        egui::TextEdit::singleline(&mut title)
+                            .id(egui::Id::new(("group title", index)))
+                            .desired_width(140.0),
+                    );
+                    if r.changed() {
+                        actions.push(Action::RenameGroup { index, title });
+                    }
+                    if ui
+                        .small_button("Ungroup")
+                        .on_hover_text("Remove the frame, keep the nodes")
+                        .clicked()
+                    {
+                        actions.push(Action::Ungroup(index));
+                    }
+                });
+                ui.label(RichText::new(g.nodes.join(", ")).weak().small());
+            }
+        });
+    ui.separator();
+    actions
 }
 
 /// Where the autosave of a document lives: next to its file, or in the temp folder when it

@@ -1,11 +1,15 @@
 //! The canvas: an egui-snarl view over the [`Document`]. The snarl holds only doc node ids and
 //! is re-synced from the document whenever it changes; every user gesture becomes an
 //! [`Action`] that the app applies to the document. The snarl itself is never saved.
+//! Groups of the document are drawn in the canvas background as titled rectangles around the
+//! rectangles their member nodes had in the previous frame.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use egui::{Color32, Id, Pos2, RichText, Stroke, Ui};
-use egui_snarl::ui::{AnyPins, PinInfo, SnarlPin, SnarlStyle, SnarlViewer, SnarlWidget};
+use egui::{Align2, Color32, FontId, Id, Painter, Pos2, Rect, RichText, Stroke, Style, Ui};
+use egui_snarl::ui::{
+    AnyPins, BackgroundPattern, PinInfo, SnarlPin, SnarlStyle, SnarlViewer, SnarlWidget,
+};
 use egui_snarl::{InPin, InPinId, NodeId, OutPin, OutPinId, Snarl};
 use unilip_core::types::Connection;
 use unilip_core::{NodeSchema, ParamValue, PortRef, PortType, Registry, Value};
@@ -17,6 +21,15 @@ use crate::run::{NodeState, RunState};
 
 /// Largest side of an output thumbnail drawn on a node, in points.
 const NODE_THUMB: f32 = 160.0;
+/// Space between a group's frame and its members, in points.
+const GROUP_MARGIN: f32 = 16.0;
+/// Height of a group's title band above its members, in points.
+const GROUP_TITLE: f32 = 24.0;
+/// Size assumed for a node not drawn yet (its rectangle is known only after a frame).
+const NODE_SIZE_GUESS: egui::Vec2 = egui::vec2(200.0, 120.0);
+
+/// Seed params locked against "randomise seeds", as (node id, param name).
+pub type SeedLocks = BTreeSet<(String, String)>;
 
 /// A wire that was dropped on empty canvas: the new node gets connected to it.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,6 +88,32 @@ pub enum Action {
     },
     /// Run what this node needs.
     RunUpTo(String),
+    /// Put nodes in a new titled group.
+    Group {
+        /// Members.
+        nodes: Vec<String>,
+        /// Title.
+        title: String,
+    },
+    /// Rename a group.
+    RenameGroup {
+        /// Index in the document's group list.
+        index: usize,
+        /// New title.
+        title: String,
+    },
+    /// Remove a group, keeping its nodes.
+    Ungroup(usize),
+    /// Lock or unlock a Seed param against "randomise seeds" (editor memory, not the
+    /// document).
+    LockSeed {
+        /// Node id.
+        node: String,
+        /// Param name.
+        name: String,
+        /// New lock state.
+        locked: bool,
+    },
 }
 
 /// Pin and wire colour of a port type family.
@@ -99,6 +138,18 @@ pub fn family_color(ty: Option<&PortType>) -> Color32 {
     }
 }
 
+/// Frame colour of the `index`-th group (a small repeating palette).
+pub fn group_color(index: usize) -> Color32 {
+    const PALETTE: [Color32; 5] = [
+        Color32::from_rgb(110, 160, 230),
+        Color32::from_rgb(120, 200, 140),
+        Color32::from_rgb(230, 170, 90),
+        Color32::from_rgb(200, 120, 200),
+        Color32::from_rgb(200, 200, 110),
+    ];
+    PALETTE[index % PALETTE.len()]
+}
+
 /// The snarl view and its mapping to document ids.
 pub struct Canvas {
     snarl: Snarl<String>,
@@ -108,6 +159,8 @@ pub struct Canvas {
     search: String,
     /// Widget id of the snarl (for its selection state).
     id: Id,
+    /// Graph-space rectangles of the nodes in the last frame, by doc id (to frame groups).
+    rects: BTreeMap<String, Rect>,
 }
 
 impl Default for Canvas {
@@ -118,6 +171,7 @@ impl Default for Canvas {
             synced: None,
             search: String::new(),
             id: Id::new("unilip-canvas"),
+            rects: BTreeMap::new(),
         }
     }
 }
@@ -212,12 +266,22 @@ impl Canvas {
         }
     }
 
-    /// Draws the canvas and returns the edits the user asked for.
-    pub fn show(&mut self, ui: &mut Ui, doc: &Document, run: &RunState) -> Vec<Action> {
+    /// Draws the canvas and returns the edits the user asked for. `locks` are the locked
+    /// seeds, shown on their lock toggles.
+    pub fn show(
+        &mut self,
+        ui: &mut Ui,
+        doc: &Document,
+        run: &RunState,
+        locks: &SeedLocks,
+    ) -> Vec<Action> {
         self.sync(doc);
+        self.rects.retain(|id, _| doc.doc().nodes.contains_key(id));
         let mut viewer = Viewer {
             doc,
             run,
+            locks,
+            rects: &mut self.rects,
             search: &mut self.search,
             actions: Vec::new(),
         };
@@ -260,6 +324,8 @@ impl Canvas {
 struct Viewer<'a> {
     doc: &'a Document,
     run: &'a RunState,
+    locks: &'a SeedLocks,
+    rects: &'a mut BTreeMap<String, Rect>,
     search: &'a mut String,
     actions: Vec<Action>,
 }
@@ -421,6 +487,65 @@ impl SnarlViewer<String> for Viewer<'_> {
         self.state_badge(ui, &id);
     }
 
+    fn final_node_rect(
+        &mut self,
+        node: NodeId,
+        rect: Rect,
+        _ui: &mut Ui,
+        snarl: &mut Snarl<String>,
+    ) {
+        if let Some(id) = snarl.get_node(node) {
+            self.rects.insert(id.clone(), rect);
+        }
+    }
+
+    fn draw_background(
+        &mut self,
+        background: Option<&BackgroundPattern>,
+        viewport: &Rect,
+        snarl_style: &SnarlStyle,
+        style: &Style,
+        painter: &Painter,
+        _snarl: &Snarl<String>,
+    ) {
+        if let Some(bg) = background {
+            bg.draw(viewport, snarl_style, style, painter);
+        }
+        let view = &self.doc.doc().view;
+        for (i, group) in view.groups.iter().enumerate() {
+            let members = group.nodes.iter().filter_map(|id| {
+                self.rects.get(id).copied().or_else(|| {
+                    let pos = view.nodes.get(id)?.pos;
+                    Some(Rect::from_min_size(
+                        Pos2::new(pos.0, pos.1),
+                        NODE_SIZE_GUESS,
+                    ))
+                })
+            });
+            let Some(bounds) = members.reduce(|a, b| a.union(b)) else {
+                continue;
+            };
+            let frame = bounds
+                .expand(GROUP_MARGIN)
+                .with_min_y(bounds.min.y - GROUP_MARGIN - GROUP_TITLE);
+            let color = group_color(i);
+            painter.rect_filled(frame, 8.0, color.gamma_multiply(0.15));
+            painter.rect_stroke(
+                frame,
+                8.0,
+                Stroke::new(1.5, color),
+                egui::StrokeKind::Inside,
+            );
+            painter.text(
+                frame.min + egui::vec2(10.0, 4.0),
+                Align2::LEFT_TOP,
+                &group.title,
+                FontId::proportional(16.0),
+                color,
+            );
+        }
+    }
+
     fn node_frame(
         &mut self,
         default: egui::Frame,
@@ -511,17 +636,27 @@ impl SnarlViewer<String> for Viewer<'_> {
                 Some(schema) => {
                     for spec in &schema.params {
                         let err = self.port_error(&id, &spec.name);
+                        let was_locked = self.locks.contains(&(id.clone(), spec.name.clone()));
+                        let mut locked = was_locked;
                         if let Some(value) = param_widget(
                             ui,
                             &id,
                             spec,
                             doc_node.params.get(&spec.name),
                             err.as_deref(),
+                            &mut locked,
                         ) {
                             edits.push(Action::SetParam {
                                 node: id.clone(),
                                 name: spec.name.clone(),
                                 value,
+                            });
+                        }
+                        if locked != was_locked {
+                            edits.push(Action::LockSeed {
+                                node: id.clone(),
+                                name: spec.name.clone(),
+                                locked,
                             });
                         }
                     }

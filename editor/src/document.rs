@@ -5,14 +5,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use unilip_core::document::NodeView;
+use unilip_core::document::{GroupView, NodeView};
 use unilip_core::types::Connection;
 use unilip_core::{
-    validate, Edge, GraphDoc, NodeDoc, ParamValue, PortRef, PortType, Registry, ValidatedGraph,
-    ValidationError,
+    validate, Edge, GraphDoc, NodeDoc, ParamKind, ParamValue, PortRef, PortType, Registry,
+    ValidatedGraph, ValidationError,
 };
 
 use crate::history::History;
+use crate::params::random_seed;
 
 /// Horizontal distance between layers of the automatic layout.
 const LAYOUT_DX: f32 = 360.0;
@@ -245,7 +246,8 @@ impl Document {
         Ok(id)
     }
 
-    /// Removes nodes with their wires, view state and group memberships.
+    /// Removes nodes with their wires, view state and group memberships; groups left without
+    /// members are removed too.
     pub fn remove_nodes(&mut self, ids: &[String]) {
         let set: BTreeSet<&String> = ids.iter().collect();
         self.edit(None, |d| {
@@ -256,7 +258,64 @@ impl Document {
             for g in &mut d.view.groups {
                 g.nodes.retain(|id| !set.contains(id));
             }
+            d.view.groups.retain(|g| !g.nodes.is_empty());
         });
+    }
+
+    /// Puts the existing nodes among `ids` in a new titled group (one undo step). Returns the
+    /// group's index, or `None` when none of the ids names a node.
+    pub fn group(&mut self, ids: &[String], title: &str) -> Option<usize> {
+        let mut nodes: Vec<String> = Vec::new();
+        for id in ids {
+            if self.doc.nodes.contains_key(id) && !nodes.contains(id) {
+                nodes.push(id.clone());
+            }
+        }
+        if nodes.is_empty() {
+            return None;
+        }
+        let title = title.to_string();
+        self.edit(None, |d| d.view.groups.push(GroupView { title, nodes }));
+        Some(self.doc.view.groups.len() - 1)
+    }
+
+    /// Renames group `index`; consecutive renames of one group merge into one undo step.
+    pub fn rename_group(&mut self, index: usize, title: &str) {
+        self.edit(Some(format!("group title {index}")), |d| {
+            if let Some(g) = d.view.groups.get_mut(index) {
+                g.title = title.to_string();
+            }
+        });
+    }
+
+    /// Removes group `index`, keeping its nodes.
+    pub fn ungroup(&mut self, index: usize) {
+        self.edit(None, |d| {
+            if index < d.view.groups.len() {
+                d.view.groups.remove(index);
+            }
+        });
+    }
+
+    /// Gives every Seed param a new random value, except those for which `locked(node, param)`
+    /// holds, as one undo step. Returns how many seeds changed.
+    pub fn randomise_seeds(&mut self, locked: impl Fn(&str, &str) -> bool) -> usize {
+        let mut count = 0;
+        self.edit(None, |d| {
+            for (id, node) in &mut d.nodes {
+                let Some(def) = Registry::global().get(&node.type_id) else {
+                    continue;
+                };
+                for spec in &def.schema().params {
+                    if spec.kind == ParamKind::Seed && !locked(id, &spec.name) {
+                        node.params
+                            .insert(spec.name.clone(), ParamValue::Int(random_seed()));
+                        count += 1;
+                    }
+                }
+            }
+        });
+        count
     }
 
     /// Checks whether `from` (an output) may feed `to` (an input); the error is the reason shown

@@ -5,7 +5,8 @@
 //!
 //! Modules: [`document`] (the document, edits, undo), [`history`] (snapshots), [`canvas`]
 //! (snarl viewer and sync), [`palette`], [`params`] (param widgets), [`worker`] and [`run`]
-//! (background runs), [`inspector`], [`files`] (open/save dialog), [`app`] (the window).
+//! (background runs), [`inspector`], [`files`] (open/save dialog), [`recent`] (recent files kept
+//! across sessions), [`app`] (the window).
 
 pub mod app;
 pub mod canvas;
@@ -15,6 +16,7 @@ pub mod history;
 pub mod inspector;
 pub mod palette;
 pub mod params;
+pub mod recent;
 pub mod run;
 pub mod worker;
 

@@ -1,5 +1,5 @@
 //! Param widgets generated from [`ParamSpec`]s: drag values with ranges, checkboxes, combo
-//! boxes, text fields, seeds with a randomise button, and path fields.
+//! boxes, text fields, seeds with a randomise button and a lock toggle, and path fields.
 
 use std::hash::{BuildHasher, Hasher};
 
@@ -10,13 +10,16 @@ use unilip_core::{ParamKind, ParamSpec, ParamValue};
 const SEED_MAX: i64 = i64::MAX;
 
 /// Shows the widget of one param and returns the new value when the user changed it.
-/// `error` (from validation) is shown under the widget.
+/// `error` (from validation) is shown under the widget. For Seed params, `locked` is the state
+/// of the lock toggle shown next to the randomise button (flipped when the user clicks it);
+/// other kinds leave it alone.
 pub fn param_widget(
     ui: &mut Ui,
     node: &str,
     spec: &ParamSpec,
     value: Option<&ParamValue>,
     error: Option<&str>,
+    locked: &mut bool,
 ) -> Option<ParamValue> {
     let value = value.unwrap_or(&spec.default).clone();
     let id = ui.id().with((node, &spec.name));
@@ -25,7 +28,7 @@ pub fn param_widget(
         ui.label(&spec.name).on_hover_text(&spec.doc);
         out = match spec.kind {
             ParamKind::Int | ParamKind::Float => number(ui, spec, &value),
-            ParamKind::Seed => seed(ui, spec, &value),
+            ParamKind::Seed => seed(ui, spec, &value, locked),
             ParamKind::Bool => {
                 let mut b = matches!(value, ParamValue::Bool(true));
                 ui.checkbox(&mut b, "")
@@ -97,7 +100,12 @@ fn number(ui: &mut Ui, spec: &ParamSpec, value: &ParamValue) -> Option<ParamValu
     })
 }
 
-fn seed(ui: &mut Ui, spec: &ParamSpec, value: &ParamValue) -> Option<ParamValue> {
+fn seed(
+    ui: &mut Ui,
+    spec: &ParamSpec,
+    value: &ParamValue,
+    locked: &mut bool,
+) -> Option<ParamValue> {
     let mut x = match value {
         ParamValue::Int(i) => *i,
         _ => 0,
@@ -113,6 +121,14 @@ fn seed(ui: &mut Ui, spec: &ParamSpec, value: &ParamValue) -> Option<ParamValue>
     {
         x = random_seed();
         changed = true;
+    }
+    let (icon, tip) = if *locked {
+        ("🔒", "Locked: \"Randomise seeds\" keeps this seed")
+    } else {
+        ("🔓", "Unlocked: \"Randomise seeds\" changes this seed")
+    };
+    if ui.small_button(icon).on_hover_text(tip).clicked() {
+        *locked = !*locked;
     }
     changed.then_some(ParamValue::Int(x))
 }

@@ -13,9 +13,18 @@ use unilip_core::{ParamValue, PortRef};
 use unilip_editor::run::NodeState;
 use unilip_editor::{Action, Document, EditorApp};
 
+/// An app on `path` whose recent-files list stays in memory (tests never touch the user's
+/// config folder).
 fn harness(path: Option<PathBuf>) -> Harness<'static, EditorApp> {
+    harness_with_store(path, None)
+}
+
+fn harness_with_store(
+    path: Option<PathBuf>,
+    store: Option<PathBuf>,
+) -> Harness<'static, EditorApp> {
     unilip_nodes::link();
-    let app = EditorApp::new(&egui::Context::default(), path);
+    let app = EditorApp::with_recent_store(&egui::Context::default(), path, store);
     Harness::builder()
         .with_size(egui::vec2(1400.0, 900.0))
         .build_ui_state(|ui, app: &mut EditorApp| app.ui(ui), app)
@@ -282,4 +291,161 @@ fn duplicate_and_paste_use_fresh_ids() {
     assert_eq!(dup.len(), 2);
     assert_eq!(doc.doc().nodes.len(), 4);
     assert_eq!(doc.doc().edges.len(), 2);
+}
+
+#[test]
+fn group_rename_ungroup_round_trip_and_node_removal() {
+    let dir = temp_dir("groups");
+    let path = dir.join("groups.ron");
+    let mut h = harness(None);
+    let app = h.state_mut();
+    let a = app.add_node("image.load").unwrap();
+    let b = app.add_node("image.resize").unwrap();
+    let c = app.add_node("text.show").unwrap();
+    app.apply(Action::Group {
+        nodes: vec![a.clone(), b.clone(), "missing".into()],
+        title: "Input".into(),
+    });
+    let groups = |app: &EditorApp| app.doc.doc().view.groups.clone();
+    let g = groups(app);
+    assert_eq!(g.len(), 1);
+    assert_eq!(g[0].title, "Input");
+    assert_eq!(
+        g[0].nodes,
+        vec![a.clone(), b.clone()],
+        "unknown ids are left out"
+    );
+    // Grouping nothing is refused with a message, not an empty group.
+    app.apply(Action::Group {
+        nodes: vec![],
+        title: "Empty".into(),
+    });
+    assert_eq!(groups(app).len(), 1);
+    assert!(app.notice.as_ref().is_some_and(|n| n.error));
+
+    // Renaming, typed in several steps, is one undo step.
+    app.apply(Action::RenameGroup {
+        index: 0,
+        title: "Load".into(),
+    });
+    app.apply(Action::RenameGroup {
+        index: 0,
+        title: "Loading".into(),
+    });
+    assert_eq!(groups(app)[0].title, "Loading");
+    assert!(app.doc.undo());
+    assert_eq!(groups(app)[0].title, "Input");
+    assert!(app.doc.redo());
+
+    // The group is listed in the side panel with its members (and framed on the canvas).
+    h.run_steps(3);
+    assert!(h.query_by_label(&format!("{a}, {b}")).is_some());
+    assert!(h.query_by_label("Groups (1)").is_some());
+
+    // Saved in the RON view section and read back unchanged.
+    let app = h.state_mut();
+    assert!(app.save(Some(&path)));
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("Loading"), "{text}");
+    let (reloaded, _) = Document::open(&path).unwrap();
+    assert_eq!(reloaded.doc().view.groups, groups(app));
+
+    // Deleting a node removes it from its group; the last member takes the group with it.
+    app.apply(Action::Remove(vec![a.clone()]));
+    assert_eq!(groups(app)[0].nodes, vec![b.clone()]);
+    app.apply(Action::Remove(vec![b.clone()]));
+    assert!(groups(app).is_empty());
+    assert!(app.doc.undo());
+    assert!(app.doc.undo());
+    assert_eq!(groups(app)[0].nodes, vec![a.clone(), b.clone()]);
+
+    // Ungrouping keeps the nodes, and is undoable.
+    app.apply(Action::Ungroup(0));
+    assert!(groups(app).is_empty());
+    assert_eq!(app.doc.doc().nodes.len(), 3);
+    assert!(app.doc.doc().nodes.contains_key(&c));
+    assert!(app.doc.undo());
+    assert_eq!(groups(app).len(), 1);
+    h.run_steps(2);
+}
+
+#[test]
+fn locked_seed_survives_randomise_all() {
+    let mut h = harness(None);
+    let app = h.state_mut();
+    app.apply(Action::Add {
+        type_id: "unilip.noise".into(),
+        pos: (0.0, 0.0),
+        wire: None,
+    });
+    app.apply(Action::Add {
+        type_id: "unilip.noise".into(),
+        pos: (0.0, 450.0),
+        wire: None,
+    });
+    let seed = |app: &EditorApp, n: &str| app.doc.doc().nodes[n].params["seed"].clone();
+    assert_eq!(seed(app, "noise"), ParamValue::Int(42));
+    let before = app.doc.doc().clone();
+    app.apply(Action::LockSeed {
+        node: "noise".into(),
+        name: "seed".into(),
+        locked: true,
+    });
+    assert_eq!(*app.doc.doc(), before, "the lock is not in the document");
+    app.randomise_seeds();
+    assert_eq!(seed(app, "noise"), ParamValue::Int(42), "locked seed kept");
+    assert_ne!(
+        seed(app, "noise_2"),
+        ParamValue::Int(42),
+        "unlocked seed changed"
+    );
+    // One undo step for all seeds.
+    assert!(app.doc.undo());
+    assert_eq!(*app.doc.doc(), before);
+
+    // The canvas shows one locked and one unlocked toggle; clicking the open lock locks it.
+    h.run_steps(3);
+    assert_eq!(h.query_all_by_label("🔒").count(), 1);
+    // The snarl layer is transformed, so a pointer click at the widget's untransformed
+    // rectangle would miss it; the accesskit click reaches the button itself.
+    h.get_by_label("🔓").click_accesskit();
+    h.run_steps(3);
+    assert_eq!(h.query_all_by_label("🔒").count(), 2);
+    let app = h.state_mut();
+    assert!(app.seed_locks.contains(&("noise_2".into(), "seed".into())));
+    app.randomise_seeds();
+    assert_eq!(*app.doc.doc(), before, "every seed is locked");
+    // Unlocking through the action API makes it randomisable again.
+    app.set_seed_lock("noise", "seed", false);
+    app.randomise_seeds();
+    assert_ne!(seed(app, "noise"), ParamValue::Int(42));
+    assert_eq!(seed(app, "noise_2"), ParamValue::Int(42));
+}
+
+#[test]
+fn recent_files_persist_across_sessions() {
+    let dir = temp_dir("recent");
+    let store = dir.join("config").join("unilip").join("recent.txt");
+    let (a, b) = (dir.join("a.ron"), dir.join("b.ron"));
+    let mut h = harness_with_store(None, Some(store.clone()));
+    let app = h.state_mut();
+    app.add_node("image.load").unwrap();
+    assert!(app.save(Some(&a)));
+    assert!(app.save(Some(&b)));
+    assert!(app.save(Some(&a)));
+    assert_eq!(app.recent.list, vec![a.clone(), b.clone()]);
+    assert_eq!(
+        std::fs::read_to_string(&store).unwrap(),
+        format!("{}\n{}\n", a.display(), b.display())
+    );
+    // A new session reads the list back; opening a file moves it to the front.
+    let mut h2 = harness_with_store(Some(b.clone()), Some(store.clone()));
+    h2.run_steps(2);
+    assert_eq!(h2.state().recent.list, vec![b.clone(), a.clone()]);
+    assert_eq!(h2.state().recent.store(), Some(store.as_path()));
+    // Without a store the list lives in memory only.
+    let mut h3 = harness(Some(a.clone()));
+    h3.run_steps(1);
+    assert_eq!(h3.state().recent.list, vec![a]);
+    assert_eq!(h3.state().recent.store(), None);
 }
