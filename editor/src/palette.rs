@@ -35,7 +35,7 @@ pub fn palette_ui(
     }
     let mut picked = None;
     egui::ScrollArea::vertical()
-        .max_height(400.0)
+        .max_height(ui.available_height().max(200.0))
         .show(ui, |ui| {
             for (cat, schemas) in by_cat {
                 egui::CollapsingHeader::new(cat)
