@@ -139,6 +139,19 @@ pub fn expect_tensor(ck: &Checkpoint, key: &str) -> HostTensor {
     ck.read(key).unwrap_or_else(|e| panic!("{key}: {e}"))
 }
 
+/// Reads integer tensor `key` (ids, masks) as a Burn `Int` tensor, panicking with the key in the
+/// message (test helper).
+pub fn expect_int_tensor<B: burn::prelude::Backend, const D: usize>(
+    ck: &Checkpoint,
+    key: &str,
+) -> burn::prelude::Tensor<B, D, burn::prelude::Int> {
+    let (shape, data) = ck.read_i64(key).unwrap_or_else(|e| panic!("{key}: {e}"));
+    burn::prelude::Tensor::from_data(
+        burn::prelude::TensorData::new(data, shape),
+        &Default::default(),
+    )
+}
+
 /// The UniLIP config of the end-to-end fixture: `upstream_config.unilip` with the `dit`, `dcae`
 /// and `scheduler` sections as `dit_config`, `vae_config` and `scheduler_config`.
 pub fn unilip_config(fx: &Fixture) -> Result<crate::models::unilip::UnilipConfig, String> {

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
+use unilip_nodes::fixtures::expect_int_tensor;
 use unilip_nodes::fixtures::unilip_config;
 use unilip_nodes::fixtures::Fixture;
 use unilip_nodes::models::qwen2::{GenerationConfig, Sampling};
@@ -88,17 +89,12 @@ fn write_checkpoint(
         .expect("write index");
 }
 
-fn ints(ck: &Checkpoint, key: &str) -> Tensor<B, 2, Int> {
-    let (shape, data) = ck.read_i64(key).unwrap_or_else(|e| panic!("{key}: {e}"));
-    Tensor::from_data(TensorData::new(data, shape), &Default::default())
-}
-
 /// The t2i projector output (UniLIP's dual condition) of a loaded model.
 fn t2i_projector(fx: &Fixture, model: &Unilip<B>) -> HostTensor {
     let c = model
         .condition(
-            ints(&fx.io, "t2i.input_ids"),
-            ints(&fx.io, "t2i.attention_mask"),
+            expect_int_tensor::<B, _>(&fx.io, "t2i.input_ids"),
+            expect_int_tensor::<B, _>(&fx.io, "t2i.attention_mask"),
             None,
             ConditionMode::Dual,
         )
@@ -208,7 +204,7 @@ fn checkpoint_legacy_key_style_loads_the_same_model() {
     );
 
     // Understanding through lm_head: image tokens + prompt, greedy.
-    let ids = ints(&fx.io, "edit.input_ids").narrow(0, 0, 1);
+    let ids = expect_int_tensor::<B, _>(&fx.io, "edit.input_ids").narrow(0, 0, 1);
     let pixels: Tensor<B, 4> = fx
         .io
         .read("input.pixel_values")
@@ -264,7 +260,7 @@ fn checkpoint_generation_needs_no_lm_head() {
         seed: 0,
         output_logits: false,
     };
-    let ids = ints(&fx.io, "t2i.input_ids").narrow(0, 0, 1);
+    let ids = expect_int_tensor::<B, _>(&fx.io, "t2i.input_ids").narrow(0, 0, 1);
     let err = model
         .understand(ids, None, None, &generation)
         .expect_err("no lm_head");

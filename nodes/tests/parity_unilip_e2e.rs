@@ -4,13 +4,14 @@
 //! tolerance of its `tolerance.per_group` group.
 
 use burn::prelude::*;
+use unilip_nodes::fixtures::expect_int_tensor;
 use unilip_nodes::fixtures::expect_tensor as read;
 use unilip_nodes::fixtures::unilip_config;
 use unilip_nodes::fixtures::{compare, Fixture};
 use unilip_nodes::models::unilip::{
     to_image, ComponentSet, ConditionMode, InitLatent, SampleOptions, Sampler, Unilip, UnilipError,
 };
-use unilip_nodes::weights::{Checkpoint, HostTensor};
+use unilip_nodes::weights::HostTensor;
 
 type B = burn::backend::Flex;
 
@@ -51,11 +52,6 @@ fn options(fx: &Fixture, init: Tensor<B, 4>) -> SampleOptions<B> {
 
 fn trace(fx: &Fixture, key: &str) -> HostTensor {
     read(fx.trace.as_ref().expect("trace.safetensors"), key)
-}
-
-fn ints<const D: usize>(ck: &Checkpoint, key: &str) -> Tensor<B, D, Int> {
-    let (shape, data) = ck.read_i64(key).unwrap_or_else(|e| panic!("{key}: {e}"));
-    Tensor::from_data(TensorData::new(data, shape), &Default::default())
 }
 
 fn check_host(fx: &Fixture, group: &str, name: &str, got: &HostTensor, want: &HostTensor) -> f64 {
@@ -103,8 +99,8 @@ fn parity_unilip_e2e_text_to_image() {
         return;
     };
     let model = load(&fx);
-    let ids = ints::<2>(&fx.io, "t2i.input_ids");
-    let mask = ints::<2>(&fx.io, "t2i.attention_mask");
+    let ids = expect_int_tensor::<B, 2>(&fx.io, "t2i.input_ids");
+    let mask = expect_int_tensor::<B, 2>(&fx.io, "t2i.attention_mask");
     let tr = model
         .condition_traced(ids, mask, None, ConditionMode::Dual)
         .expect("t2i condition");
@@ -119,12 +115,12 @@ fn parity_unilip_e2e_text_to_image() {
     check_ints(
         "t2i.llm.attention_mask",
         tr.attention_mask,
-        ints(tr_ck, "t2i.llm.attention_mask"),
+        expect_int_tensor::<B, _>(tr_ck, "t2i.llm.attention_mask"),
     );
     check_ints(
         "t2i.llm.position_ids",
         tr.position_ids,
-        ints(tr_ck, "t2i.llm.position_ids"),
+        expect_int_tensor::<B, _>(tr_ck, "t2i.llm.position_ids"),
     );
     check(
         &fx,
@@ -150,7 +146,7 @@ fn parity_unilip_e2e_text_to_image() {
     check_ints(
         "t2i.condition.mask",
         tr.condition.mask.clone(),
-        ints(tr_ck, "t2i.llm.attention_mask"),
+        expect_int_tensor::<B, _>(tr_ck, "t2i.llm.attention_mask"),
     );
 
     // Sampling: row 0 positive, row 1 negative; the DiT sees [neg, pos].
@@ -236,8 +232,8 @@ fn parity_unilip_e2e_edit() {
         &want_features,
     );
 
-    let ids = ints::<2>(&fx.io, "edit.input_ids");
-    let mask = ints::<2>(&fx.io, "edit.attention_mask");
+    let ids = expect_int_tensor::<B, 2>(&fx.io, "edit.input_ids");
+    let mask = expect_int_tensor::<B, 2>(&fx.io, "edit.attention_mask");
     let tr = model
         .condition_traced(
             ids.clone(),
@@ -257,7 +253,7 @@ fn parity_unilip_e2e_edit() {
     check_ints(
         "edit.llm.position_ids",
         tr.position_ids,
-        ints(tr_ck, "edit.llm.position_ids"),
+        expect_int_tensor::<B, _>(tr_ck, "edit.llm.position_ids"),
     );
     check(
         &fx,
@@ -378,8 +374,8 @@ fn parity_unilip_e2e_condition_modes() {
         return;
     };
     let model = load(&fx);
-    let ids = ints::<2>(&fx.io, "t2i.input_ids");
-    let mask = ints::<2>(&fx.io, "t2i.attention_mask");
+    let ids = expect_int_tensor::<B, 2>(&fx.io, "t2i.input_ids");
+    let mask = expect_int_tensor::<B, 2>(&fx.io, "t2i.attention_mask");
     let [b, lt] = ids.dims();
     let n = model.config.n_query;
     let want = trace(&fx, "t2i.llm.last_hidden_state");
@@ -434,8 +430,8 @@ fn parity_unilip_e2e_sampling_options() {
     let model = load(&fx);
     let c = model
         .condition(
-            ints(&fx.io, "t2i.input_ids"),
-            ints(&fx.io, "t2i.attention_mask"),
+            expect_int_tensor::<B, _>(&fx.io, "t2i.input_ids"),
+            expect_int_tensor::<B, _>(&fx.io, "t2i.attention_mask"),
             None,
             ConditionMode::Dual,
         )
