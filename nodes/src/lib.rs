@@ -5,6 +5,8 @@ pub mod backend;
 pub mod fixtures;
 pub mod models;
 pub mod nodes;
+pub mod param_keys;
+pub mod train;
 pub mod weights;
 
 /// Forces the linker to keep this crate's node registrations; call once at start-up.

@@ -17,6 +17,8 @@ use burn::prelude::*;
 use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors};
 
+use crate::param_keys::{param_id, ParamKeys};
+
 /// Everything that can go wrong while reading a checkpoint. Each variant names the file and,
 /// where there is one, the tensor key.
 #[derive(Debug, thiserror::Error)]
@@ -540,6 +542,7 @@ pub struct VarBuilder<B: Backend> {
     source: Source,
     prefix: String,
     device: B::Device,
+    keys: ParamKeys,
 }
 
 impl<B: Backend> VarBuilder<B> {
@@ -549,6 +552,7 @@ impl<B: Backend> VarBuilder<B> {
             source: Source::Checkpoint(ck),
             prefix: String::new(),
             device: device.clone(),
+            keys: ParamKeys::default(),
         }
     }
 
@@ -577,6 +581,7 @@ impl<B: Backend> VarBuilder<B> {
             ),
             prefix: String::new(),
             device: device.clone(),
+            keys: ParamKeys::default(),
         }
     }
 
@@ -602,7 +607,13 @@ impl<B: Backend> VarBuilder<B> {
             source: self.source.clone(),
             prefix,
             device: self.device.clone(),
+            keys: self.keys.clone(),
         }
+    }
+
+    /// The key of every parameter made through this builder (and its `pp` children) so far.
+    pub fn param_keys(&self) -> ParamKeys {
+        self.keys.clone()
     }
 
     /// The device tensors are created on.
@@ -666,13 +677,26 @@ impl<B: Backend> VarBuilder<B> {
         Ok(self.host(name, &shape)?.to_burn(&self.device))
     }
 
-    /// Loads `name` as a learnable parameter.
+    /// Loads `name` as a learnable parameter whose id is derived from its key
+    /// ([`crate::param_keys::param_id`]) and recorded for saving.
     pub fn param<const D: usize>(
         &self,
         name: &str,
         shape: [usize; D],
     ) -> Result<Param<Tensor<B, D>>> {
-        Ok(Param::from_tensor(self.tensor(name, shape)?))
+        Ok(self.keyed_param(name, self.tensor(name, shape)?, false))
+    }
+
+    fn keyed_param<const D: usize>(
+        &self,
+        name: &str,
+        value: Tensor<B, D>,
+        transposed: bool,
+    ) -> Param<Tensor<B, D>> {
+        let key = self.key(name);
+        let id = param_id(&key);
+        self.keys.record(id, &key, transposed);
+        Param::initialized(id, value.require_grad())
     }
 
     /// Loads a PyTorch `nn.Linear` at this prefix (`weight` `[out, in]`, optional `bias`),
@@ -682,7 +706,7 @@ impl<B: Backend> VarBuilder<B> {
         let mut lin = LinearConfig::new(d_in, d_out)
             .with_bias(bias)
             .init::<B>(&self.device);
-        lin.weight = Param::from_tensor(w.transpose());
+        lin.weight = self.keyed_param("weight", w.transpose(), true);
         if bias {
             lin.bias = Some(self.param("bias", [d_out])?);
         }

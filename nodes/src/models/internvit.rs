@@ -628,6 +628,22 @@ impl<B: Backend> InternVisionModel<B> {
             .fold(x, |x, l| l.forward(x)))
     }
 
+    /// The output of every encoder layer, `[B, 1 + N, C]` each (the feature pyramid of a
+    /// perceptual loss).
+    pub fn layer_outputs(
+        &self,
+        pixel_values: Tensor<B, 4>,
+    ) -> std::result::Result<Vec<Tensor<B, 3>>, InputError> {
+        self.check(&pixel_values)?;
+        let mut x = self.embeddings.forward(pixel_values);
+        let mut out = Vec::with_capacity(self.encoder.layers.len());
+        for layer in &self.encoder.layers {
+            x = layer.forward(x);
+            out.push(x.clone());
+        }
+        Ok(out)
+    }
+
     /// `last_hidden_state` `[B, 1 + N, C]` (CLS first) of normalised `[B, ch, H, W]` pixels.
     pub fn forward(
         &self,

@@ -296,6 +296,23 @@ pub fn understanding_prompt(question: &str, n_image_tokens: usize, system: Optio
     format!("{system}{IM_START}user\n{question}{IM_END}\n{IM_START}assistant\n")
 }
 
+/// The words of UniLIP's generation / editing / understanding templates (and the captioning
+/// question), as a whitespace word-level tokenizer splits them: include them in a tiny model's
+/// vocabulary so prompts encode without unknown tokens.
+pub const TEMPLATE_WORDS: [&str; 11] = [
+    "user",
+    "assistant",
+    "Generate",
+    "an",
+    "image",
+    ":",
+    ".",
+    "Edit",
+    "the",
+    "Describe",
+    "?",
+];
+
 /// Builds a word-level tokenizer for tiny models: a `WordLevel` model with a whitespace
 /// pre-tokenizer. Ids are assigned in order: `vocab` words, then `specials`, then any of
 /// [`REQUIRED_SPECIALS`] not listed yet. All `specials` and required tokens are registered as special

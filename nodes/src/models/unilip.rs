@@ -39,7 +39,8 @@ use crate::models::scheduler::{
     cfg as guide, DpmSolverConfig, DpmSolverMultistepScheduler, FlowMatchEulerConfig,
     FlowMatchEulerScheduler, SchedulerError,
 };
-use crate::models::tokenizer::{understanding_prompt, Tokenizer, TokenizerError};
+use crate::models::tokenizer::{understanding_prompt, SpecialIds, Tokenizer, TokenizerError};
+use crate::param_keys::{keyed_tensors, ParamKeys, UnkeyedParam};
 use crate::weights::{self, read_json, Checkpoint, HostTensor, VarBuilder, WeightError};
 
 // ---------------------------------------------------------------------------------------------
@@ -352,6 +353,43 @@ impl UnilipConfig {
         Self::from_json(json).expect("valid tiny preset")
     }
 
+    /// A CPU-trainable model for 64×64 images (ShapesWorld) with a word-level vocabulary of
+    /// `vocab_size` tokens with the given special ids (`<IMG_CONTEXT>`, `<|im_end|>` as EOS): ViT patch 4 (16×16 grid,
+    /// 32 wide, 2 layers) → pixel shuffle → 64 tokens of width 64; LLM 64 wide with 2 layers;
+    /// 16 queries and a 1-layer connector; a 2-layer DiT on an 8×8×16 latent; a 4-stage DC-AE
+    /// decoder (×8) back to 64×64.
+    pub fn shapes(vocab_size: usize, special: SpecialIds) -> Self {
+        let mut vision = vision_json(32, 2, 2, 64);
+        vision["image_size"] = json!([64, 64]);
+        vision["patch_size"] = json!([4, 4]);
+        let mut text = text_json(64, 128, 2, 4, 2);
+        text["head_dim"] = 16.into();
+        text["vocab_size"] = vocab_size.into();
+        text["max_position_embeddings"] = 512.into();
+        text["eos_token_id"] = json!([special.im_end, special.endoftext]);
+        text["bos_token_id"] = Value::Null;
+        if let Some(o) = text.as_object_mut() {
+            o.remove("rope_scaling");
+        }
+        let mut json = unilip_json(vision, text, 16, 1, 1.0);
+        json["image_token_id"] = special.img_context.into();
+        json["dit_config"] = json!({
+            "in_channels": 16, "out_channels": 16, "num_layers": 2,
+            "num_attention_heads": 2, "attention_head_dim": 16,
+            "num_cross_attention_heads": 2, "cross_attention_head_dim": 16,
+            "cross_attention_dim": 32, "caption_channels": 32, "mlp_ratio": 2.5,
+            "sample_size": 8, "patch_size": 1, "norm_elementwise_affine": false, "norm_eps": 1e-6
+        });
+        json["vae_config"] = json!({
+            "in_channels": 3, "latent_channels": 16, "attention_head_dim": 8,
+            "decoder_block_types": ["ResBlock", "ResBlock", "EfficientViTBlock", "EfficientViTBlock"],
+            "decoder_block_out_channels": [8, 16, 32, 32], "decoder_layers_per_block": [1, 1, 1, 1],
+            "decoder_qkv_multiscales": [[], [], [5], [5]], "decoder_norm_types": "rms_norm",
+            "decoder_act_fns": "silu", "upsample_block_type": "interpolate"
+        });
+        Self::from_json(json).expect("valid shapes preset")
+    }
+
     /// UniLIP-1B: InternVL3-1B (InternViT-300M + Qwen2.5-0.5B), SANA-600M, factor 10.6.
     pub fn one_b() -> Self {
         let text = text_json(896, 4864, 24, 14, 2);
@@ -542,6 +580,9 @@ pub struct Unilip<B: Backend> {
     /// What was loaded.
     #[module(skip)]
     pub components: ComponentSet,
+    /// The checkpoint key of every parameter (for saving a trained model).
+    #[module(skip)]
+    pub keys: ParamKeys,
 }
 
 impl<B: Backend> Unilip<B> {
@@ -672,7 +713,15 @@ impl<B: Backend> Unilip<B> {
             vae_decoder,
             config,
             components: c,
+            keys: root.param_keys(),
         })
+    }
+}
+
+impl<B: Backend> Unilip<B> {
+    /// Every loaded parameter under its checkpoint key, in the layout the loader reads.
+    pub fn tensors(&self) -> std::result::Result<BTreeMap<String, HostTensor>, UnkeyedParam> {
+        keyed_tensors(self, &self.keys)
     }
 }
 

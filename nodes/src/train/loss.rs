@@ -1,0 +1,120 @@
+//! Loss terms the trainer sums (`Σ weightᵢ·lossᵢ`), and the math of each.
+//!
+//! Pixel and feature losses follow spec §3.1 (UniLIP encoder); the velocity loss follows §2.8
+//! (flow matching with logit-normal timesteps); the text loss is next-token cross-entropy on the
+//! answer tokens (how the MLLM learns to understand).
+
+use std::fmt;
+
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+
+/// Which loss a term computes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LossKind {
+    /// Mean squared error between the reconstruction and the input image, both in [0, 1].
+    PixelMse,
+    /// Mean absolute error between the reconstruction and the input image.
+    PixelL1,
+    /// LPIPS-style distance in the frozen original vision tower: per layer, unit-normalise every
+    /// token's channels, then the mean squared difference, averaged over layers.
+    Perceptual,
+    /// Self-distillation: MSE between the student's `mlp1` features and the frozen original's.
+    Distill,
+    /// Flow matching: MSE between the DiT output and `ε − x0` at logit-normal timesteps.
+    FlowMatching {
+        /// Mean of the logit-normal timestep density.
+        logit_mean: f64,
+        /// Standard deviation of the logit-normal timestep density.
+        logit_std: f64,
+    },
+    /// Next-token cross-entropy over the answer (or caption) tokens.
+    Text,
+}
+
+impl LossKind {
+    /// Short name used in logs and the CSV header.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::PixelMse => "mse",
+            Self::PixelL1 => "l1",
+            Self::Perceptual => "perceptual",
+            Self::Distill => "distill",
+            Self::FlowMatching { .. } => "flow_matching",
+            Self::Text => "text",
+        }
+    }
+
+    /// True for the losses of encoder (reconstruction) training.
+    pub fn is_encoder(&self) -> bool {
+        matches!(
+            self,
+            Self::PixelMse | Self::PixelL1 | Self::Perceptual | Self::Distill
+        )
+    }
+
+    /// True when the frozen original vision tower is needed.
+    pub fn needs_teacher(&self) -> bool {
+        matches!(self, Self::Perceptual | Self::Distill)
+    }
+}
+
+/// A weighted term of the training objective.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LossTerm {
+    /// What it computes.
+    pub kind: LossKind,
+    /// Its weight in the sum.
+    pub weight: f64,
+}
+
+impl fmt::Display for LossTerm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}×{}", self.weight, self.kind.name())
+    }
+}
+
+/// Mean squared error over all elements.
+pub fn mse<B: Backend, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>) -> Tensor<B, 1> {
+    (a - b).powi_scalar(2).mean()
+}
+
+/// Mean absolute error over all elements.
+pub fn l1<B: Backend, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>) -> Tensor<B, 1> {
+    (a - b).abs().mean()
+}
+
+/// LPIPS-style distance between two lists of `[b, tokens, C]` hidden states (one per layer):
+/// tokens unit-normalised over channels, squared difference summed over channels, averaged over
+/// tokens, batch and layers.
+pub fn feature_distance<B: Backend>(a: &[Tensor<B, 3>], b: &[Tensor<B, 3>]) -> Tensor<B, 1> {
+    let unit = |t: Tensor<B, 3>| {
+        let norm = t.clone().powi_scalar(2).sum_dim(2).sqrt().add_scalar(1e-10);
+        t / norm
+    };
+    let per_layer: Vec<Tensor<B, 1>> = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| {
+            (unit(x.clone()) - unit(y.clone()))
+                .powi_scalar(2)
+                .sum_dim(2)
+                .mean()
+        })
+        .collect();
+    let n = per_layer.len().max(1) as f64;
+    Tensor::cat(per_layer, 0).sum().div_scalar(n)
+}
+
+/// Mean next-token cross-entropy: `logits` `[b, L, V]` predict `targets` `[b, L]` (the token at
+/// the next position); positions where `weights` `[b, L]` is 0 are ignored.
+pub fn token_cross_entropy<B: Backend>(
+    logits: Tensor<B, 3>,
+    targets: Tensor<B, 2, Int>,
+    weights: Tensor<B, 2>,
+) -> Tensor<B, 1> {
+    let logp = log_softmax(logits, 2);
+    let picked = logp.gather(2, targets.unsqueeze_dim(2)).squeeze_dim::<2>(2);
+    let total = weights.clone().sum().clamp_min(1.0);
+    (picked * weights).sum().neg() / total
+}

@@ -1,0 +1,420 @@
+//! The forward pass of each training task, returning one scalar per loss term.
+//!
+//! * [`Task::Encoder`] (spec §3.1): image → vision tower → `mlp1` → latent head → DC-AE decoder;
+//!   pixel losses against the input, perceptual and self-distillation losses against the frozen
+//!   original vision tower.
+//! * [`Task::Generate`] / [`Task::Edit`] (spec §2.8, §3.2): the prompt (with the source image's
+//!   features for editing) → LLM → queries/connector → projector is the condition; the target image's
+//!   UniLIP latent × `unilip_factor` is noised at logit-normal timesteps and the DiT regresses
+//!   `ε − x0`. Captions are dropped to the null prompt with probability `caption_dropout`, so
+//!   classifier-free guidance works at inference.
+//! * [`Task::Understand`]: InternVL's chat prompt with the image, next-token cross-entropy on the
+//!   answer (VQA) or the caption (captioning) followed by `<|im_end|>`.
+
+use burn::prelude::*;
+use rand::rngs::StdRng;
+use rand::RngExt;
+
+use super::data::{image_batch, DatasetKind, Sample};
+use super::loss::{feature_distance, l1, mse, token_cross_entropy, LossKind, LossTerm};
+use super::TrainError;
+use crate::backend::TrainB;
+use crate::models::internvit::InternVlVision;
+use crate::models::preprocess::normalize;
+use crate::models::scheduler::{
+    add_noise, velocity_target, FlowMatchEulerConfig, FlowMatchEulerScheduler,
+};
+use crate::models::tokenizer::{
+    edit_negative, edit_prompt, generation_negative, generation_prompt, understanding_prompt,
+    Tokenizer,
+};
+use crate::models::unilip::{
+    encode_prompts, resize_bilinear, ComponentSet, ConditionMode, Unilip, UnilipError,
+};
+
+/// The question asked for captioning samples in understanding training.
+pub const CAPTION_QUESTION: &str = "Describe the image.";
+
+/// What a training run optimises, decided by its loss terms and its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    /// Reconstruction through the UniLIP encoder and pixel decoder.
+    Encoder,
+    /// Text-to-image flow matching.
+    Generate,
+    /// Editing flow matching.
+    Edit,
+    /// Captioning / VQA with the MLLM.
+    Understand,
+}
+
+impl Task {
+    /// The task of `losses` on data of `kind`, or why they do not fit together.
+    pub fn infer(losses: &[LossTerm], kind: DatasetKind) -> Result<Self, TrainError> {
+        let setup = |m: String| Err(TrainError::Setup(m));
+        if losses.is_empty() {
+            return setup("no loss terms: connect a loss node to the trainer".into());
+        }
+        let encoder = losses.iter().all(|t| t.kind.is_encoder());
+        let flow = losses
+            .iter()
+            .all(|t| matches!(t.kind, LossKind::FlowMatching { .. }));
+        let text = losses.iter().all(|t| t.kind == LossKind::Text);
+        match (encoder, flow, text, kind) {
+            (true, _, _, _) => Ok(Self::Encoder),
+            (_, true, _, DatasetKind::Captions) => Ok(Self::Generate),
+            (_, true, _, DatasetKind::Edits) => Ok(Self::Edit),
+            (_, true, _, DatasetKind::Vqa) => {
+                setup("flow matching needs captions or edit triplets, got VQA data".into())
+            }
+            (_, _, true, DatasetKind::Edits) => {
+                setup("the text loss needs captions or VQA data, got edit triplets".into())
+            }
+            (_, _, true, _) => Ok(Self::Understand),
+            _ => setup(format!(
+                "loss terms [{}] mix tasks: reconstruction losses (mse, l1, perceptual, distill), \
+                 flow matching and the text loss each train a different model path",
+                losses
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
+
+    /// The components a run of this task loads.
+    pub fn components(self) -> ComponentSet {
+        match self {
+            Self::Encoder => ComponentSet::RECONSTRUCTION,
+            Self::Generate | Self::Edit => ComponentSet::EDITING,
+            Self::Understand => ComponentSet::UNDERSTANDING,
+        }
+    }
+
+    /// Whether the run needs `tokenizer.json`.
+    pub fn needs_tokenizer(self) -> bool {
+        self != Self::Encoder
+    }
+}
+
+/// Frozen helpers and settings of the objective.
+pub struct Objective<'a> {
+    /// The task.
+    pub task: Task,
+    /// The weighted terms.
+    pub terms: &'a [LossTerm],
+    /// The frozen original vision tower (perceptual and distillation losses).
+    pub teacher: Option<&'a InternVlVision<TrainB>>,
+    /// The tokenizer (every task but the encoder).
+    pub tokenizer: Option<&'a Tokenizer>,
+    /// Probability of replacing a caption / instruction by the null prompt.
+    pub caption_dropout: f64,
+    /// Which LLM outputs condition the DiT.
+    pub condition_mode: ConditionMode,
+    /// Training timesteps (flow-matching tables, shift 1).
+    pub scheduler: FlowMatchEulerScheduler,
+}
+
+impl<'a> Objective<'a> {
+    /// The objective of `task` with `terms`.
+    pub fn new(task: Task, terms: &'a [LossTerm]) -> Result<Self, TrainError> {
+        let scheduler = FlowMatchEulerScheduler::new(FlowMatchEulerConfig::default())
+            .map_err(|e| TrainError::Setup(e.to_string()))?;
+        Ok(Self {
+            task,
+            terms,
+            teacher: None,
+            tokenizer: None,
+            caption_dropout: 0.0,
+            condition_mode: ConditionMode::Dual,
+            scheduler,
+        })
+    }
+
+    /// One scalar per term (unweighted), in the order of `terms`.
+    pub fn losses(
+        &self,
+        model: &Unilip<TrainB>,
+        samples: &[Sample],
+        rng: &mut StdRng,
+    ) -> Result<Vec<Tensor<TrainB, 1>>, TrainError> {
+        match self.task {
+            Task::Encoder => self.encoder(model, samples),
+            Task::Generate | Task::Edit => self.flow_matching(model, samples, rng),
+            Task::Understand => self.understand(model, samples),
+        }
+    }
+
+    fn teacher(&self) -> Result<&InternVlVision<TrainB>, TrainError> {
+        self.teacher
+            .ok_or_else(|| TrainError::Setup("the frozen vision tower was not loaded".into()))
+    }
+
+    fn tokenizer(&self) -> Result<&Tokenizer, TrainError> {
+        self.tokenizer
+            .ok_or_else(|| TrainError::Setup("the checkpoint has no tokenizer.json".into()))
+    }
+
+    fn encoder(
+        &self,
+        model: &Unilip<TrainB>,
+        samples: &[Sample],
+    ) -> Result<Vec<Tensor<TrainB, 1>>, TrainError> {
+        let size = input_size(model);
+        let dev = crate::backend::device();
+        let images: Vec<_> = samples.iter().map(|s| &s.image).collect();
+        let x = image_batch::<TrainB>(&images, size, &dev);
+        let pixels = normalize(x.clone());
+        let features = model.image_features(pixels.clone())?;
+        let grid = vision(model)?.feature_grid(size, size);
+        let decoded = model.decode_latent(model.features_to_latent(features.clone(), grid)?)?;
+        let [_, _, h, w] = decoded.dims();
+        let recon = (decoded + 1.0) / 2.0;
+        let target = resize_bilinear(x, [h, w]);
+        self.terms
+            .iter()
+            .map(|term| match term.kind {
+                LossKind::PixelMse => Ok(mse(recon.clone(), target.clone())),
+                LossKind::PixelL1 => Ok(l1(recon.clone(), target.clone())),
+                LossKind::Perceptual => {
+                    let tower = &self.teacher()?.vision_tower;
+                    let recon_in = normalize(resize_bilinear(recon.clone(), [size, size]));
+                    let a = tower.layer_outputs(recon_in).map_err(UnilipError::from)?;
+                    let b = tower
+                        .layer_outputs(pixels.clone())
+                        .map_err(UnilipError::from)?;
+                    Ok(feature_distance(&a, &b))
+                }
+                LossKind::Distill => {
+                    let t = self
+                        .teacher()?
+                        .image_features(pixels.clone())
+                        .map_err(UnilipError::from)?;
+                    Ok(mse(features.clone(), t.detach()))
+                }
+                _ => Err(TrainError::Setup(format!(
+                    "loss `{}` does not apply to encoder training",
+                    term.kind.name()
+                ))),
+            })
+            .collect()
+    }
+
+    fn flow_matching(
+        &self,
+        model: &Unilip<TrainB>,
+        samples: &[Sample],
+        rng: &mut StdRng,
+    ) -> Result<Vec<Tensor<TrainB, 1>>, TrainError> {
+        let tok = self.tokenizer()?;
+        let size = input_size(model);
+        let dev = crate::backend::device();
+        let b = samples.len();
+        let targets: Vec<_> = samples.iter().map(|s| &s.image).collect();
+        let x0 = target_latent(model, image_batch(&targets, size, &dev))?;
+        let source_features = if self.task == Task::Edit {
+            let sources = samples
+                .iter()
+                .map(|s| {
+                    s.source
+                        .as_ref()
+                        .ok_or_else(|| TrainError::Setup("an edit sample has no source".into()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let f = model.image_features(normalize(image_batch(&sources, size, &dev)))?;
+            Some(f.detach())
+        } else {
+            None
+        };
+        let n_img = model.image_tokens(size, size).unwrap_or(0);
+        let prompts: Vec<String> = samples
+            .iter()
+            .map(|s| {
+                let drop = rng.random::<f64>() < self.caption_dropout;
+                match (self.task, drop) {
+                    (Task::Edit, true) => edit_negative(n_img),
+                    (Task::Edit, false) => edit_prompt(&s.text, n_img),
+                    (_, true) => generation_negative(),
+                    (_, false) => generation_prompt(&s.text),
+                }
+            })
+            .collect();
+        let texts: Vec<&str> = prompts.iter().map(String::as_str).collect();
+        let (ids, mask) = encode_prompts::<TrainB>(tok, &texts, &dev)?;
+        let cond = model.condition(ids, mask, source_features.as_ref(), self.condition_mode)?;
+        let [_, c, h, w] = x0.dims();
+        let noise = Tensor::<TrainB, 4>::from_data(
+            TensorData::random::<f32, _, _>(
+                [b, c, h, w],
+                burn::tensor::Distribution::Normal(0.0, 1.0),
+                rng,
+            ),
+            &dev,
+        );
+        let dit = model.dit.as_ref().ok_or(UnilipError::NotLoaded("dit"))?;
+        self.terms
+            .iter()
+            .map(|term| match term.kind {
+                LossKind::FlowMatching {
+                    logit_mean,
+                    logit_std,
+                } => {
+                    let t = self
+                        .scheduler
+                        .sample_training(b, logit_mean, logit_std, rng);
+                    let sigmas = Tensor::from_data(TensorData::new(t.sigmas, [b]), &dev);
+                    let timesteps = Tensor::from_data(TensorData::new(t.timesteps, [b]), &dev);
+                    let xt = add_noise(x0.clone(), noise.clone(), sigmas);
+                    let v = dit.forward(
+                        xt,
+                        timesteps,
+                        cond.embeds.clone(),
+                        cond.mask.clone().float(),
+                    );
+                    Ok(mse(v, velocity_target(x0.clone(), noise.clone())))
+                }
+                _ => Err(TrainError::Setup(format!(
+                    "loss `{}` does not apply to generation/editing training",
+                    term.kind.name()
+                ))),
+            })
+            .collect()
+    }
+
+    fn understand(
+        &self,
+        model: &Unilip<TrainB>,
+        samples: &[Sample],
+    ) -> Result<Vec<Tensor<TrainB, 1>>, TrainError> {
+        let tok = self.tokenizer()?;
+        let size = input_size(model);
+        let dev = crate::backend::device();
+        let images: Vec<_> = samples.iter().map(|s| &s.image).collect();
+        let features = model.image_features(normalize(image_batch(&images, size, &dev)))?;
+        let n_img = model.image_tokens(size, size)?;
+        let special = tok.special();
+        let rows = samples
+            .iter()
+            .map(|s| {
+                let (question, answer) = match &s.answer {
+                    Some(a) => (s.text.as_str(), a.as_str()),
+                    None => (CAPTION_QUESTION, s.text.as_str()),
+                };
+                let prompt = tok.encode(&understanding_prompt(question, n_img, None))?;
+                let mut answer_ids = tok.encode(answer)?;
+                answer_ids.push(special.im_end);
+                Ok((prompt, answer_ids))
+            })
+            .collect::<Result<Vec<_>, crate::models::tokenizer::TokenizerError>>()
+            .map_err(UnilipError::from)?;
+        let batch = TextBatch::new(&rows, special.endoftext);
+        let input_ids = Tensor::from_data(
+            TensorData::new(batch.inputs, [samples.len(), batch.len]),
+            &dev,
+        );
+        let mask = Tensor::from_data(
+            TensorData::new(batch.mask, [samples.len(), batch.len]),
+            &dev,
+        );
+        let targets = Tensor::from_data(
+            TensorData::new(batch.targets, [samples.len(), batch.len]),
+            &dev,
+        );
+        let weights = Tensor::from_data(
+            TensorData::new(batch.weights, [samples.len(), batch.len]),
+            &dev,
+        );
+        let embeds = model.embed_prompt(input_ids, Some(&features))?;
+        let hidden = model.llm_hidden(embeds, mask)?;
+        let llm = model
+            .language_model
+            .as_ref()
+            .ok_or(UnilipError::NotLoaded("llm"))?;
+        let logits = llm.logits(hidden).map_err(UnilipError::from)?;
+        self.terms
+            .iter()
+            .map(|term| match term.kind {
+                LossKind::Text => Ok(token_cross_entropy(
+                    logits.clone(),
+                    targets.clone(),
+                    weights.clone(),
+                )),
+                _ => Err(TrainError::Setup(format!(
+                    "loss `{}` does not apply to understanding training",
+                    term.kind.name()
+                ))),
+            })
+            .collect()
+    }
+}
+
+/// Right-padded next-token batch: inputs are `seq[..n-1]`, targets `seq[1..]`, weight 1 where the
+/// target is an answer token.
+struct TextBatch {
+    len: usize,
+    inputs: Vec<i64>,
+    mask: Vec<i64>,
+    targets: Vec<i64>,
+    weights: Vec<f32>,
+}
+
+impl TextBatch {
+    fn new(rows: &[(Vec<u32>, Vec<u32>)], pad: u32) -> Self {
+        let len = rows
+            .iter()
+            .map(|(p, a)| p.len() + a.len() - 1)
+            .max()
+            .unwrap_or(0);
+        let mut out = Self {
+            len,
+            inputs: Vec::new(),
+            mask: Vec::new(),
+            targets: Vec::new(),
+            weights: Vec::new(),
+        };
+        for (prompt, answer) in rows {
+            let seq: Vec<u32> = prompt.iter().chain(answer).copied().collect();
+            let n = seq.len() - 1;
+            for j in 0..len {
+                let real = j < n;
+                out.inputs.push(i64::from(if real { seq[j] } else { pad }));
+                out.mask.push(i64::from(real));
+                out.targets
+                    .push(i64::from(if real { seq[j + 1] } else { pad }));
+                out.weights.push(if real && j + 1 >= prompt.len() {
+                    1.0
+                } else {
+                    0.0
+                });
+            }
+        }
+        out
+    }
+}
+
+fn vision(model: &Unilip<TrainB>) -> Result<&InternVlVision<TrainB>, TrainError> {
+    Ok(model
+        .vision
+        .as_ref()
+        .ok_or(UnilipError::NotLoaded("vision"))?)
+}
+
+/// The vision tower's square input size.
+pub fn input_size(model: &Unilip<TrainB>) -> usize {
+    model.config.vision.vision_config.image_size.hw()[0]
+}
+
+/// The DiT target `x0`: the (frozen) UniLIP latent of `images` × `unilip_factor`, detached.
+fn target_latent(
+    model: &Unilip<TrainB>,
+    images: Tensor<TrainB, 4>,
+) -> Result<Tensor<TrainB, 4>, TrainError> {
+    let [_, _, h, w] = images.dims();
+    let features = model.image_features(normalize(images))?;
+    let grid = vision(model)?.feature_grid(h, w);
+    let latent = model.features_to_latent(features, grid)?;
+    Ok(latent
+        .mul_scalar(model.config.unilip_factor as f32)
+        .detach())
+}

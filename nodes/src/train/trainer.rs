@@ -1,0 +1,588 @@
+//! The training loop: load, freeze, group, step, log, checkpoint, resume.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use burn::module::{Module, ParamId};
+use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::prelude::*;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use super::data::{mix, Dataset, EpochOrder, Sample};
+use super::log::{self, StepLog};
+use super::loss::LossTerm;
+use super::objective::{Objective, Task};
+use super::optim::{clip_global_norm, learning_rate, trainable_ids, Ema, GroupedAdamW, ParamGroup};
+use super::run_dir::{read_state, write_state, RunDir, TrainState};
+use super::TrainError;
+use crate::backend::TrainB;
+use crate::models::tokenizer::Tokenizer;
+use crate::models::unilip::{ComponentSet, ConditionMode, Unilip, UnilipConfig};
+use crate::weights::{self, Checkpoint, HostTensor, SaveDtype};
+
+/// Which sub-models receive gradients (the rest are frozen, bit-identical after training).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Trainable {
+    /// InternViT + `mlp1`.
+    pub vision: bool,
+    /// The LLM and `lm_head`.
+    pub llm: bool,
+    /// Learnable queries, connector and projector.
+    pub connector: bool,
+    /// The SANA DiT.
+    pub dit: bool,
+    /// The latent head (`down_blocks`, `down_mlp`).
+    pub latent_head: bool,
+    /// The DC-AE pixel decoder.
+    pub decoder: bool,
+}
+
+/// Hyperparameters of a run (spec §3 gives UniLIP's values).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainConfig {
+    /// The weighted loss terms.
+    pub losses: Vec<LossTerm>,
+    /// Optimizer steps.
+    pub steps: usize,
+    /// Samples per micro-batch.
+    pub batch_size: usize,
+    /// Micro-batches per optimizer step.
+    pub grad_accum: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Final learning rate of the cosine.
+    pub min_lr: f64,
+    /// Linear warmup steps.
+    pub warmup: usize,
+    /// AdamW weight decay (not applied to norms, biases and embeddings).
+    pub weight_decay: f64,
+    /// Global gradient-norm clip (0 = off).
+    pub grad_clip: f64,
+    /// EMA decay of the weights (0 = no EMA; the saved model is then the raw weights).
+    pub ema_decay: f64,
+    /// Checkpoint every this many steps (and at the end).
+    pub save_every: usize,
+    /// Seed of data order, noise, timesteps and caption dropout.
+    pub seed: u64,
+    /// What is trained.
+    pub trainable: Trainable,
+    /// Learning-rate multiplier of the vision tower (UniLIP: 0.1).
+    pub vision_lr_mult: f64,
+    /// Probability of training a sample with the null prompt (generation / editing).
+    pub caption_dropout: f64,
+    /// Condition of the DiT (generation / editing).
+    pub condition_mode: ConditionMode,
+}
+
+impl TrainConfig {
+    /// Everything but `steps` and `save_every`, which a resumed run may change.
+    fn fingerprint(&self) -> String {
+        let mut c = self.clone();
+        c.save_every = 0;
+        c.steps = 0;
+        blake3::hash(format!("{c:?}").as_bytes())
+            .to_hex()
+            .to_string()
+    }
+
+    fn validate(&self) -> Result<(), TrainError> {
+        let bad = |m: &str| Err(TrainError::Setup(m.to_string()));
+        if self.steps == 0 || self.batch_size == 0 || self.grad_accum == 0 {
+            return bad("steps, batch_size and grad_accum must be at least 1");
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) || self.min_lr < 0.0 || self.min_lr > self.lr {
+            return bad("need 0 < lr and 0 ≤ min_lr ≤ lr");
+        }
+        if !(0.0..1.0).contains(&self.ema_decay) {
+            return bad("ema_decay must be in [0, 1)");
+        }
+        if self
+            .losses
+            .iter()
+            .any(|t| !(t.weight.is_finite() && t.weight >= 0.0))
+        {
+            return bad("loss weights must be finite and ≥ 0");
+        }
+        Ok(())
+    }
+}
+
+/// What to train, on what, and where to write it.
+pub struct TrainRequest<'a> {
+    /// The starting checkpoint directory (HF layout).
+    pub base: &'a Path,
+    /// The training data.
+    pub data: &'a dyn Dataset,
+    /// Hyperparameters.
+    pub config: &'a TrainConfig,
+    /// The run directory.
+    pub out: &'a Path,
+    /// Continue from `out`'s newest checkpoint when there is one.
+    pub resume: bool,
+}
+
+/// Callbacks of a run.
+#[derive(Default)]
+pub struct Hooks<'a> {
+    /// Called after every step with its log and the total step count; an error stops the run
+    /// (a [`TrainError::Cancelled`] first writes a checkpoint).
+    pub on_step: Option<&'a mut dyn FnMut(&StepLog, usize) -> Result<(), TrainError>>,
+    /// Stop after this step without a final checkpoint or export, as a crash would (tests).
+    pub stop_after: Option<usize>,
+}
+
+/// The outcome of a run.
+#[derive(Debug, Clone)]
+pub struct TrainReport {
+    /// The exported model (`OUT/model`), `None` when the run stopped early.
+    pub model_dir: Option<PathBuf>,
+    /// The step the run resumed from, if it did.
+    pub resumed_from: Option<usize>,
+    /// Steps completed in all.
+    pub steps_done: usize,
+    /// Steps run by this call.
+    pub log: Vec<StepLog>,
+}
+
+/// Runs (or resumes) a training run. See the module docs of [`super`].
+pub fn train(req: TrainRequest<'_>, mut hooks: Hooks<'_>) -> Result<TrainReport, TrainError> {
+    let cfg = req.config;
+    cfg.validate()?;
+    if req.data.is_empty() {
+        return Err(TrainError::Setup(format!(
+            "{} is empty",
+            req.data.describe()
+        )));
+    }
+    let task = Task::infer(&cfg.losses, req.data.kind())?;
+    let run = RunDir::new(req.out);
+    let resume_dir = if req.resume {
+        run.latest().map_err(TrainError::Io)?
+    } else {
+        None
+    };
+    let state = resume_dir
+        .as_deref()
+        .map(read_state)
+        .transpose()
+        .map_err(TrainError::Io)?;
+    if let Some(s) = &state {
+        check_resume(s, cfg, req.data)?;
+    }
+    let session = Session::open(req.base, task, cfg, resume_dir.as_deref())?;
+    session.run(req, &run, task, state, &mut hooks, resume_dir)
+}
+
+fn check_resume(s: &TrainState, cfg: &TrainConfig, data: &dyn Dataset) -> Result<(), TrainError> {
+    if s.settings != cfg.fingerprint() || s.seed != cfg.seed {
+        return Err(TrainError::Setup(
+            "cannot resume: the training settings differ from the checkpoint's (only `steps` and \
+             `save_every` may change); use a new output directory"
+                .into(),
+        ));
+    }
+    if s.data != data.fingerprint() {
+        return Err(TrainError::Setup(format!(
+            "cannot resume: the dataset changed since the checkpoint ({})",
+            data.describe()
+        )));
+    }
+    Ok(())
+}
+
+/// Everything loaded for a run.
+struct Session {
+    model: Unilip<TrainB>,
+    teacher: Option<Unilip<TrainB>>,
+    tokenizer: Option<Tokenizer>,
+    config: UnilipConfig,
+    base: Arc<Checkpoint>,
+    base_dir: PathBuf,
+}
+
+impl Session {
+    fn open(
+        base: &Path,
+        task: Task,
+        cfg: &TrainConfig,
+        resume: Option<&Path>,
+    ) -> Result<Self, TrainError> {
+        let dev = crate::backend::device();
+        let config = UnilipConfig::load(&base.join("config.json"))?;
+        let base_ck = Arc::new(Checkpoint::open(base)?);
+        let components = task.components();
+        let model = match resume {
+            Some(dir) => Unilip::load_with_config(
+                dir.join("train_state").join("raw.safetensors"),
+                config.clone(),
+                components,
+                &dev,
+            )?,
+            None => Unilip::from_checkpoint(base_ck.clone(), config.clone(), components, &dev)?,
+        };
+        let model = freeze(model, cfg.trainable);
+        let teacher = cfg
+            .losses
+            .iter()
+            .any(|t| t.kind.needs_teacher())
+            .then(|| {
+                let vision_only = ComponentSet {
+                    vision: true,
+                    ..ComponentSet::default()
+                };
+                Unilip::<TrainB>::from_checkpoint(
+                    base_ck.clone(),
+                    config.clone(),
+                    vision_only,
+                    &dev,
+                )
+                .map(|m| m.no_grad())
+            })
+            .transpose()?;
+        let tok_path = base.join("tokenizer.json");
+        let tokenizer = if task.needs_tokenizer() {
+            if !tok_path.exists() {
+                return Err(TrainError::Setup(format!(
+                    "{} is missing (this task tokenizes prompts)",
+                    tok_path.display()
+                )));
+            }
+            Some(
+                Tokenizer::from_file(&tok_path)
+                    .map_err(crate::models::unilip::UnilipError::from)?,
+            )
+        } else {
+            None
+        };
+        Ok(Self {
+            model,
+            teacher,
+            tokenizer,
+            config,
+            base: base_ck,
+            base_dir: base.to_path_buf(),
+        })
+    }
+
+    fn run(
+        self,
+        req: TrainRequest<'_>,
+        run: &RunDir,
+        task: Task,
+        state: Option<TrainState>,
+        hooks: &mut Hooks<'_>,
+        resume_dir: Option<PathBuf>,
+    ) -> Result<TrainReport, TrainError> {
+        let Session {
+            mut model,
+            teacher,
+            tokenizer,
+            config,
+            base,
+            base_dir,
+        } = self;
+        let cfg = req.config;
+        let dev = crate::backend::device();
+        let groups = param_groups(&model, cfg);
+        if groups.iter().all(|g| g.ids.is_empty()) {
+            return Err(TrainError::Setup(
+                "nothing to train: every loaded component is frozen (set a `train_*` flag)".into(),
+            ));
+        }
+        let all_ids: Vec<ParamId> = groups.iter().flat_map(|g| g.ids.clone()).collect();
+        let mut optim = GroupedAdamW::<TrainB, Unilip<TrainB>>::new(groups);
+        let mut ema = (cfg.ema_decay > 0.0).then(|| Ema::new(cfg.ema_decay, &model, &all_ids));
+        if let Some(dir) = &resume_dir {
+            optim = optim
+                .load(&dir.join("train_state"), &dev)
+                .map_err(TrainError::Io)?;
+            if let Some(ema) = &mut ema {
+                ema.restore(&model.keys, &read_all(&Checkpoint::open(dir)?)?);
+            }
+        }
+        let mut objective = Objective::new(task, &cfg.losses)?;
+        objective.teacher = teacher.as_ref().and_then(|t| t.vision.as_ref());
+        objective.tokenizer = tokenizer.as_ref();
+        objective.caption_dropout = cfg.caption_dropout;
+        objective.condition_mode = cfg.condition_mode;
+        let writer = CheckpointWriter {
+            run,
+            config: &config,
+            base: &base,
+            base_dir: &base_dir,
+            state: TrainState {
+                step: 0,
+                position: 0,
+                seed: cfg.seed,
+                settings: cfg.fingerprint(),
+                data: req.data.fingerprint(),
+            },
+        };
+
+        let start = state.as_ref().map_or(0, |s| s.step);
+        let resumed_from = state.as_ref().map(|s| s.step);
+        let mut position = state.as_ref().map_or(0, |s| s.position);
+        let order = EpochOrder::new(cfg.seed, req.data.len());
+        let names: Vec<&str> = cfg.losses.iter().map(|t| t.kind.name()).collect();
+        let mut csv =
+            log::open(&run.log_csv(), &log::header(&names), start).map_err(TrainError::Io)?;
+        let mut last_good = resume_dir.as_ref().map_or_else(
+            || "none written yet".to_string(),
+            |d| d.display().to_string(),
+        );
+        let mut history = Vec::new();
+        for step in start..cfg.steps {
+            if hooks.stop_after.is_some_and(|s| step >= s) {
+                return Ok(TrainReport {
+                    model_dir: None,
+                    resumed_from,
+                    steps_done: step,
+                    log: history,
+                });
+            }
+            let lr = learning_rate(step, cfg.steps, cfg.lr, cfg.min_lr, cfg.warmup);
+            let mut accumulator = GradientsAccumulator::<Unilip<TrainB>>::new();
+            let mut term_sums = vec![0.0; cfg.losses.len()];
+            for micro in 0..cfg.grad_accum {
+                let samples = (0..cfg.batch_size as u64)
+                    .map(|k| req.data.get(order.index(position + k)))
+                    .collect::<Result<Vec<Sample>, _>>()?;
+                position += cfg.batch_size as u64;
+                let mut rng = StdRng::seed_from_u64(mix(mix(cfg.seed, step as u64), micro as u64));
+                let terms = objective.losses(&model, &samples, &mut rng)?;
+                let total = weighted_sum(terms, cfg, &mut term_sums, step, &last_good)?;
+                let grads = GradientsParams::from_grads(total.backward(), &model);
+                accumulator.accumulate(&model, grads);
+            }
+            let mut grads = accumulator.grads();
+            let norm = clip_global_norm(&model, &mut grads, cfg.grad_clip);
+            if !norm.is_finite() {
+                return Err(TrainError::NonFinite {
+                    step: step + 1,
+                    term: "the gradient norm".into(),
+                    value: norm,
+                    last_good,
+                });
+            }
+            model = optim.step(lr, model, grads);
+            if let Some(ema) = &mut ema {
+                ema.update(&model, step);
+            }
+            let terms: Vec<f64> = term_sums
+                .iter()
+                .map(|s| s / cfg.grad_accum as f64)
+                .collect();
+            let entry = StepLog {
+                step: step + 1,
+                lr,
+                loss: terms
+                    .iter()
+                    .zip(&cfg.losses)
+                    .map(|(v, t)| v * t.weight)
+                    .sum(),
+                terms,
+                grad_norm: norm,
+            };
+            log::append(&mut csv, &entry).map_err(TrainError::Io)?;
+            let done = step + 1;
+            let callback = match hooks.on_step.as_mut() {
+                Some(f) => f(&entry, cfg.steps),
+                None => Ok(()),
+            };
+            history.push(entry);
+            let cancelled = matches!(callback, Err(TrainError::Cancelled { .. }));
+            if cancelled || done % cfg.save_every.max(1) == 0 || done == cfg.steps {
+                let dir = writer.write(done, position, &model, &optim, ema.as_ref())?;
+                last_good = dir.display().to_string();
+            }
+            if cancelled {
+                return Err(TrainError::Cancelled { step: done });
+            }
+            callback?;
+        }
+        let latest = run
+            .latest()
+            .map_err(TrainError::Io)?
+            .ok_or_else(|| TrainError::Io("no checkpoint was written".into()))?;
+        let model_dir = run.export_model(&latest).map_err(TrainError::Io)?;
+        let losses = log::read_losses(&run.log_csv()).map_err(TrainError::Io)?;
+        log::plot(&losses, &run.loss_png()).map_err(TrainError::Io)?;
+        Ok(TrainReport {
+            model_dir: Some(model_dir),
+            resumed_from,
+            steps_done: cfg.steps,
+            log: history,
+        })
+    }
+}
+
+/// `Σ wᵢ·termᵢ / grad_accum`, adding each term's value to `sums`; a NaN/Inf term stops the run.
+fn weighted_sum(
+    terms: Vec<Tensor<TrainB, 1>>,
+    cfg: &TrainConfig,
+    sums: &mut [f64],
+    step: usize,
+    last_good: &str,
+) -> Result<Tensor<TrainB, 1>, TrainError> {
+    let mut total: Option<Tensor<TrainB, 1>> = None;
+    for (i, (t, spec)) in terms.into_iter().zip(&cfg.losses).enumerate() {
+        let value = t.clone().into_scalar().elem::<f64>();
+        if !value.is_finite() {
+            return Err(TrainError::NonFinite {
+                step: step + 1,
+                term: format!("loss `{}`", spec.kind.name()),
+                value,
+                last_good: last_good.to_string(),
+            });
+        }
+        sums[i] += value;
+        let weighted = t.mul_scalar(spec.weight / cfg.grad_accum as f64);
+        total = Some(match total {
+            Some(acc) => acc + weighted,
+            None => weighted,
+        });
+    }
+    total.ok_or_else(|| TrainError::Setup("no loss terms".into()))
+}
+
+/// Freezes (no gradients) every component not marked trainable.
+fn freeze(mut m: Unilip<TrainB>, t: Trainable) -> Unilip<TrainB> {
+    fn off<M: Module<TrainB>>(x: Option<M>, on: bool) -> Option<M> {
+        if on {
+            x
+        } else {
+            x.map(Module::no_grad)
+        }
+    }
+    m.vision = off(m.vision, t.vision);
+    m.language_model = off(m.language_model, t.llm);
+    m.latent_queries = off(m.latent_queries, t.connector);
+    m.llm_connector = off(m.llm_connector, t.connector);
+    m.projector = off(m.projector, t.connector);
+    m.dit = off(m.dit, t.dit);
+    if let Some(v) = &mut m.vae_decoder {
+        if !t.latent_head {
+            v.latent_head = v.latent_head.clone().no_grad();
+        }
+        if !t.decoder {
+            v.decoder = v.decoder.clone().no_grad();
+        }
+    }
+    m
+}
+
+/// One group per (component, decay / no decay): the vision tower at `vision_lr_mult`; no weight
+/// decay on 1-D parameters (norms, biases, scales) and embeddings/queries.
+fn param_groups(m: &Unilip<TrainB>, cfg: &TrainConfig) -> Vec<ParamGroup> {
+    let mut parts: Vec<(&str, f64, Vec<(ParamId, usize)>)> = vec![
+        ("vision", cfg.vision_lr_mult, trainable_ids(&m.vision)),
+        ("llm", 1.0, trainable_ids(&m.language_model)),
+        ("connector", 1.0, {
+            let mut v = trainable_ids(&m.latent_queries);
+            v.extend(trainable_ids(&m.llm_connector));
+            v.extend(trainable_ids(&m.projector));
+            v
+        }),
+        ("dit", 1.0, trainable_ids(&m.dit)),
+    ];
+    if let Some(v) = &m.vae_decoder {
+        parts.push(("latent_head", 1.0, trainable_ids(&v.latent_head)));
+        parts.push(("decoder", 1.0, trainable_ids(&v.decoder)));
+    }
+    let no_decay = |id: ParamId, rank: usize| {
+        rank == 1
+            || m.keys.get(id).is_some_and(|e| {
+                e.key.contains("embed") || e.key.contains("queries") || e.key.contains("position")
+            })
+    };
+    let mut groups = Vec::new();
+    for (name, mult, ids) in parts {
+        let (plain, decayed): (Vec<_>, Vec<_>) =
+            ids.into_iter().partition(|(id, r)| no_decay(*id, *r));
+        for (suffix, ids, wd) in [("", decayed, cfg.weight_decay), ("-no_decay", plain, 0.0)] {
+            if !ids.is_empty() {
+                groups.push(ParamGroup {
+                    name: format!("{name}{suffix}"),
+                    ids: ids.into_iter().map(|(id, _)| id).collect(),
+                    lr_mult: mult,
+                    weight_decay: wd,
+                });
+            }
+        }
+    }
+    groups
+}
+
+/// Every tensor of a checkpoint, as f32.
+fn read_all(ck: &Checkpoint) -> Result<BTreeMap<String, HostTensor>, TrainError> {
+    ck.keys()
+        .into_iter()
+        .map(|k| Ok((k.to_string(), ck.read(k)?)))
+        .collect()
+}
+
+/// Writes checkpoints of a run.
+struct CheckpointWriter<'a> {
+    run: &'a RunDir,
+    config: &'a UnilipConfig,
+    base: &'a Checkpoint,
+    base_dir: &'a Path,
+    state: TrainState,
+}
+
+impl CheckpointWriter<'_> {
+    /// `checkpoints/step-N`: the full model (base tensors, overridden by the trained components,
+    /// overridden by their EMA) in the HF layout, plus the raw weights, optimizer and run state.
+    fn write(
+        &self,
+        step: usize,
+        position: u64,
+        model: &Unilip<TrainB>,
+        optim: &GroupedAdamW<TrainB, Unilip<TrainB>>,
+        ema: Option<&Ema<TrainB>>,
+    ) -> Result<PathBuf, TrainError> {
+        let raw = model
+            .tensors()
+            .map_err(|e| TrainError::Io(format!("saving the model: {e}")))?;
+        let mut merged = read_all(self.base)?;
+        merged.extend(raw.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if let Some(ema) = ema {
+            merged.extend(ema.tensors(&model.keys));
+        }
+        let state = TrainState {
+            step,
+            position,
+            ..self.state.clone()
+        };
+        let json = serde_json::to_string_pretty(&self.config.to_json()).expect("config serialises");
+        self.run
+            .write_checkpoint(step, |dir| {
+                let err = |e: weights::WeightError| e.to_string();
+                weights::write_safetensors(
+                    &dir.join("model.safetensors"),
+                    &merged,
+                    SaveDtype::F32,
+                    None,
+                )
+                .map_err(err)?;
+                weights::write_safetensors(
+                    &dir.join("train_state").join("raw.safetensors"),
+                    &raw,
+                    SaveDtype::F32,
+                    None,
+                )
+                .map_err(err)?;
+                weights::atomic_write(&dir.join("config.json"), json.as_bytes()).map_err(err)?;
+                let tok = self.base_dir.join("tokenizer.json");
+                if tok.exists() {
+                    std::fs::copy(&tok, dir.join("tokenizer.json"))
+                        .map_err(|e| format!("{}: {e}", tok.display()))?;
+                }
+                optim.save(&dir.join("train_state"))?;
+                write_state(dir, &state)
+            })
+            .map_err(TrainError::Io)
+    }
+}

@@ -1,0 +1,483 @@
+//! Training: each task lowers its loss on a fixed batch, frozen weights stay bit-identical,
+//! resume equals an uninterrupted run, NaN stops the run with a named error, bad setups are
+//! refused, and a trained model saves in the layout the loader reads.
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use unilip_nodes::backend::{device, TrainB};
+use unilip_nodes::models::tokenizer::{build_word_level, Tokenizer, TEMPLATE_WORDS};
+use unilip_nodes::models::unilip::{write_random_checkpoint, ConditionMode, Unilip, UnilipConfig};
+use unilip_nodes::train::data::{DataError, Dataset, DatasetKind, HostImage, Sample};
+use unilip_nodes::train::loss::{LossKind, LossTerm};
+use unilip_nodes::train::objective::{Objective, Task};
+use unilip_nodes::train::{train, Hooks, TrainConfig, TrainError, TrainRequest, Trainable};
+use unilip_nodes::weights::{Checkpoint, SaveDtype};
+
+const WORDS: [&str; 9] = [
+    "a", "red", "green", "blue", "square", "make", "it", "what", "colour",
+];
+const COLOURS: [(&str, [f32; 3]); 3] = [
+    ("red", [0.9, 0.1, 0.1]),
+    ("green", [0.1, 0.8, 0.2]),
+    ("blue", [0.1, 0.2, 0.9]),
+];
+
+/// A random `shapes` checkpoint with a word-level tokenizer in `dir`.
+fn checkpoint(dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let vocab: Vec<&str> = TEMPLATE_WORDS.iter().chain(WORDS.iter()).copied().collect();
+    let tok_path = dir.join("tok.json");
+    let inner = build_word_level(&vocab, &[]).unwrap();
+    let tok = Tokenizer::from_inner(inner, "test").unwrap();
+    tok.save(&tok_path).unwrap();
+    let config = UnilipConfig::shapes(tok.vocab_size(), tok.special());
+    let ck = dir.join("base");
+    write_random_checkpoint(&ck, config, 7, SaveDtype::F32, Some(&tok_path)).unwrap();
+    ck
+}
+
+/// `n` 64×64 images of a coloured square on grey; sample `poison` (if any) holds a NaN.
+#[derive(Debug)]
+struct Squares {
+    kind: DatasetKind,
+    n: usize,
+    poison: Option<usize>,
+}
+
+fn square(colour: usize, offset: usize) -> HostImage {
+    let (h, w) = (64, 64);
+    let mut data = vec![0.5; h * w * 3];
+    let rgb = COLOURS[colour % 3].1;
+    for y in 16..40 {
+        for x in (8 + offset)..(32 + offset) {
+            data[(y * w + x) * 3..(y * w + x) * 3 + 3].copy_from_slice(&rgb);
+        }
+    }
+    HostImage {
+        height: h,
+        width: w,
+        data,
+    }
+}
+
+impl Dataset for Squares {
+    fn kind(&self) -> DatasetKind {
+        self.kind
+    }
+    fn len(&self) -> usize {
+        self.n
+    }
+    fn get(&self, i: usize) -> Result<Sample, DataError> {
+        let (name, _) = COLOURS[i % 3];
+        let mut image = square(i, 8 * (i % 2));
+        if self.poison == Some(i) {
+            image.data[5] = f32::NAN;
+        }
+        Ok(match self.kind {
+            DatasetKind::Captions => Sample {
+                image,
+                source: None,
+                text: format!("a {name} square"),
+                answer: None,
+            },
+            DatasetKind::Edits => Sample {
+                source: Some(square(i + 1, 0)),
+                image,
+                text: format!("make it {name}"),
+                answer: None,
+            },
+            DatasetKind::Vqa => Sample {
+                image,
+                source: None,
+                text: "what colour ?".into(),
+                answer: Some(name.into()),
+            },
+        })
+    }
+    fn fingerprint(&self) -> String {
+        format!("{:?}", self)
+    }
+    fn describe(&self) -> String {
+        format!("{} squares", self.n)
+    }
+}
+
+fn config(losses: Vec<LossTerm>, trainable: Trainable, steps: usize) -> TrainConfig {
+    TrainConfig {
+        losses,
+        steps,
+        batch_size: 2,
+        grad_accum: 1,
+        lr: 3e-3,
+        min_lr: 3e-3,
+        warmup: 0,
+        weight_decay: 0.0,
+        grad_clip: 1.0,
+        ema_decay: 0.0,
+        save_every: 100,
+        seed: 3,
+        trainable,
+        vision_lr_mult: 0.1,
+        caption_dropout: 0.0,
+        condition_mode: ConditionMode::Dual,
+    }
+}
+
+fn term(kind: LossKind) -> LossTerm {
+    LossTerm { kind, weight: 1.0 }
+}
+
+const FLOW: LossKind = LossKind::FlowMatching {
+    logit_mean: 0.0,
+    logit_std: 1.0,
+};
+
+fn temp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("unilip-train-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// The objective's loss of the model in `dir` on samples `0..n`, at fixed noise and timesteps.
+fn eval_loss(dir: &Path, task: Task, terms: &[LossTerm], data: &Squares) -> f64 {
+    let model =
+        Unilip::<TrainB>::load(dir, task.components(), &device()).expect("trained model loads");
+    let tok = Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
+    let teacher = Unilip::<TrainB>::load(dir, task.components(), &device()).unwrap();
+    let mut objective = Objective::new(task, terms).unwrap();
+    objective.tokenizer = Some(&tok);
+    objective.teacher = teacher.vision.as_ref();
+    let samples: Vec<Sample> = (0..data.n).map(|i| data.get(i).unwrap()).collect();
+    let mut rng = StdRng::seed_from_u64(99);
+    objective.losses(&model, &samples, &mut rng).unwrap()[0]
+        .clone()
+        .into_scalar()
+        .elem::<f64>()
+}
+
+fn run(base: &Path, out: &Path, data: &Squares, cfg: &TrainConfig) -> PathBuf {
+    let report = train(
+        TrainRequest {
+            base,
+            data,
+            config: cfg,
+            out,
+            resume: false,
+        },
+        Hooks::default(),
+    )
+    .expect("training runs");
+    assert_eq!(report.steps_done, cfg.steps);
+    report.model_dir.expect("a finished run exports its model")
+}
+
+fn tensor(dir: &Path, key: &str) -> Vec<f32> {
+    Checkpoint::open(dir).unwrap().read(key).unwrap().data
+}
+
+#[test]
+fn encoder_stage1_lowers_reconstruction_and_keeps_the_vit_frozen() {
+    let root = temp("enc1");
+    let base = checkpoint(&root);
+    let data = Squares {
+        kind: DatasetKind::Captions,
+        n: 2,
+        poison: None,
+    };
+    let terms = vec![term(LossKind::PixelMse), term(LossKind::Perceptual)];
+    let trainable = Trainable {
+        latent_head: true,
+        decoder: true,
+        ..Trainable::default()
+    };
+    let cfg = config(terms.clone(), trainable, 12);
+    let model = run(&base, &root.join("out"), &data, &cfg);
+    let before = eval_loss(&base, Task::Encoder, &terms[..1], &data);
+    let after = eval_loss(&model, Task::Encoder, &terms[..1], &data);
+    assert!(
+        after < 0.7 * before,
+        "reconstruction MSE {before} → {after}"
+    );
+    // Frozen: the vision tower is bit-identical; trained: the decoder moved.
+    let vit = "model.vision_tower.encoder.layers.0.mlp.fc1.weight";
+    assert_eq!(tensor(&base, vit), tensor(&model, vit));
+    let dec = "model.vae_decoder.decoder.conv_out.weight";
+    assert_ne!(tensor(&base, dec), tensor(&model, dec));
+    // The log and plot exist; every step is logged.
+    let csv = std::fs::read_to_string(root.join("out/log.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + cfg.steps);
+    assert!(csv.starts_with("step,lr,loss,mse,perceptual,grad_norm"));
+    assert!(root.join("out/loss.png").exists());
+}
+
+#[test]
+fn encoder_stage2_distillation_trains_the_vit_at_its_lr_multiplier() {
+    let root = temp("enc2");
+    let base = checkpoint(&root);
+    let data = Squares {
+        kind: DatasetKind::Captions,
+        n: 2,
+        poison: None,
+    };
+    let terms = vec![term(LossKind::PixelMse), term(LossKind::Distill)];
+    let trainable = Trainable {
+        vision: true,
+        latent_head: true,
+        decoder: true,
+        ..Trainable::default()
+    };
+    let model = run(
+        &base,
+        &root.join("out"),
+        &data,
+        &config(terms, trainable, 4),
+    );
+    // The ViT moved, but by about a tenth of what the decoder's first step moves (Adam's first
+    // step is ±lr per weight).
+    let step = |key: &str| {
+        let (a, b) = (tensor(&base, key), tensor(&model, key));
+        a.iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max)
+    };
+    let vit = step("model.vision_tower.encoder.layers.0.mlp.fc1.weight");
+    let dec = step("model.vae_decoder.decoder.conv_out.weight");
+    assert!(vit > 0.0, "the unfrozen ViT must change");
+    assert!(
+        vit < 0.3 * dec,
+        "ViT moved {vit}, decoder {dec}: lr multiplier not applied"
+    );
+}
+
+#[test]
+fn generation_and_editing_lower_the_flow_matching_loss() {
+    for (kind, task) in [
+        (DatasetKind::Captions, Task::Generate),
+        (DatasetKind::Edits, Task::Edit),
+    ] {
+        let root = temp(&format!("{task:?}"));
+        let base = checkpoint(&root);
+        let data = Squares {
+            kind,
+            n: 2,
+            poison: None,
+        };
+        let terms = vec![term(FLOW)];
+        let trainable = Trainable {
+            connector: true,
+            dit: true,
+            ..Trainable::default()
+        };
+        let model = run(
+            &base,
+            &root.join("out"),
+            &data,
+            &config(terms.clone(), trainable, 15),
+        );
+        let before = eval_loss(&base, task, &terms, &data);
+        let after = eval_loss(&model, task, &terms, &data);
+        assert!(
+            after < 0.8 * before,
+            "{task:?}: flow loss {before} → {after}"
+        );
+        let llm = "model.language_model.layers.0.mlp.up_proj.weight";
+        assert_eq!(
+            tensor(&base, llm),
+            tensor(&model, llm),
+            "{task:?}: LLM is frozen"
+        );
+        let q = "model.latent_queries";
+        assert_ne!(
+            tensor(&base, q),
+            tensor(&model, q),
+            "{task:?}: queries train"
+        );
+    }
+}
+
+#[test]
+fn understanding_lowers_the_answer_cross_entropy() {
+    let root = temp("und");
+    let base = checkpoint(&root);
+    let data = Squares {
+        kind: DatasetKind::Vqa,
+        n: 3,
+        poison: None,
+    };
+    let terms = vec![term(LossKind::Text)];
+    let trainable = Trainable {
+        llm: true,
+        ..Trainable::default()
+    };
+    let model = run(
+        &base,
+        &root.join("out"),
+        &data,
+        &config(terms.clone(), trainable, 10),
+    );
+    let before = eval_loss(&base, Task::Understand, &terms, &data);
+    let after = eval_loss(&model, Task::Understand, &terms, &data);
+    assert!(
+        after < 0.5 * before,
+        "answer cross-entropy {before} → {after}"
+    );
+}
+
+#[test]
+fn resumed_run_equals_uninterrupted_run() {
+    let root = temp("resume");
+    let base = checkpoint(&root);
+    let data = Squares {
+        kind: DatasetKind::Captions,
+        n: 3,
+        poison: None,
+    };
+    let trainable = Trainable {
+        latent_head: true,
+        decoder: true,
+        ..Trainable::default()
+    };
+    let mut cfg = config(vec![term(LossKind::PixelMse)], trainable, 6);
+    cfg.save_every = 2;
+    cfg.ema_decay = 0.9;
+    cfg.grad_accum = 2;
+    cfg.warmup = 2;
+    cfg.min_lr = 1e-4;
+    let whole = root.join("whole");
+    run(&base, &whole, &data, &cfg);
+
+    let split = root.join("split");
+    let request = |resume| TrainRequest {
+        base: &base,
+        data: &data,
+        config: &cfg,
+        out: &split,
+        resume,
+    };
+    let crashed = train(
+        request(false),
+        Hooks {
+            stop_after: Some(3),
+            ..Hooks::default()
+        },
+    )
+    .unwrap();
+    assert!(crashed.model_dir.is_none());
+    let resumed = train(request(true), Hooks::default()).unwrap();
+    assert_eq!(
+        resumed.resumed_from,
+        Some(2),
+        "resumes from the step-2 checkpoint"
+    );
+    assert_eq!(
+        std::fs::read_to_string(whole.join("log.csv")).unwrap(),
+        std::fs::read_to_string(split.join("log.csv")).unwrap(),
+        "loss curves differ"
+    );
+    let weights = |d: &Path| std::fs::read(d.join("model/model.safetensors")).unwrap();
+    assert!(weights(&whole) == weights(&split), "final weights differ");
+}
+
+#[test]
+fn nan_in_the_data_stops_with_a_named_error_and_keeps_the_checkpoint() {
+    let root = temp("nan");
+    let base = checkpoint(&root);
+    let data = Squares {
+        kind: DatasetKind::Captions,
+        n: 8,
+        poison: Some(5),
+    };
+    let trainable = Trainable {
+        decoder: true,
+        ..Trainable::default()
+    };
+    let mut cfg = config(vec![term(LossKind::PixelMse)], trainable, 20);
+    cfg.save_every = 1;
+    let out = root.join("out");
+    let err = train(
+        TrainRequest {
+            base: &base,
+            data: &data,
+            config: &cfg,
+            out: &out,
+            resume: false,
+        },
+        Hooks::default(),
+    )
+    .expect_err("NaN must stop the run");
+    let TrainError::NonFinite {
+        step,
+        term,
+        last_good,
+        ..
+    } = &err
+    else {
+        panic!("expected NonFinite, got {err}");
+    };
+    assert_eq!(term, "loss `mse`");
+    assert!(err.to_string().contains(&format!("step {step}")));
+    let good = PathBuf::from(last_good);
+    assert!(
+        good.ends_with(format!("step-{:06}", step - 1)),
+        "{last_good}"
+    );
+    Unilip::<TrainB>::load(&good, Task::Encoder.components(), &device())
+        .expect("the last good checkpoint loads");
+}
+
+#[test]
+fn bad_setups_are_refused_with_reasons() {
+    let root = temp("bad");
+    let base = checkpoint(&root);
+    let captions = Squares {
+        kind: DatasetKind::Captions,
+        n: 2,
+        poison: None,
+    };
+    let all = Trainable {
+        dit: true,
+        decoder: true,
+        ..Trainable::default()
+    };
+    let attempt = |cfg: &TrainConfig, resume: bool| {
+        train(
+            TrainRequest {
+                base: &base,
+                data: &captions,
+                config: cfg,
+                out: &root.join("out"),
+                resume,
+            },
+            Hooks::default(),
+        )
+        .expect_err("refused")
+        .to_string()
+    };
+    let mixed = config(vec![term(LossKind::PixelMse), term(FLOW)], all, 2);
+    assert!(attempt(&mixed, false).contains("mix tasks"));
+    let frozen = config(vec![term(LossKind::PixelMse)], Trainable::default(), 2);
+    assert!(attempt(&frozen, false).contains("nothing to train"));
+    // A finished run, then a resume with a different learning rate.
+    let ok = config(vec![term(LossKind::PixelMse)], all, 1);
+    run(&base, &root.join("out"), &captions, &ok);
+    let mut changed = ok.clone();
+    changed.lr = 1e-4;
+    changed.min_lr = 1e-4;
+    assert!(attempt(&changed, true).contains("settings differ"));
+}
+
+#[test]
+fn saved_tensors_are_the_loaded_keys_and_values() {
+    let config = UnilipConfig::tiny();
+    let (model, made) = Unilip::<TrainB>::random(config, 5, &device()).unwrap();
+    let saved = model.tensors().expect("every parameter has a key");
+    assert_eq!(
+        saved.keys().collect::<Vec<_>>(),
+        made.keys().collect::<Vec<_>>()
+    );
+    assert!(saved == made, "values or Linear orientation differ");
+}
