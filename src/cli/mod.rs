@@ -28,6 +28,15 @@ struct Cli {
 enum Command {
     /// Run a graph (`.ron`, or a PNG written by Save Image).
     Run(run::RunArgs),
+    /// Run a training graph (one with `train.run` nodes), optionally resuming.
+    Train {
+        /// Graph and run options.
+        #[command(flatten)]
+        run: run::RunArgs,
+        /// Continue every trainer from its newest checkpoint.
+        #[arg(long)]
+        resume: bool,
+    },
     /// Run a graph over a grid of param values (ablations); writes results.csv and charts.
     Sweep(sweep::SweepArgs),
     /// Open the visual editor (optionally on a graph `.ron` or a Save Image PNG).
@@ -117,6 +126,7 @@ pub fn main() -> Result<(), CliError> {
     unilip_nodes::backend::select(device).map_err(CliError::Usage)?;
     match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Train { run, resume } => run::train(run, resume),
         Command::Sweep(args) => sweep::sweep(args),
         Command::Edit { graph } => unilip_editor::run_editor(graph).map_err(CliError::Run),
         Command::Validate { graph } => run::validate_cmd(&graph),

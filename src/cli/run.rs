@@ -117,12 +117,16 @@ fn progress_sink() -> (EventSink, ProgressBar) {
         )
         .expect("valid template"),
     );
-    let shared = Arc::new(Mutex::new(bar.clone()));
+    // (bar, nodes to run, nodes done): the bar counts nodes, or the steps of a node that reports
+    // progress (sampling, training) while it runs, so its ETA is the node's.
+    let shared = Arc::new(Mutex::new((bar.clone(), 0u64, 0u64)));
     let sink: EventSink = Arc::new(move |e: &Event| {
-        let bar = shared.lock().expect("progress lock");
+        let mut state = shared.lock().expect("progress lock");
+        let (bar, nodes, done) = &mut *state;
         match e {
             Event::RunStarted { to_execute, cached } => {
-                bar.set_length(to_execute.len() as u64);
+                *nodes = to_execute.len() as u64;
+                bar.set_length(*nodes);
                 if !cached.is_empty() {
                     bar.println(format!("cached: {}", cached.join(", ")));
                 }
@@ -130,9 +134,18 @@ fn progress_sink() -> (EventSink, ProgressBar) {
             Event::NodeStarted { node } => bar.set_message(node.clone()),
             Event::NodeProgress {
                 node, step, total, ..
-            } => bar.set_message(format!("{node} step {step}/{total}")),
+            } => {
+                if *step <= 1 {
+                    bar.reset_eta();
+                }
+                bar.set_length(*total);
+                bar.set_position(*step);
+                bar.set_message(format!("{node} step"));
+            }
             Event::NodeFinished { node, elapsed } => {
-                bar.inc(1);
+                *done += 1;
+                bar.set_length(*nodes);
+                bar.set_position(*done);
                 bar.println(format!("done   {node} ({:.2?})", elapsed));
             }
             Event::Warning { node, message } => bar.println(format!("warning: {node}: {message}")),
@@ -147,8 +160,40 @@ fn progress_sink() -> (EventSink, ProgressBar) {
 pub fn run(args: RunArgs) -> Result<(), CliError> {
     let mut doc = load_graph(&args.graph)?;
     apply_sets(&mut doc, &args.sets)?;
-    let graph = validated(&doc)?;
-    let provenance = effective_doc(&doc, &graph).to_ron();
+    run_doc(&doc, &args)
+}
+
+/// `unilip train GRAPH [--resume]`: a run of a graph with at least one `train.run` node; with
+/// `--resume` every trainer continues from its newest checkpoint.
+pub fn train(args: RunArgs, resume: bool) -> Result<(), CliError> {
+    let mut doc = load_graph(&args.graph)?;
+    apply_sets(&mut doc, &args.sets)?;
+    let trainers: Vec<String> = doc
+        .nodes
+        .iter()
+        .filter(|(_, n)| n.type_id == "train.run")
+        .map(|(id, _)| id.clone())
+        .collect();
+    if trainers.is_empty() {
+        return Err(CliError::Usage(format!(
+            "{} has no `train.run` node (use `unilip run` for inference graphs)",
+            args.graph.display()
+        )));
+    }
+    if resume {
+        for id in &trainers {
+            if let Some(n) = doc.nodes.get_mut(id) {
+                n.params
+                    .insert("resume".into(), unilip_core::ParamValue::Bool(true));
+            }
+        }
+    }
+    run_doc(&doc, &args)
+}
+
+fn run_doc(doc: &GraphDoc, args: &RunArgs) -> Result<(), CliError> {
+    let graph = validated(doc)?;
+    let provenance = effective_doc(doc, &graph).to_ron();
     let (sink, _bar) = progress_sink();
     let opts = RunOptions {
         targets: args.outputs.clone(),

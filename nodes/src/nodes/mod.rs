@@ -5,6 +5,7 @@ pub mod image_ops;
 pub mod metrics;
 pub mod png_meta;
 pub mod scalar;
+pub mod train;
 pub mod unilip;
 
 use std::collections::BTreeMap;

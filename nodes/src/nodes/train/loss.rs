@@ -1,0 +1,188 @@
+//! Loss nodes. Each outputs its weighted term appended to the optional `add` input, so terms chain
+//! (`mse → perceptual → distill → train`); the trainer sums them.
+
+use std::sync::Arc;
+
+use unilip_core::{
+    ExecCtx, Node, NodeError, NodeSchema, ParamSpec, Payload, PortSpec, PortType, Summary, Value,
+};
+
+use crate::train::loss::{LossKind, LossTerm};
+
+/// Loss terms on a wire.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LossValue(pub Vec<LossTerm>);
+
+impl Payload for LossValue {
+    fn summary(&self) -> Option<Summary> {
+        None
+    }
+    fn byte_size(&self) -> usize {
+        0
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// A loss node of one [`LossKind`].
+pub struct LossNode {
+    schema: NodeSchema,
+    make: fn(&ExecCtx<'_>) -> Result<LossKind, NodeError>,
+}
+
+impl LossNode {
+    fn build(
+        id: &str,
+        description: &str,
+        extra: Vec<ParamSpec>,
+        make: fn(&ExecCtx<'_>) -> Result<LossKind, NodeError>,
+    ) -> Self {
+        let mut params = vec![ParamSpec::float(
+            "weight",
+            1.0,
+            0.0,
+            1e6,
+            "Weight in the sum",
+        )];
+        params.extend(extra);
+        Self {
+            schema: NodeSchema {
+                id: id.into(),
+                version: 1,
+                category: "train/loss".into(),
+                description: description.into(),
+                inputs: vec![PortSpec::optional(
+                    "add",
+                    PortType::Loss,
+                    "Terms to add this one to",
+                )],
+                outputs: vec![PortSpec::new("loss", PortType::Loss, "The terms so far")],
+                params,
+                output_node: false,
+            },
+            make,
+        }
+    }
+}
+
+impl Node for LossNode {
+    fn schema(&self) -> &NodeSchema {
+        &self.schema
+    }
+
+    fn execute(&self, ctx: &mut ExecCtx<'_>) -> Result<Vec<Value>, NodeError> {
+        let mut terms = match ctx.opt_input("add") {
+            Some(v) => v
+                .payload::<LossValue>()
+                .map_err(|source| NodeError::Type {
+                    port: "add".into(),
+                    source,
+                })?
+                .0
+                .clone(),
+            None => Vec::new(),
+        };
+        let kind = (self.make)(ctx)?;
+        if terms.iter().any(|t| t.kind.name() == kind.name()) {
+            return Err(NodeError::msg(format!(
+                "the chain already has a `{}` term",
+                kind.name()
+            )));
+        }
+        terms.push(LossTerm {
+            kind,
+            weight: ctx.float("weight")?,
+        });
+        Ok(vec![Value::Data(Arc::new(LossValue(terms)))])
+    }
+}
+
+macro_rules! loss_node {
+    ($name:ident, $id:literal, $doc:literal, $extra:expr, $make:expr) => {
+        #[doc = concat!("`", $id, "`: ", $doc)]
+        pub struct $name(LossNode);
+
+        impl $name {
+            /// The node.
+            pub fn new() -> Self {
+                Self(LossNode::build($id, $doc, $extra, $make))
+            }
+        }
+
+        impl Node for $name {
+            fn schema(&self) -> &NodeSchema {
+                self.0.schema()
+            }
+            fn execute(&self, ctx: &mut ExecCtx<'_>) -> Result<Vec<Value>, NodeError> {
+                self.0.execute(ctx)
+            }
+        }
+
+        crate::register_node!($name);
+    };
+}
+
+loss_node!(
+    MseLoss,
+    "loss.mse",
+    "Pixel MSE between the reconstruction and the input image (encoder training, spec §3.1).",
+    vec![],
+    |_| Ok(LossKind::PixelMse)
+);
+loss_node!(
+    L1Loss,
+    "loss.l1",
+    "Pixel L1 between the reconstruction and the input image (encoder training).",
+    vec![],
+    |_| Ok(LossKind::PixelL1)
+);
+loss_node!(
+    PerceptualLoss,
+    "loss.perceptual",
+    "LPIPS-style distance in the frozen original vision tower (every layer, unit-normalised \
+     tokens): the perceptual term of encoder training without a download.",
+    vec![],
+    |_| Ok(LossKind::Perceptual)
+);
+loss_node!(
+    DistillLoss,
+    "loss.distill",
+    "Self-distillation: MSE between the trained encoder's mlp1 features and the frozen original's \
+     (UniLIP stage 2, λ = weight = 1).",
+    vec![],
+    |_| Ok(LossKind::Distill)
+);
+loss_node!(
+    FlowMatchingLoss,
+    "loss.flow_matching",
+    "Flow matching: MSE between the DiT output and ε − x0 at logit-normal timesteps (spec §2.8); \
+     trains generation on caption data and editing on edit triplets.",
+    vec![
+        ParamSpec::float(
+            "logit_mean",
+            0.0,
+            -5.0,
+            5.0,
+            "Mean of the logit-normal timestep density"
+        ),
+        ParamSpec::float(
+            "logit_std",
+            1.0,
+            0.01,
+            5.0,
+            "Std of the logit-normal timestep density"
+        ),
+    ],
+    |ctx| Ok(LossKind::FlowMatching {
+        logit_mean: ctx.float("logit_mean")?,
+        logit_std: ctx.float("logit_std")?,
+    })
+);
+loss_node!(
+    TextLoss,
+    "loss.text",
+    "Next-token cross-entropy of the MLLM on answers (VQA data) or captions (caption data).",
+    vec![],
+    |_| Ok(LossKind::Text)
+);
