@@ -2,10 +2,13 @@
 //! definitions that expose them to the graph engine.
 
 pub mod backend;
+pub mod default_model;
+pub mod eval;
 pub mod fixtures;
 pub mod models;
 pub mod nodes;
 pub mod param_keys;
+pub mod shapesworld;
 pub mod train;
 pub mod weights;
 

@@ -9,6 +9,7 @@ use unilip_nodes::backend::{device, B};
 use unilip_nodes::models::unilip::{
     write_random_checkpoint, ComponentSet, KeyStyle, Unilip, UnilipConfig,
 };
+use unilip_nodes::train::shapes::shapes_tokenizer;
 use unilip_nodes::weights::{Checkpoint, SaveDtype};
 
 use super::CliError;
@@ -24,6 +25,8 @@ pub enum Preset {
     /// UniLIP-3B shapes (InternVL3-2B + SANA-1.6B).
     #[value(name = "3b")]
     ThreeB,
+    /// The CPU-trainable 64×64 ShapesWorld model with its word-level tokenizer.
+    Shapes,
 }
 
 /// Dtype of written weights.
@@ -57,16 +60,27 @@ pub fn init_checkpoint(
     dtype: Dtype,
     tokenizer: Option<PathBuf>,
 ) -> Result<(), CliError> {
-    let config = match preset {
-        Preset::Tiny => UnilipConfig::tiny(),
-        Preset::OneB => UnilipConfig::one_b(),
-        Preset::ThreeB => UnilipConfig::three_b(),
-    };
     let dtype = match dtype {
         Dtype::Bf16 => SaveDtype::Bf16,
         Dtype::F32 => SaveDtype::F32,
     };
+    let (config, default_tok) = match preset {
+        Preset::Tiny => (UnilipConfig::tiny(), None),
+        Preset::OneB => (UnilipConfig::one_b(), None),
+        Preset::ThreeB => (UnilipConfig::three_b(), None),
+        Preset::Shapes => {
+            let tok = shapes_tokenizer().map_err(err)?;
+            std::fs::create_dir_all(dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
+            let path = dir.join("tokenizer.json");
+            tok.save(&path).map_err(err)?;
+            (
+                UnilipConfig::shapes(tok.vocab_size(), tok.special()),
+                Some(path),
+            )
+        }
+    };
     let tok = tokenizer
+        .or(default_tok)
         .unwrap_or_else(|| unilip_nodes::fixtures::root().join("tokenizer/tokenizer.json"));
     if !tok.exists() {
         eprintln!(

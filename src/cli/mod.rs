@@ -5,6 +5,7 @@ mod bench_models;
 mod checkpoint;
 mod graph;
 mod run;
+mod shapes;
 mod sweep;
 
 use std::fmt;
@@ -37,6 +38,12 @@ enum Command {
         #[arg(long)]
         resume: bool,
     },
+    /// Write procedural training/validation data to disk.
+    Data(shapes::DataArgs),
+    /// Score a checkpoint on a procedural world's validation split.
+    Eval(shapes::EvalArgs),
+    /// Train a model on a procedural world with the whole UniLIP recipe (resumable).
+    TrainRecipe(shapes::RecipeArgs),
     /// Run a graph over a grid of param values (ablations); writes results.csv and charts.
     Sweep(sweep::SweepArgs),
     /// Open the visual editor (optionally on a graph `.ron` or a Save Image PNG).
@@ -128,6 +135,9 @@ pub fn main() -> Result<(), CliError> {
         Command::Run(args) => run::run(args),
         Command::Train { run, resume } => run::train(run, resume),
         Command::Sweep(args) => sweep::sweep(args),
+        Command::Data(args) => shapes::data(args),
+        Command::Eval(args) => shapes::eval(args),
+        Command::TrainRecipe(args) => shapes::recipe(args),
         Command::Edit { graph } => unilip_editor::run_editor(graph).map_err(CliError::Run),
         Command::Validate { graph } => run::validate_cmd(&graph),
         Command::Nodes { json } => {

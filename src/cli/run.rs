@@ -160,7 +160,7 @@ fn progress_sink() -> (EventSink, ProgressBar) {
 pub fn run(args: RunArgs) -> Result<(), CliError> {
     let mut doc = load_graph(&args.graph)?;
     apply_sets(&mut doc, &args.sets)?;
-    run_doc(&doc, &args)
+    run_doc(&doc, &args.outputs, &args.out)
 }
 
 /// `unilip train GRAPH [--resume]`: a run of a graph with at least one `train.run` node; with
@@ -188,19 +188,21 @@ pub fn train(args: RunArgs, resume: bool) -> Result<(), CliError> {
             }
         }
     }
-    run_doc(&doc, &args)
+    run_doc(&doc, &args.outputs, &args.out)
 }
 
-fn run_doc(doc: &GraphDoc, args: &RunArgs) -> Result<(), CliError> {
+/// Validates and runs `doc`, computing `targets` (default: every output node), with files under
+/// `out`; prints the output values.
+pub fn run_doc(doc: &GraphDoc, targets: &[String], out: &Path) -> Result<(), CliError> {
     let graph = validated(doc)?;
     let provenance = effective_doc(doc, &graph).to_ron();
     let (sink, _bar) = progress_sink();
     let opts = RunOptions {
-        targets: args.outputs.clone(),
+        targets: targets.to_vec(),
         events: Some(sink),
         cancel: CancelToken::new(),
         env: RunEnv {
-            out_dir: args.out.clone(),
+            out_dir: out.to_path_buf(),
             provenance: Some(Arc::new(provenance)),
         },
     };
@@ -212,14 +214,14 @@ fn run_doc(doc: &GraphDoc, args: &RunArgs) -> Result<(), CliError> {
         }
         CliError::Run(m)
     })?;
-    let shown: Vec<&String> = if args.outputs.is_empty() {
+    let shown: Vec<&String> = if targets.is_empty() {
         report
             .outputs
             .keys()
             .filter(|id| graph.nodes[*id].def.schema().output_node)
             .collect()
     } else {
-        args.outputs.iter().collect()
+        targets.iter().collect()
     };
     for id in shown {
         let schema = graph.nodes[id].def.schema();

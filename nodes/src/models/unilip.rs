@@ -82,6 +82,9 @@ pub struct UnilipConfig {
     /// DiT positional embedding (`dit_pos_embed`: `sincos_bf16` (default, what UniLIP runs),
     /// `sincos` or `none`).
     pub pos_embed: PosEmbed,
+    /// Output images are the decoder output resized by this factor (`output_scale`; UniLIP:
+    /// 28/32, i.e. 512 → 448 px, the encoder's input size).
+    pub output_scale: f64,
     json: Value,
 }
 
@@ -96,6 +99,12 @@ struct Scalars {
     #[serde(default = "d_image_token_id")]
     image_token_id: u32,
     dit_pos_embed: Option<String>,
+    #[serde(default = "d_output_scale")]
+    output_scale: f64,
+}
+
+fn d_output_scale() -> f64 {
+    28.0 / 32.0
 }
 
 fn d_n_query() -> usize {
@@ -272,6 +281,7 @@ impl UnilipConfig {
             vae: parse(&json["vae_config"], "vae_config")?,
             scheduler: parse(&json["scheduler_config"], "scheduler_config")?,
             pos_embed,
+            output_scale: s.output_scale,
             json,
         };
         cfg.check()?;
@@ -290,6 +300,12 @@ impl UnilipConfig {
         }
         if self.n_query == 0 || self.connect_layer == 0 {
             return Err("n_query and connect_layer must be positive".into());
+        }
+        if !(self.output_scale.is_finite() && self.output_scale > 0.0) {
+            return Err(format!(
+                "output_scale {} is not positive",
+                self.output_scale
+            ));
         }
         if !(self.unilip_factor.is_finite() && self.unilip_factor != 0.0) {
             return Err(format!(
@@ -316,6 +332,7 @@ impl UnilipConfig {
             obj.insert("connect_layer".into(), self.connect_layer.into());
             obj.insert("unilip_factor".into(), self.unilip_factor.into());
             obj.insert("image_token_id".into(), self.image_token_id.into());
+            obj.insert("output_scale".into(), self.output_scale.into());
             obj.insert(
                 "dit_pos_embed".into(),
                 pos_embed_name(self.pos_embed).into(),
@@ -373,6 +390,7 @@ impl UnilipConfig {
         }
         let mut json = unilip_json(vision, text, 16, 1, 1.0);
         json["image_token_id"] = special.img_context.into();
+        json["output_scale"] = 1.0.into();
         json["dit_config"] = json!({
             "in_channels": 16, "out_channels": 16, "num_layers": 2,
             "num_attention_heads": 2, "attention_head_dim": 16,
@@ -1110,7 +1128,7 @@ pub struct GeneratedImage<B: Backend> {
     pub latent: Tensor<B, 4>,
     /// Decoder output in [−1, 1] (not clamped).
     pub decoded: Tensor<B, 4>,
-    /// [`to_image`] of `decoded`: `[b, 3, h·28/32, w·28/32]` in [0, 1].
+    /// [`Unilip::output_image`] of `decoded` (UniLIP: `[b, 3, h·28/32, w·28/32]`) in [0, 1].
     pub image: Tensor<B, 4>,
 }
 
@@ -1127,9 +1145,15 @@ pub fn resize_bilinear<B: Backend>(x: Tensor<B, 4>, size: [usize; 2]) -> Tensor<
 
 /// UniLIP's output image: `clamp(−1, 1)`, `(x + 1) / 2`, bilinear resize by 28/32 (512 → 448).
 pub fn to_image<B: Backend>(decoded: Tensor<B, 4>) -> Tensor<B, 4> {
+    to_image_scaled(decoded, 28.0 / 32.0)
+}
+
+/// [`to_image`] with another resize factor (`scale = 1` keeps the decoder's size).
+pub fn to_image_scaled<B: Backend>(decoded: Tensor<B, 4>, scale: f64) -> Tensor<B, 4> {
     let [_, _, h, w] = decoded.dims();
     let x = (decoded.clamp(-1.0, 1.0) + 1.0) / 2.0;
-    resize_bilinear(x, [h * 28 / 32, w * 28 / 32])
+    let size = |n: usize| ((n as f64 * scale).round() as usize).max(1);
+    resize_bilinear(x, [size(h), size(w)])
 }
 
 /// Tokenizes `texts` as one right-padded batch → `(input_ids, attention_mask)`, `[b, l]` each.
@@ -1414,6 +1438,11 @@ impl<B: Backend> Unilip<B> {
         self.decode_latent(self.unscale(latent))
     }
 
+    /// The output image of a decoder output: [`to_image_scaled`] by the config's `output_scale`.
+    pub fn output_image(&self, decoded: Tensor<B, 4>) -> Tensor<B, 4> {
+        to_image_scaled(decoded, self.config.output_scale)
+    }
+
     /// DC-AE decoder on a UniLIP latent (not scaled).
     pub fn decode_latent(&self, latent: Tensor<B, 4>) -> Result<Tensor<B, 4>> {
         Ok(need(&self.vae_decoder, "decoder")?.decoder.forward(latent))
@@ -1466,7 +1495,7 @@ impl<B: Backend> Unilip<B> {
         let latent = self.sample(&pos, Some(&neg), opts, on_step)?;
         let decoded = self.decode(latent.clone())?;
         Ok(GeneratedImage {
-            image: to_image(decoded.clone()),
+            image: self.output_image(decoded.clone()),
             latent,
             decoded,
         })

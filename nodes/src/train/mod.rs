@@ -14,6 +14,7 @@ pub mod loss;
 pub mod objective;
 pub mod optim;
 pub mod run_dir;
+pub mod shapes;
 mod trainer;
 
 pub use trainer::{train, Hooks, TrainConfig, TrainReport, TrainRequest, Trainable};

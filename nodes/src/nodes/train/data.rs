@@ -11,7 +11,9 @@ use unilip_core::{
 
 use crate::nodes::{failed, path_param};
 use crate::register_node;
+use crate::shapesworld::{Domain, GenConfig, Split};
 use crate::train::data::{Dataset, DatasetKind, FolderDataset};
+use crate::train::shapes::ShapesDataset;
 
 /// A dataset on a wire.
 #[derive(Debug, Clone)]
@@ -94,3 +96,89 @@ impl Node for FolderData {
 }
 
 register_node!(FolderData);
+
+/// `data.shapesworld`: procedural ShapesWorld samples (see [`crate::shapesworld`]).
+pub struct ShapesWorldData {
+    schema: NodeSchema,
+}
+
+impl ShapesWorldData {
+    /// The node.
+    pub fn new() -> Self {
+        let domains: Vec<&str> = Domain::ALL.iter().map(|d| d.name()).collect();
+        Self {
+            schema: NodeSchema {
+                id: "data.shapesworld".into(),
+                version: 1,
+                category: "train/data".into(),
+                description: "Procedural ShapesWorld data, rendered on demand and identical for \
+                              the same seed: captioned scenes of coloured shapes, edit triplets \
+                              (recolour, move, add, remove, resize, swap) or VQA items."
+                    .into(),
+                inputs: vec![],
+                outputs: vec![PortSpec::new("data", PortType::Dataset, "The samples")],
+                params: vec![
+                    ParamSpec::choice(
+                        "kind",
+                        "captions",
+                        &["captions", "edits", "vqa"],
+                        "What each sample holds",
+                    ),
+                    ParamSpec::choice("split", "train", &["train", "val"], "Item stream"),
+                    ParamSpec::int("n", 4096, 1, 100_000_000, "Number of samples"),
+                    ParamSpec::seed("seed", 0, "Generator seed"),
+                    ParamSpec::int("resolution", 64, 32, 256, "Image side in pixels"),
+                    ParamSpec::choice("domain", "default", &domains, "Style and vocabulary"),
+                ],
+                output_node: false,
+            },
+        }
+    }
+}
+
+/// The ShapesWorld dataset described by a node's params.
+pub fn shapes_dataset(params: &BTreeMap<String, ParamValue>) -> Result<ShapesDataset, String> {
+    let s = |k: &str, d: &'static str| {
+        params
+            .get(k)
+            .and_then(ParamValue::as_str)
+            .unwrap_or(d)
+            .to_string()
+    };
+    let i = |k: &str, d: i64| match params.get(k) {
+        Some(ParamValue::Int(v)) => *v,
+        _ => d,
+    };
+    let domain = Domain::ALL
+        .into_iter()
+        .find(|d| d.name() == s("domain", "default"))
+        .ok_or_else(|| format!("unknown domain `{}`", s("domain", "default")))?;
+    let split = match s("split", "train").as_str() {
+        "val" => Split::Val,
+        _ => Split::Train,
+    };
+    let config = GenConfig {
+        resolution: i("resolution", 64).clamp(0, u32::MAX as i64) as u32,
+        seed: i("seed", 0) as u64,
+        split,
+        domain,
+    };
+    ShapesDataset::new(
+        config,
+        dataset_kind(&s("kind", "captions"))?,
+        i("n", 4096).max(1) as usize,
+    )
+}
+
+impl Node for ShapesWorldData {
+    fn schema(&self) -> &NodeSchema {
+        &self.schema
+    }
+
+    fn execute(&self, ctx: &mut ExecCtx<'_>) -> Result<Vec<Value>, NodeError> {
+        let data = shapes_dataset(ctx.params).map_err(failed)?;
+        Ok(vec![Value::Data(Arc::new(DatasetValue(Arc::new(data))))])
+    }
+}
+
+register_node!(ShapesWorldData);

@@ -54,6 +54,14 @@ pub fn load_resident(dir: &Path, components: ComponentSet) -> Result<Arc<ModelHa
     Ok(handle)
 }
 
+/// The `dir` param, or the embedded default model when it is empty.
+fn checkpoint_dir(params: &BTreeMap<String, ParamValue>) -> Result<PathBuf, String> {
+    match path_param(params, "dir") {
+        Ok(d) => Ok(PathBuf::from(d)),
+        Err(_) => crate::default_model::dir(),
+    }
+}
+
 /// `unilip.load_checkpoint`.
 pub struct LoadCheckpoint {
     schema: NodeSchema,
@@ -77,7 +85,8 @@ impl LoadCheckpoint {
         let mut params = vec![ParamSpec::dir(
             "dir",
             "",
-            "UniLIP checkpoint directory (HF layout: config.json, *.safetensors, tokenizer.json)",
+            "UniLIP checkpoint directory (HF layout: config.json, *.safetensors, tokenizer.json); \
+             empty = the embedded ShapesWorld model",
         )];
         params.extend(
             PARTS
@@ -124,7 +133,7 @@ impl Node for LoadCheckpoint {
     }
 
     fn fingerprint(&self, params: &BTreeMap<String, ParamValue>) -> Result<String, String> {
-        let dir = PathBuf::from(path_param(params, "dir")?);
+        let dir = checkpoint_dir(params)?;
         let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let mut parts: Vec<String> = entries
             .filter_map(|e| e.ok())
@@ -148,13 +157,7 @@ impl Node for LoadCheckpoint {
     }
 
     fn execute(&self, ctx: &mut ExecCtx<'_>) -> Result<Vec<Value>, NodeError> {
-        let dir = PathBuf::from(ctx.str("dir")?);
-        if dir.as_os_str().is_empty() {
-            return Err(NodeError::msg(
-                "no checkpoint directory given (set `dir`, e.g. `--set ckpt.dir=DIR`; \
-                 `unilip init-checkpoint --config tiny DIR` makes a random one)",
-            ));
-        }
+        let dir = checkpoint_dir(ctx.params).map_err(NodeError::msg)?;
         let handle = load_resident(&dir, components(ctx.params)).map_err(NodeError::msg)?;
         Ok(vec![Value::Data(handle)])
     }

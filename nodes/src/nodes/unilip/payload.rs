@@ -44,7 +44,6 @@ macro_rules! payload {
 }
 
 /// A loaded UniLIP checkpoint (only the requested components) with its tokenizer.
-#[derive(Debug)]
 pub struct ModelHandle {
     /// The model.
     pub model: Arc<Unilip<B>>,
@@ -54,6 +53,18 @@ pub struct ModelHandle {
     pub dir: PathBuf,
 }
 payload!(ModelHandle, |_s| None, 0);
+
+impl std::fmt::Debug for ModelHandle {
+    /// The directory and the loaded components (not the weights).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "UniLIP {} ({:?})",
+            self.dir.display(),
+            self.model.components
+        )
+    }
+}
 
 impl ModelHandle {
     /// The tokenizer, or an error naming the checkpoint.

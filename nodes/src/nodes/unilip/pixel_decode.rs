@@ -7,7 +7,6 @@ use unilip_core::{
 use super::checkpoint::{model_input, model_port};
 use super::convert::image_value;
 use super::payload::{input, model_err, Latent};
-use crate::models::unilip::to_image;
 use crate::register_node;
 
 /// `unilip.pixel_decode`.
@@ -25,7 +24,7 @@ impl PixelDecode {
                 category: "unilip/decode".into(),
                 description:
                     "Decodes a UniLIP latent with the DC-AE decoder (×32), clamps to [-1, 1], \
-                              maps to [0, 1] and resizes: `input` = ×28/32 (back to the encoder's \
+                              maps to [0, 1] and resizes: `input` = × the config's `output_scale` (UniLIP: 28/32, back to the encoder's \
                               pixel grid, as UniLIP does), `native` = decoder resolution."
                         .into(),
                 inputs: vec![
@@ -64,7 +63,7 @@ impl Node for PixelDecode {
         let decoded = model.decode_latent(z).map_err(model_err)?;
         let image = match ctx.str("resize")? {
             "native" => (decoded.clamp(-1.0, 1.0) + 1.0) / 2.0,
-            _ => to_image(decoded),
+            _ => model.output_image(decoded),
         };
         Ok(vec![image_value(image)])
     }

@@ -1,0 +1,291 @@
+//! ShapesWorld evaluation of a checkpoint (`unilip eval shapesworld`): reconstruction PSNR/SSIM,
+//! a GenEval-like generation score, an edit score and VQA accuracy, all measured by the
+//! deterministic scorer of [`crate::shapesworld`] on the validation split.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::prelude::*;
+use image::RgbImage;
+
+use crate::backend::{device, B};
+use crate::models::preprocess::{preprocess, RgbU8};
+use crate::models::qwen2::{GenerationConfig, Sampling};
+use crate::models::tokenizer::{
+    edit_negative, edit_prompt, generation_negative, generation_prompt, Tokenizer,
+};
+use crate::models::unilip::{encode_prompts, ComponentSet, ConditionMode, SampleOptions, Unilip};
+use crate::shapesworld::{
+    edit_score, geneval_score, psnr, ssim, vqa_answer_correct, Domain, GenConfig, Generator, Split,
+};
+
+/// What to evaluate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvalTask {
+    /// Encoder → decoder reconstruction: `psnr_db`, `ssim`.
+    Recon,
+    /// Text-to-image: `geneval` (fraction of prompts fully correct), `geneval_checks`.
+    Generate,
+    /// Editing: `edit` (mean score), `edit_change_made`, `edit_preserved`.
+    Edit,
+    /// Understanding: `vqa_accuracy`.
+    Vqa,
+}
+
+/// Evaluation settings.
+#[derive(Debug, Clone)]
+pub struct EvalOptions {
+    /// The task.
+    pub task: EvalTask,
+    /// Number of validation items.
+    pub n: usize,
+    /// Seed of the validation stream (and, plus the item index, of the sampling noise).
+    pub seed: u64,
+    /// ShapesWorld domain.
+    pub domain: Domain,
+    /// Sampler steps (generation, editing).
+    pub steps: usize,
+    /// CFG scale (generation, editing).
+    pub guidance: f32,
+    /// DiT condition (generation, editing).
+    pub condition: ConditionMode,
+}
+
+impl EvalOptions {
+    /// `n` items of `task` with UniLIP's sampler defaults (20 DPM-Solver++ steps, CFG 4.5).
+    pub fn new(task: EvalTask, n: usize) -> Self {
+        Self {
+            task,
+            n,
+            seed: 0,
+            domain: Domain::Default,
+            steps: 20,
+            guidance: 4.5,
+            condition: ConditionMode::Dual,
+        }
+    }
+}
+
+/// Metric name → value.
+pub type Metrics = BTreeMap<String, f64>;
+
+/// Evaluates the checkpoint in `dir`.
+pub fn eval_shapesworld(dir: &Path, opts: &EvalOptions) -> Result<Metrics, String> {
+    let components = match opts.task {
+        EvalTask::Recon => ComponentSet::RECONSTRUCTION,
+        EvalTask::Generate => ComponentSet::GENERATION,
+        EvalTask::Edit => ComponentSet::EDITING,
+        EvalTask::Vqa => ComponentSet::UNDERSTANDING,
+    };
+    let model = Unilip::<B>::load(dir, components, &device()).map_err(|e| e.to_string())?;
+    let size = model.config.vision.vision_config.image_size.hw()[0];
+    let generator = Generator::new(GenConfig {
+        resolution: size as u32,
+        seed: opts.seed,
+        split: Split::Val,
+        domain: opts.domain,
+    })
+    .map_err(|e| e.to_string())?;
+    let tokenizer = || Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| e.to_string());
+    let eval = Eval {
+        model: &model,
+        generator: &generator,
+        opts,
+        size,
+    };
+    match opts.task {
+        EvalTask::Recon => eval.recon(),
+        EvalTask::Generate => eval.generate(&tokenizer()?),
+        EvalTask::Edit => eval.edit(&tokenizer()?),
+        EvalTask::Vqa => eval.vqa(&tokenizer()?),
+    }
+}
+
+struct Eval<'a> {
+    model: &'a Unilip<B>,
+    generator: &'a Generator,
+    opts: &'a EvalOptions,
+    size: usize,
+}
+
+fn rgb(img: &RgbImage) -> RgbU8 {
+    RgbU8 {
+        height: img.height() as usize,
+        width: img.width() as usize,
+        data: img.as_raw().clone(),
+    }
+}
+
+/// `[1, 3, h, w]` in [0, 1] → an 8-bit image (round half to even, as `numpy_to_pil`).
+fn to_rgb_image(x: Tensor<B, 4>) -> Result<RgbImage, String> {
+    let [_, _, h, w] = x.dims();
+    let data: Vec<f32> = x
+        .squeeze_dim::<3>(0)
+        .permute([1, 2, 0])
+        .into_data()
+        .convert::<f32>()
+        .to_vec()
+        .map_err(|e| format!("{e:?}"))?;
+    let bytes = data
+        .iter()
+        .map(|v| (v.clamp(0.0, 1.0) * 255.0).round_ties_even() as u8)
+        .collect();
+    RgbImage::from_raw(w as u32, h as u32, bytes).ok_or_else(|| "bad image buffer".to_string())
+}
+
+fn mean(values: &[f64]) -> f64 {
+    values.iter().sum::<f64>() / values.len().max(1) as f64
+}
+
+impl Eval<'_> {
+    fn pixels(&self, img: &RgbImage) -> Result<Tensor<B, 4>, String> {
+        preprocess(&[rgb(img)], [self.size, self.size], &device()).map_err(|e| e.to_string())
+    }
+
+    fn sample(&self, index: usize) -> SampleOptions<B> {
+        let mut s = SampleOptions::unilip(self.opts.seed.wrapping_add(index as u64));
+        s.steps = self.opts.steps;
+        s.guidance_scale = self.opts.guidance;
+        s
+    }
+
+    fn recon(&self) -> Result<Metrics, String> {
+        let (mut p, mut s) = (Vec::new(), Vec::new());
+        for i in 0..self.opts.n {
+            let item = self.generator.caption_item(i as u64);
+            let decoded = self
+                .model
+                .reconstruct(self.pixels(&item.image)?)
+                .map_err(|e| e.to_string())?;
+            let out = to_rgb_image(self.model.output_image(decoded))?;
+            let out = resize_to(&out, &item.image);
+            p.push(psnr(&item.image, &out).map_err(|e| e.to_string())?);
+            s.push(ssim(&item.image, &out).map_err(|e| e.to_string())?);
+        }
+        Ok(Metrics::from([
+            ("psnr_db".to_string(), mean(&p)),
+            ("ssim".to_string(), mean(&s)),
+        ]))
+    }
+
+    fn generated(
+        &self,
+        tok: &Tokenizer,
+        pos: &str,
+        neg: &str,
+        features: Option<&Tensor<B, 3>>,
+        index: usize,
+    ) -> Result<RgbImage, String> {
+        let (ids, mask) =
+            encode_prompts::<B>(tok, &[pos, neg], &device()).map_err(|e| e.to_string())?;
+        let out = self
+            .model
+            .generate_image(
+                ids,
+                mask,
+                features,
+                self.opts.condition,
+                &self.sample(index),
+                |_, _, _| Ok::<(), crate::models::unilip::UnilipError>(()),
+            )
+            .map_err(|e| e.to_string())?;
+        to_rgb_image(out.image)
+    }
+
+    fn generate(&self, tok: &Tokenizer) -> Result<Metrics, String> {
+        let style = self.generator.style();
+        let (mut correct, mut checks) = (Vec::new(), Vec::new());
+        for i in 0..self.opts.n {
+            let item = self.generator.caption_item(i as u64);
+            let img = self.generated(
+                tok,
+                &generation_prompt(&item.caption),
+                &generation_negative(),
+                None,
+                i,
+            )?;
+            let r = geneval_score(&resize_to(&img, &item.image), &item.spec, &style);
+            correct.push(f64::from(u8::from(r.correct)));
+            checks.push(f64::from(r.fraction()));
+        }
+        Ok(Metrics::from([
+            ("geneval".to_string(), mean(&correct)),
+            ("geneval_checks".to_string(), mean(&checks)),
+        ]))
+    }
+
+    fn edit(&self, tok: &Tokenizer) -> Result<Metrics, String> {
+        let style = self.generator.style();
+        let n_img = self
+            .model
+            .image_tokens(self.size, self.size)
+            .map_err(|e| e.to_string())?;
+        let (mut score, mut change, mut kept) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..self.opts.n {
+            let e = self.generator.edit_item(i as u64);
+            let features = self
+                .model
+                .image_features(self.pixels(&e.source_image)?)
+                .map_err(|e| e.to_string())?;
+            let pos = edit_prompt(&e.item.instruction, n_img);
+            let img = self.generated(tok, &pos, &edit_negative(n_img), Some(&features), i)?;
+            let r = edit_score(
+                &e.source_image,
+                &resize_to(&img, &e.source_image),
+                &e.item,
+                &style,
+            );
+            score.push(f64::from(r.score));
+            change.push(f64::from(u8::from(r.change_made)));
+            kept.push(f64::from(u8::from(r.preserved)));
+        }
+        Ok(Metrics::from([
+            ("edit".to_string(), mean(&score)),
+            ("edit_change_made".to_string(), mean(&change)),
+            ("edit_preserved".to_string(), mean(&kept)),
+        ]))
+    }
+
+    fn vqa(&self, tok: &Tokenizer) -> Result<Metrics, String> {
+        let special = tok.special();
+        let generation = GenerationConfig {
+            max_new_tokens: 4,
+            sampling: Sampling::Greedy,
+            eos_token_ids: vec![special.im_end, special.endoftext],
+            seed: 0,
+            output_logits: false,
+        };
+        let mut right = Vec::new();
+        for i in 0..self.opts.n {
+            let item = self.generator.vqa_item(i as u64);
+            let answer = self
+                .model
+                .understand_text(
+                    tok,
+                    &item.question,
+                    Some(self.pixels(&item.image)?),
+                    None,
+                    &generation,
+                )
+                .map_err(|e| e.to_string())?;
+            right.push(f64::from(u8::from(vqa_answer_correct(
+                &answer,
+                &item.answer,
+            ))));
+        }
+        Ok(Metrics::from([("vqa_accuracy".to_string(), mean(&right))]))
+    }
+}
+
+/// `img` resized (bilinear) to `like`'s size when they differ.
+fn resize_to(img: &RgbImage, like: &RgbImage) -> RgbImage {
+    if img.dimensions() == like.dimensions() {
+        return img.clone();
+    }
+    image::imageops::resize(
+        img,
+        like.width(),
+        like.height(),
+        image::imageops::FilterType::Triangle,
+    )
+}

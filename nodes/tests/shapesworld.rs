@@ -1,0 +1,849 @@
+//! Integration tests of the ShapesWorld public API.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use image::RgbImage;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use unilip_nodes::shapesworld::*;
+
+fn generator(seed: u64, split: Split, domain: Domain) -> Generator {
+    Generator::new(GenConfig {
+        resolution: 64,
+        seed,
+        split,
+        domain,
+    })
+    .expect("valid config")
+}
+
+/// Every (seed, domain) generator used by the accuracy tests.
+fn generators() -> Vec<Generator> {
+    (0..2u64)
+        .flat_map(|seed| Domain::ALL.map(|d| generator(seed, Split::Train, d)))
+        .collect()
+}
+
+/// Adds gaussian noise with standard deviation `sigma` (in 8-bit levels).
+fn add_noise(image: &RgbImage, sigma: f64, rng: &mut StdRng) -> RgbImage {
+    let mut out = image.clone();
+    for value in out.iter_mut() {
+        let u1 = rng.random::<f64>().max(1e-12);
+        let u2 = rng.random::<f64>();
+        let gaussian = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+        *value = (*value as f64 + sigma * gaussian).round().clamp(0.0, 255.0) as u8;
+    }
+    out
+}
+
+/// 3 × 3 box blur (edges averaged over the pixels present).
+fn box_blur(image: &RgbImage) -> RgbImage {
+    let (w, h) = (image.width() as i64, image.height() as i64);
+    let raw = image.as_raw();
+    let mut out = image.clone();
+    for y in 0..h {
+        for x in 0..w {
+            for c in 0..3 {
+                let (mut sum, mut count) = (0u32, 0u32);
+                for (nx, ny) in (-1..=1).flat_map(|dy| (-1..=1).map(move |dx| (x + dx, y + dy))) {
+                    if nx >= 0 && ny >= 0 && nx < w && ny < h {
+                        sum += raw[((ny * w + nx) * 3 + c) as usize] as u32;
+                        count += 1;
+                    }
+                }
+                out.get_pixel_mut(x as u32, y as u32).0[c as usize] =
+                    (sum as f32 / count as f32).round() as u8;
+            }
+        }
+    }
+    out
+}
+
+fn rate(passed: usize, total: usize) -> f64 {
+    passed as f64 / total as f64
+}
+
+#[test]
+fn items_are_deterministic_and_streams_differ() {
+    let a = generator(3, Split::Train, Domain::Default);
+    let b = generator(3, Split::Train, Domain::Default);
+    for i in [0, 1, 17, 1000] {
+        let (x, y) = (a.caption_item(i), b.caption_item(i));
+        assert_eq!(x.scene, y.scene);
+        assert_eq!(x.caption, y.caption);
+        assert_eq!(x.image.as_raw(), y.image.as_raw());
+        assert_eq!(a.edit_item(i), b.edit_item(i));
+        assert_eq!(a.vqa_item(i), b.vqa_item(i));
+    }
+    // Random access: order of requests does not matter.
+    assert_eq!(a.caption_item(5).scene, {
+        let _ = b.caption_item(9);
+        b.caption_item(5).scene
+    });
+    let scenes = |g: &Generator| (0..20).map(|i| g.caption_item(i).scene).collect::<Vec<_>>();
+    let base = scenes(&a);
+    assert_ne!(
+        base,
+        scenes(&generator(4, Split::Train, Domain::Default)),
+        "seeds must differ"
+    );
+    assert_ne!(
+        base,
+        scenes(&generator(3, Split::Val, Domain::Default)),
+        "train and val must differ"
+    );
+    let distinct: BTreeSet<String> = base.iter().map(Scene::caption).collect();
+    assert!(distinct.len() > 10, "items within a stream vary");
+}
+
+#[test]
+fn generator_rejects_bad_resolution() {
+    for resolution in [0, 31, 257] {
+        let config = GenConfig {
+            resolution,
+            ..GenConfig::default()
+        };
+        assert_eq!(
+            Generator::new(config).err(),
+            Some(ConfigError::Resolution(resolution))
+        );
+    }
+    for resolution in [MIN_RESOLUTION, MAX_RESOLUTION] {
+        let g = Generator::new(GenConfig {
+            resolution,
+            ..GenConfig::default()
+        })
+        .expect("valid");
+        assert_eq!(
+            g.caption_item(0).image.dimensions(),
+            (resolution, resolution)
+        );
+    }
+}
+
+#[test]
+fn captions_round_trip_through_the_parser() {
+    for g in generators() {
+        for i in 0..150 {
+            let item = g.caption_item(i);
+            assert_eq!(
+                SceneSpec::parse(&item.caption),
+                Ok(item.spec),
+                "{}",
+                item.caption
+            );
+            assert_eq!(item.spec.caption_in(&g.style()), item.caption);
+            assert_eq!(SceneSpec::parse(&item.spec.caption()), Ok(item.spec));
+        }
+    }
+}
+
+#[test]
+fn parser_accepts_user_prompts_and_rejects_bad_ones() {
+    let spec = SceneSpec::parse("Two red circles, to the LEFT of a blue square.").expect("parses");
+    assert_eq!(
+        spec.first,
+        GroupSpec {
+            count: 2,
+            size: None,
+            colour: Colour::Red,
+            shape: Shape::Circle
+        }
+    );
+    let second = spec.second.expect("two groups");
+    assert_eq!(second.relation, Relation::LeftOf);
+    assert_eq!(
+        second.group,
+        GroupSpec {
+            count: 1,
+            size: None,
+            colour: Colour::Blue,
+            shape: Shape::Square
+        }
+    );
+    let spec = SceneSpec::parse("a photo of a large crimson disc above three small lemon boxes")
+        .expect("parses");
+    assert_eq!(
+        spec.first,
+        GroupSpec {
+            count: 1,
+            size: Some(Size::Large),
+            colour: Colour::Red,
+            shape: Shape::Circle
+        }
+    );
+    let second = spec.second.expect("two groups");
+    assert_eq!(
+        second.group,
+        GroupSpec {
+            count: 3,
+            size: Some(Size::Small),
+            colour: Colour::Yellow,
+            shape: Shape::Square
+        }
+    );
+    assert_eq!(
+        spec.caption(),
+        "a large red circle above three small yellow squares"
+    );
+    assert_eq!(
+        SceneSpec::parse("an orange star").map(|s| s.caption()),
+        Ok("an orange star".to_owned())
+    );
+    for bad in [
+        "",
+        "  ?",
+        "two red",
+        "a red circle beside a blue square",
+        "zero red circles",
+        "five red circles",
+        "a red circle left a blue square",
+        "a red circle and",
+    ] {
+        assert!(SceneSpec::parse(bad).is_err(), "{bad:?} should not parse");
+    }
+    assert_eq!(SceneSpec::parse(""), Err(ParseError::Empty));
+}
+
+#[test]
+fn every_colour_and_shape_word_names_one_slot() {
+    for domain in Domain::ALL {
+        let style = Style::from(domain);
+        for &colour in style.colours() {
+            for &shape in style.shapes() {
+                let caption = format!(
+                    "a {} {}",
+                    style.colour_word(colour),
+                    style.shape_word(shape, false)
+                );
+                let spec = SceneSpec::parse(&caption).expect("parses");
+                assert_eq!(
+                    (spec.first.colour, spec.first.shape),
+                    (colour, shape),
+                    "{caption}"
+                );
+            }
+        }
+    }
+}
+
+/// Every text a generator emits for item `i`.
+fn texts(g: &Generator, i: u64) -> Vec<String> {
+    let caption = g.caption_item(i);
+    let edit = g.edit_item(i);
+    let vqa = g.vqa_item(i);
+    vec![
+        caption.caption,
+        caption.scene.caption(),
+        edit.item.instruction,
+        edit.item.source.caption(),
+        edit.item.target.caption(),
+        vqa.question,
+        vqa.answer,
+    ]
+}
+
+#[test]
+fn generated_text_uses_only_the_vocabulary() {
+    let vocabulary = vocabulary();
+    let mut sorted = vocabulary.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(vocabulary, sorted, "sorted and deduplicated");
+    let known: BTreeSet<&str> = vocabulary.iter().map(String::as_str).collect();
+    let mut used = BTreeSet::new();
+    for g in generators() {
+        for i in 0..150 {
+            for text in texts(&g, i) {
+                assert_eq!(text, text.trim());
+                for word in text.split(' ') {
+                    assert!(
+                        known.contains(word),
+                        "{word:?} in {text:?} is not in the vocabulary"
+                    );
+                    used.insert(word.to_owned());
+                }
+            }
+        }
+    }
+    assert!(
+        used.len() * 10 >= known.len() * 8,
+        "most of the vocabulary is used ({} of {})",
+        used.len(),
+        known.len()
+    );
+}
+
+#[test]
+fn scenes_are_valid_and_realise_their_specs() {
+    for g in generators() {
+        for i in 0..150 {
+            let item = g.caption_item(i);
+            let scene = &item.scene;
+            assert!(scene.is_valid(), "overlap or outside: {scene:?}");
+            assert!((1..=4).contains(&scene.objects.len()));
+            for object in &scene.objects {
+                let r = object.bounding_radius(scene.resolution);
+                assert!(object.cx - r >= 0.0 && object.cy - r >= 0.0);
+                assert!(object.cx + r <= 64.0 && object.cy + r <= 64.0);
+                assert!(
+                    g.style().colours().contains(&object.colour)
+                        && g.style().shapes().contains(&object.shape)
+                );
+            }
+            for (k, a) in scene.objects.iter().enumerate() {
+                for b in &scene.objects[k + 1..] {
+                    let gap = (a.cx - b.cx).hypot(a.cy - b.cy)
+                        - a.bounding_radius(64)
+                        - b.bounding_radius(64);
+                    assert!(gap >= object_gap(64) - 1e-3, "objects too close: {gap}");
+                }
+            }
+            assert!(
+                geneval_objects(&scene.objects, &item.spec, 64).correct,
+                "{}: {scene:?}",
+                item.caption
+            );
+        }
+    }
+}
+
+#[test]
+fn render_draws_background_and_objects() {
+    let style = Style::from(Domain::Dark);
+    let object = Object {
+        shape: Shape::Square,
+        colour: Colour::Green,
+        size: Size::Large,
+        cx: 20.0,
+        cy: 30.0,
+    };
+    let scene = Scene {
+        objects: vec![object],
+        resolution: 64,
+        style,
+    };
+    let image = render(&scene);
+    assert_eq!(image.dimensions(), (64, 64));
+    assert_eq!(image.get_pixel(20, 30).0, style.rgb(Colour::Green));
+    assert_eq!(image.get_pixel(60, 60).0, style.background());
+    let covered = image.pixels().filter(|p| p.0 != style.background()).count() as f32;
+    let area = Shape::Square.area(Size::Large.radius(64));
+    assert!(
+        (covered - area).abs() < 0.2 * area,
+        "covered {covered} vs area {area}"
+    );
+}
+
+#[test]
+fn detector_finds_every_shape_colour_and_size_in_isolation() {
+    for domain in Domain::ALL {
+        let style = Style::from(domain);
+        for &colour in style.colours() {
+            for &shape in style.shapes() {
+                for size in Size::ALL {
+                    let object = Object {
+                        shape,
+                        colour,
+                        size,
+                        cx: 30.3,
+                        cy: 33.7,
+                    };
+                    let image = render(&Scene {
+                        objects: vec![object],
+                        resolution: 64,
+                        style,
+                    });
+                    let found = detect(&image, &style);
+                    assert_eq!(found.len(), 1, "{domain:?} {object:?}");
+                    let d = found[0];
+                    assert_eq!(
+                        (d.shape, d.colour, d.size),
+                        (shape, colour, size),
+                        "{domain:?}"
+                    );
+                    assert!(
+                        (d.cx - 30.3).abs() < 0.5 && (d.cy - 33.7).abs() < 0.5,
+                        "{d:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn geneval_scores_ground_truth_renders_and_rejects_wrong_prompts() {
+    let mut rng = StdRng::seed_from_u64(11);
+    let (mut clean, mut noisy, mut blurred, mut total, mut wrong_rejected, mut wrong_total) =
+        (0, 0, 0, 0, 0, 0);
+    for g in generators() {
+        let style = g.style();
+        for i in 0..64 {
+            let item = g.caption_item(i);
+            total += 1;
+            let result = geneval_score(&item.image, &item.spec, &style);
+            assert_eq!(result.correct, result.checks_passed == result.checks_total);
+            clean += usize::from(result.correct);
+            noisy += usize::from(
+                geneval_score(&add_noise(&item.image, 8.0, &mut rng), &item.spec, &style).correct,
+            );
+            blurred +=
+                usize::from(geneval_score(&box_blur(&item.image), &item.spec, &style).correct);
+            if let Some(mut related) = item.spec.second {
+                related.relation = match related.relation {
+                    Relation::LeftOf => Relation::RightOf,
+                    Relation::RightOf => Relation::LeftOf,
+                    Relation::Above => Relation::Below,
+                    Relation::Below => Relation::Above,
+                };
+                let wrong = SceneSpec {
+                    second: Some(related),
+                    ..item.spec
+                };
+                let result = geneval_score(&item.image, &wrong, &style);
+                wrong_total += 1;
+                wrong_rejected +=
+                    usize::from(!result.correct && result.checks_passed + 1 == result.checks_total);
+            }
+        }
+    }
+    assert!(total >= 500);
+    assert!(rate(clean, total) >= 0.99, "clean accuracy {clean}/{total}");
+    assert!(rate(noisy, total) >= 0.95, "noisy accuracy {noisy}/{total}");
+    assert!(
+        rate(blurred, total) >= 0.95,
+        "blurred accuracy {blurred}/{total}"
+    );
+    assert!(
+        rate(wrong_rejected, wrong_total) >= 0.99,
+        "wrong relations rejected {wrong_rejected}/{wrong_total}"
+    );
+}
+
+#[test]
+fn geneval_counts_checks() {
+    let style = Style::default();
+    let blank = render(&Scene {
+        objects: Vec::new(),
+        resolution: 64,
+        style,
+    });
+    let one = SceneSpec::parse("two red circles").expect("parses");
+    assert_eq!(
+        geneval_score(&blank, &one, &style),
+        GenEvalResult {
+            correct: false,
+            checks_passed: 0,
+            checks_total: 3
+        }
+    );
+    let two = SceneSpec::parse("a red circle above a blue square").expect("parses");
+    let result = geneval_score(&blank, &two, &style);
+    assert_eq!(
+        (result.correct, result.checks_passed, result.checks_total),
+        (false, 0, 6)
+    );
+    let objects = [Object {
+        shape: Shape::Circle,
+        colour: Colour::Red,
+        size: Size::Small,
+        cx: 32.0,
+        cy: 12.0,
+    }];
+    let partial = geneval_objects(&objects, &two, 64);
+    assert_eq!((partial.checks_passed, partial.checks_total), (2, 6));
+    assert!((partial.fraction() - 1.0 / 3.0).abs() < 1e-6);
+}
+
+#[test]
+fn edit_scores_ground_truth_and_detects_no_op() {
+    let (mut full, mut total) = (0, 0);
+    for g in generators() {
+        let style = g.style();
+        for i in 0..64 {
+            let sample = g.edit_item(i);
+            let result = edit_score(
+                &sample.source_image,
+                &sample.target_image,
+                &sample.item,
+                &style,
+            );
+            total += 1;
+            full += usize::from(result.score == 1.0 && result.change_made && result.preserved);
+            let no_op = edit_score(
+                &sample.source_image,
+                &sample.source_image,
+                &sample.item,
+                &style,
+            );
+            assert!(
+                !no_op.change_made,
+                "{}: no-op counted as change",
+                sample.item.instruction
+            );
+            assert_eq!(no_op.score, 0.0);
+        }
+    }
+    assert!(total >= 500);
+    assert!(rate(full, total) >= 0.99, "edit accuracy {full}/{total}");
+}
+
+fn only_difference(source: &Scene, target: &Scene) -> Vec<(Object, Object)> {
+    assert_eq!(source.objects.len(), target.objects.len());
+    source
+        .objects
+        .iter()
+        .zip(&target.objects)
+        .filter(|(a, b)| a != b)
+        .map(|(a, b)| (*a, *b))
+        .collect()
+}
+
+#[test]
+fn edits_change_exactly_what_the_instruction_says() {
+    let mut kinds = BTreeSet::new();
+    for g in generators() {
+        for i in 0..100 {
+            let item = g.edit_item(i).item;
+            let (source, target) = (&item.source, &item.target);
+            assert!(source.is_valid() && target.is_valid());
+            assert_eq!(item.instruction, item.kind.instruction(&g.style()));
+            for r in item.kind.touched() {
+                assert_eq!(
+                    source.objects.iter().filter(|o| r.matches(o)).count(),
+                    1,
+                    "ambiguous reference"
+                );
+            }
+            kinds.insert(item.kind.name());
+            match item.kind {
+                EditKind::Recolour { object, to } => {
+                    let diff = only_difference(source, target);
+                    assert_eq!(diff.len(), 1);
+                    assert!(
+                        object.matches(&diff[0].0)
+                            && diff[0].1
+                                == Object {
+                                    colour: to,
+                                    ..diff[0].0
+                                }
+                    );
+                    assert_ne!(to, object.colour);
+                }
+                EditKind::Move { object, direction } => {
+                    let diff = only_difference(source, target);
+                    assert_eq!(diff.len(), 1);
+                    let (a, b) = diff[0];
+                    assert!(
+                        object.matches(&a)
+                            && Object {
+                                cx: a.cx,
+                                cy: a.cy,
+                                ..b
+                            } == a
+                    );
+                    let (ux, uy) = direction.unit();
+                    assert!((b.cx - a.cx) * ux + (b.cy - a.cy) * uy >= 0.2 * 64.0 - 1e-3);
+                }
+                EditKind::Add { object } => {
+                    assert_eq!(&target.objects[..source.objects.len()], &source.objects[..]);
+                    assert_eq!(target.objects.len(), source.objects.len() + 1);
+                    assert!(object.matches(&target.objects[source.objects.len()]));
+                    assert!(object.find(source).is_none());
+                }
+                EditKind::Remove { object } => {
+                    let kept: Vec<Object> = source
+                        .objects
+                        .iter()
+                        .filter(|o| !object.matches(o))
+                        .copied()
+                        .collect();
+                    assert_eq!(kept, target.objects);
+                    assert_eq!(kept.len() + 1, source.objects.len());
+                }
+                EditKind::Resize { object, to } => {
+                    let diff = only_difference(source, target);
+                    assert_eq!(diff.len(), 1);
+                    assert!(
+                        object.matches(&diff[0].0)
+                            && diff[0].1
+                                == Object {
+                                    size: to,
+                                    ..diff[0].0
+                                }
+                    );
+                    assert_ne!(to, diff[0].0.size);
+                }
+                EditKind::Swap { first, second } => {
+                    let diff = only_difference(source, target);
+                    assert_eq!(diff.len(), 2);
+                    let a = *first.find(source).expect("first");
+                    let b = *second.find(source).expect("second");
+                    assert_eq!(
+                        *first.find(target).expect("first"),
+                        Object {
+                            cx: b.cx,
+                            cy: b.cy,
+                            ..a
+                        }
+                    );
+                    assert_eq!(
+                        *second.find(target).expect("second"),
+                        Object {
+                            cx: a.cx,
+                            cy: a.cy,
+                            ..b
+                        }
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(kinds.len(), 6, "all edit kinds occur: {kinds:?}");
+}
+
+/// The unique object a question's description ("star" / "red star") refers to.
+fn resolve<'a>(scene: &'a Scene, words: &[&str]) -> &'a Object {
+    let style = &scene.style;
+    let matches: Vec<&Object> = scene
+        .objects
+        .iter()
+        .filter(|o| match words {
+            [shape] => style.shape_word(o.shape, false) == *shape,
+            [colour, shape] => {
+                style.colour_word(o.colour) == *colour && style.shape_word(o.shape, false) == *shape
+            }
+            _ => false,
+        })
+        .collect();
+    assert_eq!(matches.len(), 1, "ambiguous description {words:?}");
+    matches[0]
+}
+
+/// Independent answer to a generated question, from the scene alone.
+fn answer(scene: &Scene, question: &str) -> String {
+    let style = &scene.style;
+    let words: Vec<&str> = question.split(' ').collect();
+    let half = scene.resolution as f32 / 2.0;
+    let count_word = |n: usize| ["zero", "one", "two", "three", "four"][n].to_owned();
+    match words.as_slice() {
+        ["how", "many", colour, "objects", "are", "there", "?"] => count_word(
+            scene
+                .objects
+                .iter()
+                .filter(|o| style.colour_word(o.colour) == *colour)
+                .count(),
+        ),
+        ["how", "many", shapes, "are", "there", "?"] => count_word(
+            scene
+                .objects
+                .iter()
+                .filter(|o| style.shape_word(o.shape, true) == *shapes)
+                .count(),
+        ),
+        ["what", "colour", "is", "the", shape, "?"] => style
+            .colour_word(resolve(scene, &[shape]).colour)
+            .to_owned(),
+        ["what", "shape", "is", "the", colour, "object", "?"] => {
+            let objects: Vec<&Object> = scene
+                .objects
+                .iter()
+                .filter(|o| style.colour_word(o.colour) == *colour)
+                .collect();
+            assert_eq!(objects.len(), 1);
+            style.shape_word(objects[0].shape, false).to_owned()
+        }
+        ["is", "the", rest @ .., "on", "the", "left", "or", "the", "right", "?"] => {
+            let o = resolve(scene, rest);
+            assert!((o.cx - half).abs() >= 0.1 * 64.0);
+            (if o.cx < half { "left" } else { "right" }).to_owned()
+        }
+        ["is", "the", rest @ .., "at", "the", "top", "or", "the", "bottom", "?"] => {
+            let o = resolve(scene, rest);
+            assert!((o.cy - half).abs() >= 0.1 * 64.0);
+            (if o.cy < half { "top" } else { "bottom" }).to_owned()
+        }
+        ["is", "the", rest @ .., "?"] => {
+            let split = rest
+                .iter()
+                .position(|w| *w == "the")
+                .expect("second object");
+            let (first, second) = (&rest[..split], &rest[split + 1..]);
+            let (relation, a_words) = match first {
+                [a @ .., "left", "of"] => (Relation::LeftOf, a),
+                [a @ .., "right", "of"] => (Relation::RightOf, a),
+                [a @ .., "above"] => (Relation::Above, a),
+                [a @ .., "below"] => (Relation::Below, a),
+                _ => panic!("unknown relation in {question:?}"),
+            };
+            let (a, b) = (resolve(scene, a_words), resolve(scene, second));
+            let separation = relation.separation((a.cx, a.cy), (b.cx, b.cy));
+            assert!(separation.abs() >= 0.1 * 64.0, "unclear relation");
+            (if separation > 0.0 { "yes" } else { "no" }).to_owned()
+        }
+        _ => panic!("unknown question form {question:?}"),
+    }
+}
+
+#[test]
+fn vqa_answers_are_consistent_with_the_scene() {
+    let mut kinds = BTreeSet::new();
+    for g in generators() {
+        for i in 0..100 {
+            let item = g.vqa_item(i);
+            assert_eq!(item.scene, g.caption_item(i).scene);
+            assert_eq!(
+                item.answer,
+                answer(&item.scene, &item.question),
+                "{}",
+                item.question
+            );
+            assert!(!item.answer.contains(' '));
+            kinds.insert(format!("{:?}", item.kind));
+        }
+    }
+    assert_eq!(kinds.len(), 5, "all question kinds occur: {kinds:?}");
+}
+
+#[test]
+fn vqa_answer_matching_normalises() {
+    assert!(vqa_answer_correct("Two.", "two"));
+    assert!(vqa_answer_correct(" 2 ", "two"));
+    assert!(vqa_answer_correct("YES!", "yes"));
+    assert!(vqa_answer_correct("0", "zero"));
+    assert!(!vqa_answer_correct("three", "two"));
+    assert!(!vqa_answer_correct("", "two"));
+}
+
+#[test]
+fn psnr_and_ssim() {
+    let g = generator(0, Split::Val, Domain::Pastel);
+    let image = g.caption_item(0).image;
+    assert_eq!(psnr(&image, &image), Ok(f64::INFINITY));
+    assert!((ssim(&image, &image).expect("same size") - 1.0).abs() < 1e-9);
+    let mut shifted = image.clone();
+    shifted
+        .iter_mut()
+        .for_each(|v| *v = if *v < 255 { *v + 1 } else { *v - 1 });
+    let value = psnr(&image, &shifted).expect("same size");
+    assert!((value - 20.0 * 255f64.log10()).abs() < 1e-9, "{value}");
+    let noisy = add_noise(&image, 8.0, &mut StdRng::seed_from_u64(1));
+    let (p, s) = (
+        psnr(&image, &noisy).expect("ok"),
+        ssim(&image, &noisy).expect("ok"),
+    );
+    assert!(p > 25.0 && p < 40.0, "{p}");
+    assert!(s > 0.3 && s < 0.99, "{s}");
+    assert!(ssim(&image, &box_blur(&image)).expect("ok") > s);
+    let small = RgbImage::new(8, 8);
+    assert!(matches!(
+        psnr(&image, &small),
+        Err(MetricError::SizeMismatch { .. })
+    ));
+    assert!(matches!(
+        ssim(&small, &small),
+        Err(MetricError::TooSmall(_))
+    ));
+}
+
+#[test]
+fn scenes_serialise_round_trip() {
+    let g = generator(1, Split::Train, Domain::Geometric);
+    let item = g.caption_item(2);
+    let json = serde_json::to_string(&(&item.scene, &item.spec)).expect("serialises");
+    let back: (Scene, SceneSpec) = serde_json::from_str(&json).expect("deserialises");
+    assert_eq!(back, (item.scene, item.spec));
+    let edit = g.edit_item(2).item;
+    let back: EditItem =
+        serde_json::from_str(&serde_json::to_string(&edit).expect("serialises")).expect("parses");
+    assert_eq!(back, edit);
+}
+
+#[test]
+fn write_split_writes_the_expected_files() {
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("shapesworld-test-{}", std::process::id()));
+    let config = GenConfig {
+        resolution: 48,
+        seed: 9,
+        split: Split::Val,
+        domain: Domain::Pastel,
+    };
+    let n = 3;
+    write_split(&dir, &config, n).expect("writes");
+    let g = Generator::new(config).expect("valid");
+    for i in 0..n {
+        let name = format!("{i:06}");
+        let caption = g.caption_item(i as u64);
+        let text =
+            std::fs::read_to_string(dir.join(format!("captions/{name}.txt"))).expect("caption");
+        assert_eq!(text, format!("{}\n", caption.caption));
+        let png = image::open(dir.join(format!("captions/{name}.png")))
+            .expect("png")
+            .to_rgb8();
+        assert_eq!(png.as_raw(), caption.image.as_raw());
+        let edit = g.edit_item(i as u64);
+        for (suffix, expected) in [
+            ("source", &edit.source_image),
+            ("target", &edit.target_image),
+        ] {
+            let png = image::open(dir.join(format!("edits/{name}.{suffix}.png")))
+                .expect("png")
+                .to_rgb8();
+            assert_eq!(png.as_raw(), expected.as_raw());
+        }
+        let text =
+            std::fs::read_to_string(dir.join(format!("edits/{name}.txt"))).expect("instruction");
+        assert_eq!(text, format!("{}\n", edit.item.instruction));
+    }
+    let lines = |file: &str| -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(dir.join(file)).expect("jsonl");
+        text.lines()
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect()
+    };
+    let vqa = lines("vqa.jsonl");
+    let scenes = lines("scenes.jsonl");
+    let edits = lines("edits.jsonl");
+    assert_eq!((vqa.len(), scenes.len(), edits.len()), (n, n, n));
+    for (i, line) in vqa.iter().enumerate() {
+        let item = g.vqa_item(i as u64);
+        assert_eq!(line["image"], format!("captions/{i:06}.png"));
+        assert_eq!(line["question"], item.question);
+        assert_eq!(line["answer"], item.answer);
+    }
+    for (i, line) in scenes.iter().enumerate() {
+        let item = g.caption_item(i as u64);
+        let scene: Scene = serde_json::from_value(line["scene"].clone()).expect("scene");
+        let spec: SceneSpec = serde_json::from_value(line["spec"].clone()).expect("spec");
+        assert_eq!(
+            (scene, spec, line["caption"].as_str()),
+            (item.scene, item.spec, Some(item.caption.as_str()))
+        );
+    }
+    for (i, line) in edits.iter().enumerate() {
+        let edit: EditItem = serde_json::from_value(line["edit"].clone()).expect("edit");
+        assert_eq!(edit, g.edit_item(i as u64).item);
+    }
+    let leftovers: Vec<_> = ["", "captions", "edits"]
+        .iter()
+        .flat_map(|sub| std::fs::read_dir(dir.join(sub)).expect("dir"))
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left behind");
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+    assert!(matches!(
+        write_split(
+            &dir,
+            &GenConfig {
+                resolution: 8,
+                ..config
+            },
+            1
+        ),
+        Err(WriteError::Config(ConfigError::Resolution(8)))
+    ));
+}

@@ -1,0 +1,283 @@
+//! ShapesWorld commands: `unilip data shapesworld`, `unilip eval shapesworld` and
+//! `unilip train-recipe shapesworld`.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, ValueEnum};
+use unilip_core::{GraphDoc, ParamValue};
+use unilip_nodes::eval::{eval_shapesworld, EvalOptions, EvalTask};
+use unilip_nodes::models::unilip::ConditionMode;
+use unilip_nodes::shapesworld::{write_split, Domain, GenConfig, Split};
+
+use super::checkpoint::{init_checkpoint, Dtype, Preset};
+use super::run::run_doc;
+use super::CliError;
+
+/// The only procedural world so far (a positional word, so other worlds can follow).
+#[derive(Clone, Copy, ValueEnum)]
+pub enum World {
+    /// Coloured shapes with captions, edits and VQA (64×64).
+    Shapesworld,
+}
+
+/// ShapesWorld domain names.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum DomainArg {
+    /// Saturated colours on white.
+    Default,
+    /// Pastel colours on a dark background.
+    Pastel,
+    /// Jewel colours on near-black.
+    Dark,
+    /// Primary colours on cream, geometric words (disc, box, rhombus).
+    Geometric,
+}
+
+impl From<DomainArg> for Domain {
+    fn from(d: DomainArg) -> Self {
+        match d {
+            DomainArg::Default => Domain::Default,
+            DomainArg::Pastel => Domain::Pastel,
+            DomainArg::Dark => Domain::Dark,
+            DomainArg::Geometric => Domain::Geometric,
+        }
+    }
+}
+
+/// Train or validation stream.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum SplitArg {
+    /// Training stream.
+    Train,
+    /// Validation stream.
+    Val,
+}
+
+/// `unilip data shapesworld`.
+#[derive(Args)]
+pub struct DataArgs {
+    /// The world.
+    world: World,
+    /// Which stream.
+    #[arg(long, value_enum, default_value = "train")]
+    split: SplitArg,
+    /// Items of each kind (captions, edits, VQA).
+    #[arg(long, default_value_t = 1000)]
+    n: usize,
+    /// Output directory (captions/, edits/, vqa.jsonl, scenes.jsonl, edits.jsonl).
+    #[arg(long)]
+    out: PathBuf,
+    /// Generator seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Image side in pixels.
+    #[arg(long, default_value_t = 64)]
+    resolution: u32,
+    /// Style and vocabulary.
+    #[arg(long, value_enum, default_value = "default")]
+    domain: DomainArg,
+}
+
+/// `unilip data shapesworld ...`.
+pub fn data(args: DataArgs) -> Result<(), CliError> {
+    let World::Shapesworld = args.world;
+    let config = GenConfig {
+        resolution: args.resolution,
+        seed: args.seed,
+        split: match args.split {
+            SplitArg::Train => Split::Train,
+            SplitArg::Val => Split::Val,
+        },
+        domain: args.domain.into(),
+    };
+    write_split(&args.out, &config, args.n).map_err(|e| CliError::Run(e.to_string()))?;
+    println!(
+        "wrote {} ShapesWorld items of each kind to {}",
+        args.n,
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// Evaluation tasks.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum TaskArg {
+    /// Reconstruction PSNR and SSIM.
+    Recon,
+    /// GenEval-like text-to-image score.
+    Generate,
+    /// Edit score.
+    Edit,
+    /// VQA accuracy.
+    Vqa,
+}
+
+/// `unilip eval shapesworld`.
+#[derive(Args)]
+pub struct EvalArgs {
+    /// The world.
+    world: World,
+    /// What to measure.
+    #[arg(long, value_enum)]
+    task: TaskArg,
+    /// Checkpoint directory (default: the embedded ShapesWorld model).
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Seed of the validation stream and of the sampling noise.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Validation items.
+    #[arg(long, default_value_t = 100)]
+    n: usize,
+    /// Style and vocabulary.
+    #[arg(long, value_enum, default_value = "default")]
+    domain: DomainArg,
+    /// Sampler steps (generate, edit).
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    /// CFG scale (generate, edit).
+    #[arg(long, default_value_t = 4.5)]
+    guidance: f32,
+    /// DiT condition (generate, edit): dual, hidden_only or query_only.
+    #[arg(long, default_value = "dual")]
+    condition: String,
+    /// Print one JSON object with the metric names and values.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `unilip eval shapesworld ...`.
+pub fn eval(args: EvalArgs) -> Result<(), CliError> {
+    let World::Shapesworld = args.world;
+    let dir = match args.checkpoint {
+        Some(d) => d,
+        None => unilip_nodes::default_model::dir().map_err(CliError::Usage)?,
+    };
+    let mut opts = EvalOptions::new(
+        match args.task {
+            TaskArg::Recon => EvalTask::Recon,
+            TaskArg::Generate => EvalTask::Generate,
+            TaskArg::Edit => EvalTask::Edit,
+            TaskArg::Vqa => EvalTask::Vqa,
+        },
+        args.n,
+    );
+    opts.seed = args.seed;
+    opts.domain = args.domain.into();
+    opts.steps = args.steps;
+    opts.guidance = args.guidance;
+    opts.condition = match args.condition.as_str() {
+        "dual" => ConditionMode::Dual,
+        "hidden_only" => ConditionMode::HiddenOnly,
+        "query_only" => ConditionMode::QueryOnly,
+        other => {
+            return Err(CliError::Usage(format!(
+                "--condition `{other}`: expected dual, hidden_only or query_only"
+            )))
+        }
+    };
+    let metrics = eval_shapesworld(&dir, &opts).map_err(CliError::Run)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&metrics).expect("metrics serialise")
+        );
+    } else {
+        for (k, v) in &metrics {
+            println!("{k}: {v:.4}");
+        }
+    }
+    Ok(())
+}
+
+/// `unilip train-recipe shapesworld`.
+#[derive(Args)]
+pub struct RecipeArgs {
+    /// The world.
+    world: World,
+    /// Run directory (one sub-directory per stage; re-running resumes).
+    #[arg(long)]
+    out: PathBuf,
+    /// Multiplies every stage's step count (1 = the shipped recipe).
+    #[arg(long, default_value_t = 1.0)]
+    scale: f64,
+}
+
+/// The recipe's stages: name and graph, in order (spec §3 in miniature).
+pub const RECIPE: [(&str, &str); 5] = [
+    (
+        "understand",
+        include_str!("../../graphs/recipe/shapes_1_understand.ron"),
+    ),
+    (
+        "encoder_stage1",
+        include_str!("../../graphs/recipe/shapes_2_encoder_stage1.ron"),
+    ),
+    (
+        "encoder_stage2",
+        include_str!("../../graphs/recipe/shapes_3_encoder_stage2.ron"),
+    ),
+    (
+        "generate",
+        include_str!("../../graphs/recipe/shapes_4_generate.ron"),
+    ),
+    (
+        "edit",
+        include_str!("../../graphs/recipe/shapes_5_edit.ron"),
+    ),
+];
+
+fn set(doc: &mut GraphDoc, node: &str, param: &str, value: ParamValue) -> Result<(), CliError> {
+    doc.nodes
+        .get_mut(node)
+        .ok_or_else(|| CliError::Usage(format!("recipe graph has no node `{node}`")))?
+        .params
+        .insert(param.into(), value);
+    Ok(())
+}
+
+/// `unilip train-recipe shapesworld --out DIR`: a random ShapesWorld model, then understanding,
+/// encoder stage 1 and 2, generation and editing, each stage starting from the previous one's
+/// model and resuming when re-run.
+pub fn recipe(args: RecipeArgs) -> Result<(), CliError> {
+    let World::Shapesworld = args.world;
+    if !(args.scale > 0.0 && args.scale.is_finite()) {
+        return Err(CliError::Usage(format!(
+            "--scale {} must be positive",
+            args.scale
+        )));
+    }
+    let init = args.out.join("init");
+    if !init.join("model.safetensors").exists() {
+        init_checkpoint(Preset::Shapes, &init, 0, Dtype::F32, None)?;
+    }
+    let mut previous = init;
+    for (i, (stage, text)) in RECIPE.iter().enumerate() {
+        println!("== stage {}/{}: {stage}", i + 1, RECIPE.len());
+        let mut doc =
+            GraphDoc::from_ron(text, stage).map_err(|e| CliError::Usage(e.to_string()))?;
+        let out = args.out.join(stage);
+        set(
+            &mut doc,
+            "ckpt",
+            "dir",
+            ParamValue::Str(path_str(&previous)),
+        )?;
+        set(&mut doc, "train", "out", ParamValue::Str(path_str(&out)))?;
+        set(&mut doc, "train", "resume", ParamValue::Bool(true))?;
+        let steps = match doc.nodes["train"].params.get("steps") {
+            Some(ParamValue::Int(s)) => *s,
+            _ => 100,
+        };
+        let scaled = ((steps as f64 * args.scale).round() as i64).max(1);
+        set(&mut doc, "train", "steps", ParamValue::Int(scaled))?;
+        run_doc(&doc, &[], &args.out)?;
+        previous = out.join("model");
+    }
+    println!("trained model: {}", previous.display());
+    Ok(())
+}
+
+fn path_str(p: &Path) -> String {
+    p.display().to_string()
+}
