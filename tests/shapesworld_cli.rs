@@ -36,7 +36,14 @@ fn s(p: &Path) -> &str {
 fn data_writes_captions_edits_and_vqa() {
     let dir = temp("data");
     ok(unilip(&[
-        "data", "shapesworld", "--split", "val", "--n", "4", "--out", s(&dir),
+        "data",
+        "shapesworld",
+        "--split",
+        "val",
+        "--n",
+        "4",
+        "--out",
+        s(&dir),
     ]));
     for f in [
         "captions/000003.png",
@@ -52,7 +59,14 @@ fn data_writes_captions_edits_and_vqa() {
     // The same command writes the same bytes (seeded generator).
     let again = temp("data2");
     ok(unilip(&[
-        "data", "shapesworld", "--split", "val", "--n", "4", "--out", s(&again),
+        "data",
+        "shapesworld",
+        "--split",
+        "val",
+        "--n",
+        "4",
+        "--out",
+        s(&again),
     ]));
     let read = |d: &Path| std::fs::read(d.join("captions/000002.png")).unwrap();
     assert_eq!(read(&dir), read(&again));
@@ -73,7 +87,13 @@ fn miniature_recipe_trains_every_stage_and_eval_reports_json() {
         "0.004",
     ]));
     assert!(stdout.contains("stage 5/5: edit"), "{stdout}");
-    for stage in ["understand", "encoder_stage1", "encoder_stage2", "generate", "edit"] {
+    for stage in [
+        "understand",
+        "encoder_stage1",
+        "encoder_stage2",
+        "generate",
+        "edit",
+    ] {
         assert!(
             dir.join(stage).join("model/model.safetensors").exists(),
             "{stage} has no model"
@@ -114,7 +134,9 @@ fn miniature_recipe_trains_every_stage_and_eval_reports_json() {
         ]));
         let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
         for k in keys {
-            let v = json[k].as_f64().unwrap_or_else(|| panic!("{task}: no {k} in {out}"));
+            let v = json[k]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{task}: no {k} in {out}"));
             assert!(v.is_finite(), "{task}: {k} = {v}");
         }
     }

@@ -10,6 +10,7 @@ pub mod nodes;
 pub mod param_keys;
 pub mod shapesworld;
 pub mod train;
+pub mod unidiff;
 pub mod weights;
 
 /// Forces the linker to keep this crate's node registrations; call once at start-up.
