@@ -174,3 +174,12 @@ pub fn model_input<'a>(ctx: &'a ExecCtx<'_>) -> Result<&'a ModelHandle, NodeErro
 pub fn model_port() -> PortSpec {
     PortSpec::new("model", PortType::Model(ModelKind::Unilip), "UniLIP model")
 }
+
+/// An image-size param: `0` means the checkpoint's own vision input size.
+pub fn input_size(model: &Unilip<crate::backend::B>, size: i64) -> usize {
+    if size > 0 {
+        size as usize
+    } else {
+        model.config.vision.vision_config.image_size.hw()[0]
+    }
+}

@@ -2,7 +2,7 @@
 
 use unilip_core::{ExecCtx, Node, NodeError, NodeSchema, ParamSpec, PortSpec, PortType, Value};
 
-use super::checkpoint::{model_input, model_port};
+use super::checkpoint::{input_size, model_input, model_port};
 use super::convert::pixel_values;
 use super::payload::{model_err, value, Features};
 use crate::register_node;
@@ -33,10 +33,11 @@ impl ClipEncode {
                 )],
                 params: vec![ParamSpec::int(
                     "size",
-                    448,
-                    28,
+                    0,
+                    0,
                     2016,
-                    "Square input size in pixels (a multiple of patch × 2 = 28 for InternViT)",
+                    "Square input size in pixels (a multiple of patch × 2, 28 for InternViT); \
+                     0 = the checkpoint's own (`vision_config.image_size`, 448 for UniLIP)",
                 )],
                 output_node: false,
             },
@@ -52,7 +53,7 @@ impl Node for ClipEncode {
     fn execute(&self, ctx: &mut ExecCtx<'_>) -> Result<Vec<Value>, NodeError> {
         let handle = model_input(ctx)?;
         let img = ctx.input("image")?.as_image().map_err(model_err)?.clone();
-        let size = ctx.int("size")? as usize;
+        let size = input_size(&handle.model, ctx.int("size")?);
         let model = &handle.model;
         let px = pixel_values(&img, size);
         let tokens = model.image_features(px).map_err(model_err)?;

@@ -2,7 +2,7 @@
 
 use unilip_core::{ExecCtx, Node, NodeError, NodeSchema, ParamSpec, PortSpec, PortType, Value};
 
-use super::checkpoint::{model_input, model_port};
+use super::checkpoint::{input_size, model_input, model_port};
 use super::convert::pixel_values;
 use super::payload::model_err;
 use crate::models::qwen2::{GenerationConfig, Sampling};
@@ -29,7 +29,13 @@ impl MllmAnswer {
                 outputs: vec![PortSpec::new("answer", PortType::Text, "Generated answer")],
                 params: vec![
                     ParamSpec::text("question", "Describe the image.", "Question"),
-                    ParamSpec::int("size", 448, 28, 2016, "Image input size (multiple of 28)"),
+                    ParamSpec::int(
+                        "size",
+                        0,
+                        0,
+                        2016,
+                        "Image input size (multiple of patch × 2); 0 = the checkpoint's own",
+                    ),
                     ParamSpec::int("max_tokens", 64, 1, 4096, "Maximum answer length"),
                     ParamSpec::choice("sampling", "greedy", &["greedy", "top_p"], "Decoding"),
                     ParamSpec::float("temperature", 0.7, 0.01, 5.0, "Softmax temperature (top_p)"),
@@ -53,7 +59,7 @@ impl Node for MllmAnswer {
         let px = match ctx.opt_input("image") {
             Some(v) => Some(pixel_values(
                 v.as_image().map_err(model_err)?,
-                ctx.int("size")? as usize,
+                input_size(&handle.model, ctx.int("size")?),
             )),
             None => None,
         };
