@@ -14,6 +14,7 @@ use crate::inspector::inspector_ui;
 use crate::palette::palette_ui;
 use crate::recent::{default_store, RecentFiles};
 use crate::run::RunState;
+use crate::sweep::SweepPanel;
 
 /// How often a dirty document is written to its autosave file.
 const AUTOSAVE_EVERY: Duration = Duration::from_secs(30);
@@ -40,6 +41,8 @@ pub struct EditorApp {
     dialog: Option<FileDialog>,
     /// Recently opened or saved files, kept across sessions.
     pub recent: RecentFiles,
+    /// The sweep window.
+    pub sweep: SweepPanel,
     /// Seed params locked against [`Self::randomise_seeds`] (editor memory, not saved).
     pub seed_locks: SeedLocks,
     /// An autosave newer than the opened file, offered for recovery.
@@ -72,6 +75,7 @@ impl EditorApp {
             notice: None,
             dialog: None,
             recent: RecentFiles::load(recent_store),
+            sweep: SweepPanel::default(),
             seed_locks: SeedLocks::new(),
             recovery: None,
             last_autosave: Instant::now(),
@@ -319,6 +323,7 @@ impl EditorApp {
                 self.apply(a);
             }
         });
+        self.sweep.show(&ctx, &self.doc, &mut self.run);
         self.dialogs(&ctx);
         if self.run.busy() {
             ctx.request_repaint_after(Duration::from_millis(100));
@@ -389,6 +394,13 @@ impl EditorApp {
                 .clicked()
             {
                 self.cancel();
+            }
+            if ui
+                .selectable_label(self.sweep.open, "📊 Sweep")
+                .on_hover_text("Run the graph over a grid of param values")
+                .clicked()
+            {
+                self.sweep.open = !self.sweep.open;
             }
             ui.separator();
             if ui

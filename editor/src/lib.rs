@@ -5,11 +5,13 @@
 //!
 //! Modules: [`document`] (the document, edits, undo), [`history`] (snapshots), [`canvas`]
 //! (snarl viewer and sync), [`palette`], [`params`] (param widgets), [`worker`] and [`run`]
-//! (background runs), [`inspector`], [`files`] (open/save dialog), [`recent`] (recent files kept
-//! across sessions), [`app`] (the window).
+//! (background runs), [`sweep`] (the sweep window) with [`chart`] (its bar charts),
+//! [`inspector`], [`files`] (open/save dialog), [`recent`] (recent files kept across sessions),
+//! [`app`] (the window).
 
 pub mod app;
 pub mod canvas;
+pub mod chart;
 pub mod document;
 pub mod files;
 pub mod history;
@@ -18,6 +20,7 @@ pub mod palette;
 pub mod params;
 pub mod recent;
 pub mod run;
+pub mod sweep;
 pub mod worker;
 
 use std::path::PathBuf;

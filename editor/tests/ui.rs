@@ -37,8 +37,10 @@ fn temp_dir(name: &str) -> PathBuf {
     d
 }
 
+/// The test photo in `shared/assets`, found beside the fixtures (`UNILIP_FIXTURES` moves both,
+/// e.g. for a checkout that does not sit next to `shared/`).
 fn coffee() -> String {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/assets/images/coffee.png");
+    let p = unilip_nodes::fixtures::root().join("../assets/images/coffee.png");
     p.display().to_string()
 }
 
@@ -448,4 +450,102 @@ fn recent_files_persist_across_sessions() {
     h3.run_steps(1);
     assert_eq!(h3.state().recent.list, vec![a]);
     assert_eq!(h3.state().recent.store(), None);
+}
+
+/// Steps the harness until no run or sweep is queued or running.
+fn wait_idle(h: &mut Harness<'static, EditorApp>) {
+    let start = Instant::now();
+    while h.state().run.busy() {
+        h.step();
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "run did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    h.run_steps(2);
+}
+
+#[test]
+fn sweep_panel_runs_a_grid_and_shows_table() {
+    let dir = temp_dir("sweep");
+    let mut h = harness(None);
+    let app = h.state_mut();
+    app.run.out_dir = dir.clone();
+    let x = app.add_node("scalar.float").unwrap();
+    let math = app.add_node("scalar.math").unwrap();
+    app.connect(PortRef::new(&x, "value"), PortRef::new(&math, "a"))
+        .unwrap();
+    h.run_steps(2);
+    h.get_by_label("📊 Sweep").click();
+    h.run_steps(2);
+    h.get_by_label("+ Add param").click();
+    h.run_steps(2);
+    // The new row picks the first node's first param; its values are typed into the field.
+    assert_eq!(
+        h.state().sweep.axes,
+        vec![unilip_editor::sweep::AxisDraft::new(&x, "value", "")]
+    );
+    h.get_by_label("=").focus();
+    h.run_steps(1);
+    h.get_by_label("=").type_text("1, 2");
+    h.run_steps(2);
+    assert_eq!(h.state().sweep.axes[0].values, "1, 2");
+    // A value the param cannot take is reported under its row and blocks the run.
+    h.state_mut()
+        .sweep
+        .axes
+        .push(unilip_editor::sweep::AxisDraft::new(&math, "b", "10,x"));
+    h.run_steps(2);
+    assert!(h.query_by_label_contains("got `x`").is_some());
+    h.state_mut().sweep.axes[1].values = "10,20".into();
+    h.state_mut().sweep.metrics = vec![PortRef::new(&math, "value")];
+    h.run_steps(2);
+    assert!(h.query_by_label("4 point(s)").is_some());
+    h.get_by_label("▶ Run sweep").click();
+    h.run_steps(1);
+    wait_idle(&mut h);
+
+    let sweep = h.state().run.sweep.as_ref().expect("a sweep ran");
+    assert!(
+        matches!(sweep.status, unilip_editor::run::JobStatus::Done(_)),
+        "{:?}",
+        sweep.status
+    );
+    let rows: Vec<(Vec<String>, Vec<f64>)> = sweep
+        .table
+        .rows
+        .iter()
+        .map(|r| (r.values.clone(), r.metrics.clone()))
+        .collect();
+    let row = |a: &str, b: &str, m: f64| (vec![a.to_string(), b.to_string()], vec![m]);
+    assert_eq!(
+        rows,
+        vec![
+            row("1", "10", 11.0),
+            row("1", "20", 21.0),
+            row("2", "10", 12.0),
+            row("2", "20", 22.0)
+        ]
+    );
+    // The point that changes only `math.b` reuses the cached `float`.
+    assert_eq!(sweep.table.rows[1].executed, vec![math.clone()]);
+    // The table shows a header and one row per point.
+    assert!(h.query_by_label("executed").is_some() && h.query_by_label("seconds").is_some());
+    for v in ["11", "21", "12", "22"] {
+        assert!(h.query_by_label(v).is_some(), "cell {v}");
+    }
+    assert!(h.query_by_label_contains("done: 4 point(s)").is_some());
+
+    // Export writes the same CSV as `unilip sweep`.
+    let csv = dir.join("results.csv");
+    h.state_mut().sweep.csv_path = csv.display().to_string();
+    h.run_steps(1);
+    h.get_by_label("Export CSV").click();
+    h.run_steps(2);
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "float.value,math.b,math.value,executed,seconds");
+    assert_eq!(lines.len(), 5, "{text}");
+    assert!(lines[2].starts_with("1,20,21,1,"), "{text}");
 }
