@@ -16,7 +16,7 @@ use unilip_core::{NodeSchema, ParamValue, PortRef, PortType, Registry, Value};
 
 use crate::document::{Document, Port};
 use crate::palette::palette_ui;
-use crate::params::param_widget;
+use crate::params::{param_widget, ParamEdit};
 use crate::run::{NodeState, RunState};
 
 /// Largest side of an output thumbnail drawn on a node, in points.
@@ -104,6 +104,13 @@ pub enum Action {
     },
     /// Remove a group, keeping its nodes.
     Ungroup(usize),
+    /// Open the file or folder picker for a File or Dir param.
+    Browse {
+        /// Node id.
+        node: String,
+        /// Param name.
+        name: String,
+    },
     /// Lock or unlock a Seed param against "randomise seeds" (editor memory, not the
     /// document).
     LockSeed {
@@ -638,19 +645,21 @@ impl SnarlViewer<String> for Viewer<'_> {
                         let err = self.port_error(&id, &spec.name);
                         let was_locked = self.locks.contains(&(id.clone(), spec.name.clone()));
                         let mut locked = was_locked;
-                        if let Some(value) = param_widget(
+                        let edit = param_widget(
                             ui,
                             &id,
                             spec,
                             doc_node.params.get(&spec.name),
                             err.as_deref(),
                             &mut locked,
-                        ) {
-                            edits.push(Action::SetParam {
-                                node: id.clone(),
-                                name: spec.name.clone(),
-                                value,
-                            });
+                        );
+                        let (node, name) = (id.clone(), spec.name.clone());
+                        match edit {
+                            Some(ParamEdit::Set(value)) => {
+                                edits.push(Action::SetParam { node, name, value })
+                            }
+                            Some(ParamEdit::Browse) => edits.push(Action::Browse { node, name }),
+                            None => {}
                         }
                         if locked != was_locked {
                             edits.push(Action::LockSeed {

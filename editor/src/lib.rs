@@ -6,7 +6,7 @@
 //! Modules: [`document`] (the document, edits, undo), [`history`] (snapshots), [`canvas`]
 //! (snarl viewer and sync), [`palette`], [`params`] (param widgets), [`worker`] and [`run`]
 //! (background runs), [`sweep`] (the sweep window) with [`chart`] (its bar charts),
-//! [`inspector`], [`files`] (open/save dialog), [`recent`] (recent files kept across sessions),
+//! [`inspector`], [`files`] (file and folder pickers), [`recent`] (recent files kept across sessions),
 //! [`app`] (the window).
 
 pub mod app;

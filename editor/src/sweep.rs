@@ -96,10 +96,8 @@ impl SweepPanel {
         let r = self
             .sweep(doc.doc())
             .and_then(|sweep| run.submit_sweep(sweep));
-        self.message = Some(match &r {
-            Ok(id) => (format!("sweep #{id} queued"), false),
-            Err(e) => (e.clone(), true),
-        });
+        // Success shows in the sweep's status line.
+        self.message = r.as_ref().err().map(|e| (e.clone(), true));
         r
     }
 
@@ -117,21 +115,25 @@ impl SweepPanel {
         r
     }
 
-    /// Shows the window (when open).
-    pub fn show(&mut self, ctx: &egui::Context, doc: &Document, run: &mut RunState) {
+    /// Shows the window (when open). Returns true when the user asks to choose the CSV file
+    /// in the file picker.
+    pub fn show(&mut self, ctx: &egui::Context, doc: &Document, run: &mut RunState) -> bool {
         let mut open = self.open;
+        let mut browse = false;
         egui::Window::new("Sweep")
             .open(&mut open)
             .default_width(520.0)
             .default_height(560.0)
             .resizable(true)
             .show(ctx, |ui| {
-                egui::ScrollArea::vertical().show(ui, |ui| self.contents(ui, doc, run));
+                egui::ScrollArea::vertical().show(ui, |ui| browse = self.contents(ui, doc, run));
             });
         self.open = open;
+        browse
     }
 
-    fn contents(&mut self, ui: &mut Ui, doc: &Document, run: &mut RunState) {
+    /// The window's contents; returns whether the CSV picker was asked for.
+    fn contents(&mut self, ui: &mut Ui, doc: &Document, run: &mut RunState) -> bool {
         ui.strong("Params to vary");
         let axes_ok = self.axes_ui(ui, doc.doc());
         ui.separator();
@@ -142,7 +144,11 @@ impl SweepPanel {
         let ok = axes_ok && sweep.is_ok();
         let busy = run.sweep.as_ref().is_some_and(SweepRun::busy);
         ui.horizontal(|ui| {
-            let points = sweep.as_ref().map_or(0, |s| s.points().len());
+            let points: usize = if self.axes.is_empty() {
+                0
+            } else {
+                self.axes.iter().map(|a| a.axis().values.len()).product()
+            };
             if ui
                 .add_enabled(ok && !busy, egui::Button::new("▶ Run sweep"))
                 .on_hover_text("Run every combination of the values")
@@ -159,7 +165,9 @@ impl SweepPanel {
             ui.label(format!("{points} point(s)"));
         });
         // Axis problems are shown under their rows already.
-        if let (Err(e), true) = (&sweep, axes_ok) {
+        if self.axes.is_empty() {
+            ui.weak("Add a param to vary.");
+        } else if let (Err(e), true) = (&sweep, axes_ok) {
             ui.label(RichText::new(e).color(Color32::LIGHT_RED).small());
         }
         if let Some((text, error)) = &self.message {
@@ -171,22 +179,28 @@ impl SweepPanel {
             ui.label(RichText::new(text).color(color).small());
         }
         let Some(s) = &run.sweep else {
-            return;
+            return false;
         };
         ui.separator();
         status_ui(ui, s);
         if s.table.rows.is_empty() {
-            return;
+            return false;
         }
+        let mut browse = false;
         ui.horizontal(|ui| {
             ui.label("CSV:");
             ui.add(egui::TextEdit::singleline(&mut self.csv_path).desired_width(220.0));
+            browse = ui
+                .small_button("🗁")
+                .on_hover_text("Choose where to export")
+                .clicked();
             if ui.button("Export CSV").clicked() {
                 let path = self.csv_path.trim().to_string();
                 let _ = self.export_csv(run, Path::new(&path));
             }
         });
         table_ui(ui, &s.table);
+        browse
     }
 
     /// The axis rows; returns whether every value parses.

@@ -549,3 +549,106 @@ fn sweep_panel_runs_a_grid_and_shows_table() {
     assert_eq!(lines.len(), 5, "{text}");
     assert!(lines[2].starts_with("1,20,21,1,"), "{text}");
 }
+
+/// Steps the harness until a node labelled with `text` (a substring) shows up.
+fn wait_for_label(h: &mut Harness<'static, EditorApp>, text: &str) {
+    let start = Instant::now();
+    while h.query_by_label_contains(text).is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "`{text}` never appeared"
+        );
+        h.step();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn file_picker_sets_path_params() {
+    let dir = temp_dir("picker").canonicalize().unwrap();
+    std::fs::write(dir.join("photo.png"), b"not really a png").unwrap();
+    std::fs::create_dir(dir.join("ckpt")).unwrap();
+    let mut h = harness(None);
+    let app = h.state_mut();
+    let load = app.add_node("image.load").unwrap();
+    // The picker starts in the folder of the current value, even if that file does not exist.
+    app.set_param(
+        &load,
+        "path",
+        ParamValue::Str(dir.join("old.png").display().to_string()),
+    );
+    h.run_steps(3);
+    // The button sits on the transformed snarl layer: click it through accesskit.
+    h.get_by_label("🗁").click_accesskit();
+    h.run_steps(2);
+    assert!(h.state().picker.is_open());
+    wait_for_label(&mut h, "photo.png");
+    h.get_by_label_contains("photo.png").click();
+    h.run_steps(2);
+    h.get_by_label("🗀  Open").click();
+    h.run_steps(3);
+    let app = h.state();
+    assert!(!app.picker.is_open());
+    assert_eq!(
+        app.doc.doc().nodes[&load].params["path"],
+        ParamValue::Str(dir.join("photo.png").display().to_string())
+    );
+    // One undo step restores the typed value.
+    let app = h.state_mut();
+    assert!(app.doc.undo());
+    assert_eq!(
+        app.doc.doc().nodes[&load].params["path"],
+        ParamValue::Str(dir.join("old.png").display().to_string())
+    );
+
+    // Folder params pick a folder; cancelling leaves the value alone.
+    let data = app.add_node("data.folder").unwrap();
+    let folder = dir.display().to_string();
+    app.set_param(&data, "dir", ParamValue::Str(folder.clone()));
+    app.browse(&data, "dir");
+    h.run_steps(2);
+    wait_for_label(&mut h, "ckpt");
+    h.get_by_label("🚫 Cancel").click();
+    h.run_steps(2);
+    assert!(!h.state().picker.is_open());
+    assert_eq!(
+        h.state().doc.doc().nodes[&data].params["dir"],
+        ParamValue::Str(folder)
+    );
+    h.state_mut().browse(&data, "dir");
+    h.run_steps(2);
+    wait_for_label(&mut h, "ckpt");
+    h.get_by_label_contains("ckpt").click();
+    h.run_steps(2);
+    h.get_by_label("🗀  Open").click();
+    h.run_steps(3);
+    assert_eq!(
+        h.state().doc.doc().nodes[&data].params["dir"],
+        ParamValue::Str(dir.join("ckpt").display().to_string())
+    );
+}
+
+#[test]
+fn file_menu_open_uses_the_picker() {
+    let dir = temp_dir("open").canonicalize().unwrap();
+    let mut h = harness(None);
+    let app = h.state_mut();
+    app.add_node("image.resize").unwrap();
+    assert!(app.save(Some(&dir.join("first.ron"))));
+    // Saved again elsewhere, so only the dialog's entry names `first.ron`.
+    assert!(app.save(Some(&dir.join("second.ron"))));
+    app.new_graph();
+    h.run_steps(2);
+    h.get_by_label("File").click();
+    h.run_steps(2);
+    h.get_by_label("Open…").click();
+    h.run_steps(2);
+    wait_for_label(&mut h, "first.ron");
+    h.get_by_label_contains("first.ron").click();
+    h.run_steps(2);
+    h.get_by_label("🗀  Open").click();
+    h.run_steps(3);
+    let app = h.state();
+    assert_eq!(app.doc.path(), Some(dir.join("first.ron").as_path()));
+    assert!(app.doc.doc().nodes.contains_key("resize"));
+}
