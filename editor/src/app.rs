@@ -15,6 +15,7 @@ use crate::palette::palette_ui;
 use crate::recent::{default_store, RecentFiles};
 use crate::run::RunState;
 use crate::sweep::SweepPanel;
+use crate::viewer::ImageViewer;
 
 /// How often a dirty document is written to its autosave file.
 const AUTOSAVE_EVERY: Duration = Duration::from_secs(30);
@@ -44,6 +45,8 @@ pub struct EditorApp {
     pub recent: RecentFiles,
     /// The sweep window.
     pub sweep: SweepPanel,
+    /// The image viewer window.
+    pub viewer: ImageViewer,
     /// Seed params locked against [`Self::randomise_seeds`] (editor memory, not saved).
     pub seed_locks: SeedLocks,
     /// An autosave newer than the opened file, offered for recovery.
@@ -77,6 +80,7 @@ impl EditorApp {
             picker: FilePicker::default(),
             recent: RecentFiles::load(recent_store),
             sweep: SweepPanel::default(),
+            viewer: ImageViewer::default(),
             seed_locks: SeedLocks::new(),
             recovery: None,
             last_autosave: Instant::now(),
@@ -297,6 +301,7 @@ impl EditorApp {
             Action::Ungroup(index) => self.doc.ungroup(index),
             Action::LockSeed { node, name, locked } => self.set_seed_lock(&node, &name, locked),
             Action::Browse { node, name } => self.browse(&node, &name),
+            Action::ViewImage { node, port } => self.viewer.open(&node, &port),
         }
     }
 
@@ -357,7 +362,9 @@ impl EditorApp {
                 for a in actions {
                     self.apply(a);
                 }
-                inspector_ui(ui, &self.doc, &mut self.run, &selected)
+                if let Some(a) = inspector_ui(ui, &self.doc, &mut self.run, &selected) {
+                    self.apply(a);
+                }
             });
         egui::CentralPanel::no_frame().show(ui, |ui| {
             let actions = self.canvas.show(ui, &self.doc, &self.run, &self.seed_locks);
@@ -370,6 +377,7 @@ impl EditorApp {
         if self.sweep.show(&ctx, &self.doc, &mut self.run) {
             self.picker.sweep_csv(Path::new(self.sweep.csv_path.trim()));
         }
+        self.viewer.show(&ctx, &self.run);
         self.dialogs(&ctx);
         if self.run.busy() {
             ctx.request_repaint_after(Duration::from_millis(100));

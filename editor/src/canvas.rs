@@ -111,6 +111,13 @@ pub enum Action {
         /// Param name.
         name: String,
     },
+    /// Show an image output in the image viewer.
+    ViewImage {
+        /// Node id.
+        node: String,
+        /// Output port name.
+        port: String,
+    },
     /// Lock or unlock a Seed param against "randomise seeds" (editor memory, not the
     /// document).
     LockSeed {
@@ -391,7 +398,7 @@ impl Viewer<'_> {
         }
     }
 
-    fn show_outputs(&self, ui: &mut Ui, id: &str) {
+    fn show_outputs(&mut self, ui: &mut Ui, id: &str) {
         if let Some(NodeState::Running { step, total }) = self.run.states.get(id) {
             if *total > 0 {
                 ui.add(
@@ -416,8 +423,20 @@ impl Viewer<'_> {
                 .summary()
                 .map_or_else(|| v.value.describe(), |s| s.to_string());
             if let Some(tex) = &v.texture {
-                ui.add(egui::Image::new(tex).max_size(egui::vec2(NODE_THUMB, NODE_THUMB)))
-                    .on_hover_text(format!("{}: {summary}", v.port));
+                let thumb = egui::Image::new(tex)
+                    .max_size(egui::vec2(NODE_THUMB, NODE_THUMB))
+                    .alt_text(format!("{id}.{}", v.port))
+                    .sense(egui::Sense::click());
+                if ui
+                    .add(thumb)
+                    .on_hover_text(format!("{}: {summary}\nClick to enlarge", v.port))
+                    .clicked()
+                {
+                    self.actions.push(Action::ViewImage {
+                        node: id.to_string(),
+                        port: v.port.clone(),
+                    });
+                }
             } else if let Value::Text(t) = &v.value {
                 let short: String = t.chars().take(200).collect();
                 ui.label(RichText::new(short).monospace().small())

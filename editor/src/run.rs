@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use egui::{ColorImage, TextureHandle, TextureOptions};
+use egui::{TextureHandle, TextureOptions};
 use unilip_core::{CancelToken, Event, ImageBatch, Registry, Sweep, SweepTable, Value};
 
 use crate::document::Document;
+use crate::images::color_image;
 use crate::worker::{Job, NodeValues, SweepJob, Worker, WorkerMsg};
 
 /// Longest side of an on-node thumbnail, in pixels.
@@ -361,31 +362,9 @@ impl Drop for RunState {
 
 /// Uploads the first image of a batch, downscaled to at most [`THUMB_SIZE`] pixels a side.
 fn thumbnail(ctx: &egui::Context, name: &str, img: &ImageBatch) -> TextureHandle {
-    let scale = (img.w.max(img.h) as f32 / THUMB_SIZE as f32).max(1.0);
-    let (tw, th) = (
-        ((img.w as f32 / scale) as usize).max(1),
-        ((img.h as f32 / scale) as usize).max(1),
-    );
-    let mut rgb = Vec::with_capacity(tw * th * 3);
-    for y in 0..th {
-        for x in 0..tw {
-            let (sx, sy) = (
-                ((x as f32 * scale) as usize).min(img.w.saturating_sub(1)),
-                ((y as f32 * scale) as usize).min(img.h.saturating_sub(1)),
-            );
-            for c in 0..3 {
-                let v = if img.n == 0 {
-                    0.0
-                } else {
-                    img.data[img.idx(0, c, sy, sx)]
-                };
-                rgb.push((v.clamp(0.0, 1.0) * 255.0).round() as u8);
-            }
-        }
-    }
     ctx.load_texture(
         name,
-        ColorImage::from_rgb([tw, th], &rgb),
+        color_image(img, 0, THUMB_SIZE),
         TextureOptions::LINEAR,
     )
 }

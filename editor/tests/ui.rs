@@ -11,6 +11,7 @@ use egui_kittest::Harness;
 use unilip_core::validate::ErrorKind;
 use unilip_core::{ParamValue, PortRef};
 use unilip_editor::run::NodeState;
+use unilip_editor::viewer::Zoom;
 use unilip_editor::{Action, Document, EditorApp};
 
 /// An app on `path` whose recent-files list stays in memory (tests never touch the user's
@@ -651,4 +652,45 @@ fn file_menu_open_uses_the_picker() {
     let app = h.state();
     assert_eq!(app.doc.path(), Some(dir.join("first.ron").as_path()));
     assert!(app.doc.doc().nodes.contains_key("resize"));
+}
+
+#[test]
+fn clicking_an_output_image_opens_the_viewer_at_full_size() {
+    let out = temp_dir("viewer");
+    let mut h = harness(None);
+    let app = h.state_mut();
+    app.run.out_dir = out;
+    let load = app.add_node("image.load").unwrap();
+    let save = app.add_node("image.save").unwrap();
+    app.set_param(&load, "path", ParamValue::Str(coffee()));
+    app.connect(PortRef::new(&load, "image"), PortRef::new(&save, "image"))
+        .unwrap();
+    app.run(None);
+    wait_idle(&mut h);
+    let thumb = h.state().run.outputs[&load][0]
+        .texture
+        .as_ref()
+        .unwrap()
+        .size();
+    assert_eq!(thumb, [256, 170], "the node shows a thumbnail");
+    // The thumbnail sits on the transformed snarl layer: click it through accesskit.
+    h.get_by_label(&format!("{load}.image")).click_accesskit();
+    h.run_steps(3);
+    let app = h.state();
+    assert_eq!(app.viewer.showing(), Some((load.as_str(), "image")));
+    assert_eq!(
+        app.viewer.texture_size(),
+        Some([600, 400]),
+        "full resolution"
+    );
+    assert_eq!(app.viewer.zoom, Zoom::Fit);
+    assert!(h.query_by_label("600×400 px").is_some());
+    h.get_by_label("1:1").click();
+    h.run_steps(2);
+    assert_eq!(h.state().viewer.zoom, Zoom::Actual);
+    assert!(h.query_by_label("full-size image").is_some());
+    // Closing the window forgets the image.
+    h.get_by_label("Close window").click();
+    h.run_steps(2);
+    assert_eq!(h.state().viewer.showing(), None);
 }
