@@ -167,7 +167,7 @@ pub enum SweepError {
         message: String,
     },
     /// A grid point does not validate.
-    #[error("point {point}: the graph is invalid ({} error(s))", errors.len())]
+    #[error("point {point}: the graph is invalid: {}", join(errors))]
     Invalid {
         /// The point's settings, `node.param=value` separated by spaces.
         point: String,
@@ -185,6 +185,14 @@ pub enum SweepError {
     /// The sweep was cancelled.
     #[error("cancelled")]
     Cancelled,
+}
+
+fn join(errors: &[ValidationError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The measured outcome of one grid point.
@@ -565,6 +573,19 @@ mod tests {
             executed,
             [vec!["x", "sum"], vec!["sum"], vec!["x", "sum"], vec!["sum"]]
         );
+
+        // A point that does not validate names the point and the problem.
+        let mut base = graph();
+        base.edges.clear();
+        let broken = Sweep {
+            base,
+            ..sweep.clone()
+        };
+        let err = broken
+            .run(&mut exec, &reg, &SweepOptions::default(), |_, _, _| {})
+            .unwrap_err();
+        assert!(matches!(&err, SweepError::Invalid { point, .. } if point == "x.value=1 sum.b=10"));
+        assert!(err.to_string().contains("sum.a"), "{err}");
 
         let cancel = CancelToken::new();
         cancel.cancel();
