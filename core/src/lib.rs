@@ -1,5 +1,5 @@
 //! The UniLIP node-graph engine. Knows no model: port types, the node registry, RON graph
-//! documents, whole-graph validation and the cached executor.
+//! documents, whole-graph validation, the cached executor and parameter sweeps over it.
 //!
 //! A node type implements [`Node`] and registers itself with
 //! `inventory::submit! { NodeRegistration { build: || Box::new(MyNode::new()) } }`.
@@ -9,6 +9,7 @@ pub mod exec_ctx;
 pub mod executor;
 pub mod params;
 pub mod registry;
+pub mod sweep;
 pub mod types;
 pub mod validate;
 pub mod value;
@@ -18,6 +19,7 @@ pub use exec_ctx::{CancelToken, Event, EventSink, ExecCtx, NodeError};
 pub use executor::{Executor, RunEnv, RunError, RunOptions, RunReport};
 pub use params::{ParamKind, ParamSpec, ParamValue};
 pub use registry::{InferCtx, InferIssue, Node, NodeRegistration, NodeSchema, PortSpec, Registry};
+pub use sweep::{Axis, PointResult, Sweep, SweepError, SweepOptions, SweepTable};
 pub use types::{LatentSpace, ModelKind, PortType};
 pub use validate::{validate, ErrorKind, ValidatedGraph, ValidationError};
 pub use value::{ImageBatch, Payload, Summary, Value};

@@ -95,6 +95,20 @@ pub struct ValidatedGraph {
     pub order: Vec<String>,
 }
 
+impl ValidatedGraph {
+    /// `doc` with every param of its validated nodes written out, defaults included: the graph
+    /// as run, which savers embed as provenance.
+    pub fn effective_doc(&self, doc: &GraphDoc) -> GraphDoc {
+        let mut out = doc.clone();
+        for (id, node) in &mut out.nodes {
+            if let Some(r) = self.nodes.get(id) {
+                node.params = r.params.clone();
+            }
+        }
+        out
+    }
+}
+
 fn err(kind: ErrorKind, node: &str, at: Option<&str>, message: String) -> ValidationError {
     ValidationError {
         kind,

@@ -5,15 +5,17 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use egui::{Color32, RichText, Ui};
-use unilip_core::{atomic_write, GraphDoc, ParamValue, PortRef};
+use unilip_core::{atomic_write, GraphDoc, ParamValue, PortRef, Registry};
 
 use crate::canvas::{group_color, Action, Canvas, DroppedWire, SeedLocks};
 use crate::document::{read_graph_file, Document};
-use crate::files::{is_graph_file, FileDialog, FileMode};
+use crate::files::{is_graph_file, FilePicker, PickTarget};
 use crate::inspector::inspector_ui;
 use crate::palette::palette_ui;
 use crate::recent::{default_store, RecentFiles};
 use crate::run::RunState;
+use crate::sweep::SweepPanel;
+use crate::viewer::ImageViewer;
 
 /// How often a dirty document is written to its autosave file.
 const AUTOSAVE_EVERY: Duration = Duration::from_secs(30);
@@ -37,9 +39,14 @@ pub struct EditorApp {
     palette_search: String,
     /// Latest status message.
     pub notice: Option<Notice>,
-    dialog: Option<FileDialog>,
+    /// The file and folder picker (open, save as, path params, CSV export).
+    pub picker: FilePicker,
     /// Recently opened or saved files, kept across sessions.
     pub recent: RecentFiles,
+    /// The sweep window.
+    pub sweep: SweepPanel,
+    /// The image viewer window.
+    pub viewer: ImageViewer,
     /// Seed params locked against [`Self::randomise_seeds`] (editor memory, not saved).
     pub seed_locks: SeedLocks,
     /// An autosave newer than the opened file, offered for recovery.
@@ -70,8 +77,10 @@ impl EditorApp {
             canvas: Canvas::default(),
             palette_search: String::new(),
             notice: None,
-            dialog: None,
+            picker: FilePicker::default(),
             recent: RecentFiles::load(recent_store),
+            sweep: SweepPanel::default(),
+            viewer: ImageViewer::default(),
             seed_locks: SeedLocks::new(),
             recovery: None,
             last_autosave: Instant::now(),
@@ -127,7 +136,7 @@ impl EditorApp {
             }
             Err(e) => {
                 if path.is_none() && self.doc.path().is_none() {
-                    self.dialog = Some(FileDialog::new(FileMode::SaveAs, None));
+                    self.picker.save_graph(None);
                 }
                 self.say(format!("cannot save: {e}"), true);
                 false
@@ -204,6 +213,48 @@ impl EditorApp {
         self.doc.set_param(node, name, value);
     }
 
+    /// Opens the file or folder picker for the File or Dir param `name` of `node`.
+    pub fn browse(&mut self, node: &str, name: &str) {
+        let Some(n) = self.doc.doc().nodes.get(node) else {
+            return;
+        };
+        let Some(spec) = Registry::global()
+            .get(&n.type_id)
+            .and_then(|d| d.schema().param(name))
+        else {
+            return;
+        };
+        let current = n
+            .params
+            .get(name)
+            .and_then(ParamValue::as_str)
+            .unwrap_or_default()
+            .to_string();
+        self.picker.param(node, spec, &current);
+    }
+
+    /// Uses a path chosen in the picker for what it was opened for.
+    pub fn picked(&mut self, target: PickTarget, path: &Path) {
+        match target {
+            PickTarget::OpenGraph => {
+                self.open(path);
+            }
+            PickTarget::SaveGraph => {
+                self.save(Some(path));
+            }
+            PickTarget::Param { node, name } => {
+                // A pick is one undo step of its own, not merged with typing in the field.
+                self.doc.break_merge();
+                let value = ParamValue::Str(path.display().to_string());
+                self.set_param(&node, &name, value);
+            }
+            PickTarget::SweepCsv => {
+                self.sweep.csv_path = path.display().to_string();
+                let _ = self.sweep.export_csv(&self.run, path);
+            }
+        }
+    }
+
     /// Queues a run of every output node (or of what `target` needs).
     pub fn run(&mut self, target: Option<&str>) {
         match self.run.submit(&self.doc, target) {
@@ -249,6 +300,8 @@ impl EditorApp {
             Action::RenameGroup { index, title } => self.doc.rename_group(index, &title),
             Action::Ungroup(index) => self.doc.ungroup(index),
             Action::LockSeed { node, name, locked } => self.set_seed_lock(&node, &name, locked),
+            Action::Browse { node, name } => self.browse(&node, &name),
+            Action::ViewImage { node, port } => self.viewer.open(&node, &port),
         }
     }
 
@@ -309,7 +362,9 @@ impl EditorApp {
                 for a in actions {
                     self.apply(a);
                 }
-                inspector_ui(ui, &self.doc, &mut self.run, &selected)
+                if let Some(a) = inspector_ui(ui, &self.doc, &mut self.run, &selected) {
+                    self.apply(a);
+                }
             });
         egui::CentralPanel::no_frame().show(ui, |ui| {
             let actions = self.canvas.show(ui, &self.doc, &self.run, &self.seed_locks);
@@ -319,6 +374,10 @@ impl EditorApp {
                 self.apply(a);
             }
         });
+        if self.sweep.show(&ctx, &self.doc, &mut self.run) {
+            self.picker.sweep_csv(Path::new(self.sweep.csv_path.trim()));
+        }
+        self.viewer.show(&ctx, &self.run);
         self.dialogs(&ctx);
         if self.run.busy() {
             ctx.request_repaint_after(Duration::from_millis(100));
@@ -333,7 +392,7 @@ impl EditorApp {
                     ui.close();
                 }
                 if ui.button("Open…").clicked() {
-                    self.dialog = Some(FileDialog::new(FileMode::Open, self.doc.path()));
+                    self.picker.open_graph(self.doc.path());
                     ui.close();
                 }
                 if ui.button("Save").clicked() {
@@ -341,7 +400,7 @@ impl EditorApp {
                     ui.close();
                 }
                 if ui.button("Save As…").clicked() {
-                    self.dialog = Some(FileDialog::new(FileMode::SaveAs, self.doc.path()));
+                    self.picker.save_graph(self.doc.path());
                     ui.close();
                 }
                 ui.menu_button("Recent", |ui| {
@@ -389,6 +448,13 @@ impl EditorApp {
                 .clicked()
             {
                 self.cancel();
+            }
+            if ui
+                .selectable_label(self.sweep.open, "📊 Sweep")
+                .on_hover_text("Run the graph over a grid of param values")
+                .clicked()
+            {
+                self.sweep.open = !self.sweep.open;
             }
             ui.separator();
             if ui
@@ -448,21 +514,8 @@ impl EditorApp {
     }
 
     fn dialogs(&mut self, ctx: &egui::Context) {
-        if let Some(d) = &mut self.dialog {
-            if let Some(result) = d.show(ctx) {
-                let mode = d.mode;
-                self.dialog = None;
-                if let Some(path) = result {
-                    match mode {
-                        FileMode::Open => {
-                            self.open(&path);
-                        }
-                        FileMode::SaveAs => {
-                            self.save(Some(&path));
-                        }
-                    }
-                }
-            }
+        if let Some((target, path)) = self.picker.show(ctx) {
+            self.picked(target, &path);
         }
         if self.confirm_close {
             egui::Window::new("Unsaved changes")
@@ -489,6 +542,10 @@ impl EditorApp {
         if ctx.input(|i| i.viewport().close_requested()) && self.doc.is_dirty() {
             ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
             self.confirm_close = true;
+        }
+        // The picker takes dropped files and keys (navigation, search) while it is open.
+        if self.picker.is_open() {
+            return;
         }
         let dropped: Vec<PathBuf> = ctx.input(|i| {
             i.raw
@@ -520,7 +577,7 @@ impl EditorApp {
             self.save(None);
         }
         if ctx.input_mut(|i| i.consume_shortcut(&sc(cmd, Key::O))) {
-            self.dialog = Some(FileDialog::new(FileMode::Open, self.doc.path()));
+            self.picker.open_graph(self.doc.path());
         }
         let selected = self.canvas.selected(ctx);
         if ctx.input_mut(|i| i.consume_shortcut(&sc(cmd, Key::D))) && !selected.is_empty() {

@@ -16,7 +16,7 @@ use unilip_core::{NodeSchema, ParamValue, PortRef, PortType, Registry, Value};
 
 use crate::document::{Document, Port};
 use crate::palette::palette_ui;
-use crate::params::param_widget;
+use crate::params::{param_widget, ParamEdit};
 use crate::run::{NodeState, RunState};
 
 /// Largest side of an output thumbnail drawn on a node, in points.
@@ -104,6 +104,20 @@ pub enum Action {
     },
     /// Remove a group, keeping its nodes.
     Ungroup(usize),
+    /// Open the file or folder picker for a File or Dir param.
+    Browse {
+        /// Node id.
+        node: String,
+        /// Param name.
+        name: String,
+    },
+    /// Show an image output in the image viewer.
+    ViewImage {
+        /// Node id.
+        node: String,
+        /// Output port name.
+        port: String,
+    },
     /// Lock or unlock a Seed param against "randomise seeds" (editor memory, not the
     /// document).
     LockSeed {
@@ -384,7 +398,7 @@ impl Viewer<'_> {
         }
     }
 
-    fn show_outputs(&self, ui: &mut Ui, id: &str) {
+    fn show_outputs(&mut self, ui: &mut Ui, id: &str) {
         if let Some(NodeState::Running { step, total }) = self.run.states.get(id) {
             if *total > 0 {
                 ui.add(
@@ -409,8 +423,20 @@ impl Viewer<'_> {
                 .summary()
                 .map_or_else(|| v.value.describe(), |s| s.to_string());
             if let Some(tex) = &v.texture {
-                ui.add(egui::Image::new(tex).max_size(egui::vec2(NODE_THUMB, NODE_THUMB)))
-                    .on_hover_text(format!("{}: {summary}", v.port));
+                let thumb = egui::Image::new(tex)
+                    .max_size(egui::vec2(NODE_THUMB, NODE_THUMB))
+                    .alt_text(format!("{id}.{}", v.port))
+                    .sense(egui::Sense::click());
+                if ui
+                    .add(thumb)
+                    .on_hover_text(format!("{}: {summary}\nClick to enlarge", v.port))
+                    .clicked()
+                {
+                    self.actions.push(Action::ViewImage {
+                        node: id.to_string(),
+                        port: v.port.clone(),
+                    });
+                }
             } else if let Value::Text(t) = &v.value {
                 let short: String = t.chars().take(200).collect();
                 ui.label(RichText::new(short).monospace().small())
@@ -638,19 +664,21 @@ impl SnarlViewer<String> for Viewer<'_> {
                         let err = self.port_error(&id, &spec.name);
                         let was_locked = self.locks.contains(&(id.clone(), spec.name.clone()));
                         let mut locked = was_locked;
-                        if let Some(value) = param_widget(
+                        let edit = param_widget(
                             ui,
                             &id,
                             spec,
                             doc_node.params.get(&spec.name),
                             err.as_deref(),
                             &mut locked,
-                        ) {
-                            edits.push(Action::SetParam {
-                                node: id.clone(),
-                                name: spec.name.clone(),
-                                value,
-                            });
+                        );
+                        let (node, name) = (id.clone(), spec.name.clone());
+                        match edit {
+                            Some(ParamEdit::Set(value)) => {
+                                edits.push(Action::SetParam { node, name, value })
+                            }
+                            Some(ParamEdit::Browse) => edits.push(Action::Browse { node, name }),
+                            None => {}
                         }
                         if locked != was_locked {
                             edits.push(Action::LockSeed {

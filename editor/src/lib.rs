@@ -5,19 +5,25 @@
 //!
 //! Modules: [`document`] (the document, edits, undo), [`history`] (snapshots), [`canvas`]
 //! (snarl viewer and sync), [`palette`], [`params`] (param widgets), [`worker`] and [`run`]
-//! (background runs), [`inspector`], [`files`] (open/save dialog), [`recent`] (recent files kept
-//! across sessions), [`app`] (the window).
+//! (background runs), [`sweep`] (the sweep window) with [`chart`] (its bar charts),
+//! [`viewer`] (the image viewer) with [`images`] (image batches as egui images),
+//! [`inspector`], [`files`] (file and folder pickers), [`recent`] (recent files kept across
+//! sessions), [`app`] (the window).
 
 pub mod app;
 pub mod canvas;
+pub mod chart;
 pub mod document;
 pub mod files;
 pub mod history;
+pub mod images;
 pub mod inspector;
 pub mod palette;
 pub mod params;
 pub mod recent;
 pub mod run;
+pub mod sweep;
+pub mod viewer;
 pub mod worker;
 
 use std::path::PathBuf;

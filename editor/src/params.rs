@@ -1,5 +1,6 @@
 //! Param widgets generated from [`ParamSpec`]s: drag values with ranges, checkboxes, combo
-//! boxes, text fields, seeds with a randomise button and a lock toggle, and path fields.
+//! boxes, text fields, seeds with a randomise button and a lock toggle, and path fields with a
+//! button that opens the file or folder picker.
 
 use std::hash::{BuildHasher, Hasher};
 
@@ -9,7 +10,16 @@ use unilip_core::{ParamKind, ParamSpec, ParamValue};
 /// Largest seed the widgets produce (seeds are stored as non-negative `i64`).
 const SEED_MAX: i64 = i64::MAX;
 
-/// Shows the widget of one param and returns the new value when the user changed it.
+/// What the user did with a param widget.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParamEdit {
+    /// Changed the value.
+    Set(ParamValue),
+    /// Asked for the file or folder picker (File and Dir params).
+    Browse,
+}
+
+/// Shows the widget of one param and returns what the user did with it, if anything.
 /// `error` (from validation) is shown under the widget. For Seed params, `locked` is the state
 /// of the lock toggle shown next to the randomise button (flipped when the user clicks it);
 /// other kinds leave it alone.
@@ -20,20 +30,20 @@ pub fn param_widget(
     value: Option<&ParamValue>,
     error: Option<&str>,
     locked: &mut bool,
-) -> Option<ParamValue> {
+) -> Option<ParamEdit> {
     let value = value.unwrap_or(&spec.default).clone();
     let id = ui.id().with((node, &spec.name));
     let mut out = None;
     ui.horizontal(|ui| {
         ui.label(&spec.name).on_hover_text(&spec.doc);
         out = match spec.kind {
-            ParamKind::Int | ParamKind::Float => number(ui, spec, &value),
-            ParamKind::Seed => seed(ui, spec, &value, locked),
+            ParamKind::Int | ParamKind::Float => number(ui, spec, &value).map(ParamEdit::Set),
+            ParamKind::Seed => seed(ui, spec, &value, locked).map(ParamEdit::Set),
             ParamKind::Bool => {
                 let mut b = matches!(value, ParamValue::Bool(true));
                 ui.checkbox(&mut b, "")
                     .changed()
-                    .then_some(ParamValue::Bool(b))
+                    .then_some(ParamEdit::Set(ParamValue::Bool(b)))
             }
             ParamKind::Enum => {
                 let current = value.as_str().unwrap_or_default().to_string();
@@ -45,23 +55,18 @@ pub fn param_widget(
                             ui.selectable_value(&mut chosen, c.clone(), c);
                         }
                     });
-                (chosen != current).then_some(ParamValue::Str(chosen))
+                (chosen != current).then_some(ParamEdit::Set(ParamValue::Str(chosen)))
             }
-            ParamKind::String | ParamKind::FilePath | ParamKind::DirPath => {
+            ParamKind::String => {
                 let mut s = value.as_str().unwrap_or_default().to_string();
-                let hint = match spec.kind {
-                    ParamKind::FilePath => "file path",
-                    ParamKind::DirPath => "folder path",
-                    _ => "",
-                };
                 let r = ui.add(
                     egui::TextEdit::singleline(&mut s)
                         .id(id)
-                        .hint_text(hint)
                         .desired_width(180.0),
                 );
-                r.changed().then_some(ParamValue::Str(s))
+                r.changed().then_some(ParamEdit::Set(ParamValue::Str(s)))
             }
+            ParamKind::FilePath | ParamKind::DirPath => path(ui, id, spec, &value),
             ParamKind::Text => {
                 let mut s = value.as_str().unwrap_or_default().to_string();
                 let r = ui.add(
@@ -70,7 +75,7 @@ pub fn param_widget(
                         .desired_rows(3)
                         .desired_width(220.0),
                 );
-                r.changed().then_some(ParamValue::Str(s))
+                r.changed().then_some(ParamEdit::Set(ParamValue::Str(s)))
             }
         };
     });
@@ -78,6 +83,25 @@ pub fn param_widget(
         ui.label(RichText::new(e).color(Color32::LIGHT_RED).small());
     }
     out
+}
+
+/// A path text field and a button that asks for the picker.
+fn path(ui: &mut Ui, id: egui::Id, spec: &ParamSpec, value: &ParamValue) -> Option<ParamEdit> {
+    let (hint, tip) = match spec.kind {
+        ParamKind::DirPath => ("folder path", "Choose a folder"),
+        _ => ("file path", "Choose a file"),
+    };
+    let mut s = value.as_str().unwrap_or_default().to_string();
+    let r = ui.add(
+        egui::TextEdit::singleline(&mut s)
+            .id(id)
+            .hint_text(hint)
+            .desired_width(180.0),
+    );
+    if ui.small_button("🗁").on_hover_text(tip).clicked() {
+        return Some(ParamEdit::Browse);
+    }
+    r.changed().then_some(ParamEdit::Set(ParamValue::Str(s)))
 }
 
 fn number(ui: &mut Ui, spec: &ParamSpec, value: &ParamValue) -> Option<ParamValue> {

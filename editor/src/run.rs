@@ -1,16 +1,17 @@
-//! Run bookkeeping on the UI side: the job queue, per-node states and the latest outputs with
-//! their thumbnails, fed by [`WorkerMsg`]s.
+//! Run bookkeeping on the UI side: the job queue, per-node states, the latest outputs with
+//! their thumbnails and the current sweep's results, fed by [`WorkerMsg`]s.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use egui::{ColorImage, TextureHandle, TextureOptions};
-use unilip_core::{CancelToken, Event, GraphDoc, ImageBatch, Value};
+use egui::{TextureHandle, TextureOptions};
+use unilip_core::{CancelToken, Event, ImageBatch, Registry, Sweep, SweepTable, Value};
 
 use crate::document::Document;
-use crate::worker::{Job, NodeValues, Worker, WorkerMsg};
+use crate::images::color_image;
+use crate::worker::{Job, NodeValues, SweepJob, Worker, WorkerMsg};
 
 /// Longest side of an on-node thumbnail, in pixels.
 const THUMB_SIZE: usize = 256;
@@ -61,6 +62,26 @@ pub struct JobRecord {
     cancel: CancelToken,
 }
 
+/// The latest sweep: its results so far and its status.
+pub struct SweepRun {
+    /// Job number.
+    pub id: u64,
+    /// Column names and the rows of the points finished so far.
+    pub table: SweepTable,
+    /// Number of points in the grid.
+    pub total: usize,
+    /// Status.
+    pub status: JobStatus,
+    cancel: CancelToken,
+}
+
+impl SweepRun {
+    /// Whether the sweep is queued or running.
+    pub fn busy(&self) -> bool {
+        matches!(self.status, JobStatus::Queued | JobStatus::Running)
+    }
+}
+
 /// An output value shown in the editor, with a texture for images.
 pub struct ShownValue {
     /// Output port name.
@@ -83,8 +104,10 @@ pub struct RunState {
     pub outputs: BTreeMap<String, Vec<ShownValue>>,
     /// Latest progress preview per node (e.g. a latent decoded cheaply during sampling).
     pub previews: BTreeMap<String, TextureHandle>,
-    /// Directory for files written by output nodes.
+    /// Directory for files written by output nodes (sweeps write under `sweep/` in it).
     pub out_dir: PathBuf,
+    /// The latest sweep, if any.
+    pub sweep: Option<SweepRun>,
 }
 
 impl RunState {
@@ -99,6 +122,7 @@ impl RunState {
             outputs: BTreeMap::new(),
             previews: BTreeMap::new(),
             out_dir: PathBuf::from("out"),
+            sweep: None,
         }
     }
 
@@ -108,12 +132,7 @@ impl RunState {
         let graph = doc
             .validated()
             .map_err(|e| format!("the graph has {} validation error(s)", e.len()))?;
-        let mut effective: GraphDoc = doc.doc().clone();
-        for (id, node) in &mut effective.nodes {
-            if let Some(r) = graph.nodes.get(id) {
-                node.params = r.params.clone();
-            }
-        }
+        let provenance = graph.effective_doc(doc.doc()).to_ron();
         let id = self.next_id;
         self.next_id += 1;
         let cancel = CancelToken::new();
@@ -122,7 +141,7 @@ impl RunState {
             graph,
             targets: target.map(|t| vec![t.to_string()]).unwrap_or_default(),
             out_dir: self.out_dir.clone(),
-            provenance: effective.to_ron(),
+            provenance,
             cancel: cancel.clone(),
         };
         if !self.worker.submit(job) {
@@ -137,20 +156,64 @@ impl RunState {
         Ok(id)
     }
 
-    /// Cancels the running job and every queued one.
+    /// Checks `sweep` and queues it on the worker (after any queued runs). Refused while
+    /// another sweep is queued or running.
+    pub fn submit_sweep(&mut self, sweep: Sweep) -> Result<u64, String> {
+        if self.sweep.as_ref().is_some_and(SweepRun::busy) {
+            return Err("a sweep is already running".into());
+        }
+        sweep.check(Registry::global()).map_err(|e| e.to_string())?;
+        let id = self.next_id;
+        self.next_id += 1;
+        let cancel = CancelToken::new();
+        let table = SweepTable {
+            axes: sweep.axes.iter().map(|a| a.name()).collect(),
+            metrics: sweep.metrics.iter().map(|m| m.to_string()).collect(),
+            rows: Vec::new(),
+        };
+        let total = sweep.points().len();
+        let job = SweepJob {
+            id,
+            sweep,
+            out_dir: self.out_dir.join("sweep"),
+            cancel: cancel.clone(),
+        };
+        if !self.worker.submit_sweep(job) {
+            return Err("the run worker is not running".into());
+        }
+        self.sweep = Some(SweepRun {
+            id,
+            table,
+            total,
+            status: JobStatus::Queued,
+            cancel,
+        });
+        Ok(id)
+    }
+
+    /// Cancels the current sweep, if it is queued or running.
+    pub fn cancel_sweep(&mut self) {
+        if let Some(s) = self.sweep.as_ref().filter(|s| s.busy()) {
+            s.cancel.cancel();
+        }
+    }
+
+    /// Cancels the running job, every queued one and the sweep.
     pub fn cancel_all(&mut self) {
         for j in &mut self.jobs {
             if matches!(j.status, JobStatus::Queued | JobStatus::Running) {
                 j.cancel.cancel();
             }
         }
+        self.cancel_sweep();
     }
 
-    /// Whether a job is queued or running.
+    /// Whether a run or a sweep is queued or running.
     pub fn busy(&self) -> bool {
         self.jobs
             .iter()
             .any(|j| matches!(j.status, JobStatus::Queued | JobStatus::Running))
+            || self.sweep.as_ref().is_some_and(SweepRun::busy)
     }
 
     /// Drains worker messages into the state; creates textures for new images.
@@ -168,22 +231,52 @@ impl RunState {
                             JobStatus::Failed(msg)
                         };
                         self.set_status(job, status);
-                        for s in self.states.values_mut() {
-                            if matches!(s, NodeState::Queued | NodeState::Running { .. })
-                                && cancelled
-                            {
-                                *s = NodeState::Failed("cancelled".into());
-                            }
+                        if cancelled {
+                            self.mark_cancelled_nodes();
                         }
                     }
                 },
+                WorkerMsg::SweepPoint { job, total, point } => {
+                    if let Some(s) = self.sweep.as_mut().filter(|s| s.id == job) {
+                        s.total = total;
+                        s.table.rows.push(point);
+                    }
+                }
+                WorkerMsg::SweepFinished { job, result } => {
+                    let status = match result {
+                        Ok(()) => JobStatus::Done(
+                            self.sweep
+                                .iter()
+                                .flat_map(|s| &s.table.rows)
+                                .map(|r| r.elapsed)
+                                .sum(),
+                        ),
+                        Err((_, true)) => JobStatus::Cancelled,
+                        Err((msg, false)) => JobStatus::Failed(msg),
+                    };
+                    if status == JobStatus::Cancelled {
+                        self.mark_cancelled_nodes();
+                    }
+                    self.set_status(job, status);
+                }
             }
         }
     }
 
+    /// Sets the status of run or sweep `id`.
     fn set_status(&mut self, id: u64, status: JobStatus) {
         if let Some(j) = self.jobs.iter_mut().find(|j| j.id == id) {
             j.status = status;
+        } else if let Some(s) = self.sweep.as_mut().filter(|s| s.id == id) {
+            s.status = status;
+        }
+    }
+
+    fn mark_cancelled_nodes(&mut self) {
+        for s in self.states.values_mut() {
+            if matches!(s, NodeState::Queued | NodeState::Running { .. }) {
+                *s = NodeState::Failed("cancelled".into());
+            }
         }
     }
 
@@ -269,31 +362,9 @@ impl Drop for RunState {
 
 /// Uploads the first image of a batch, downscaled to at most [`THUMB_SIZE`] pixels a side.
 fn thumbnail(ctx: &egui::Context, name: &str, img: &ImageBatch) -> TextureHandle {
-    let scale = (img.w.max(img.h) as f32 / THUMB_SIZE as f32).max(1.0);
-    let (tw, th) = (
-        ((img.w as f32 / scale) as usize).max(1),
-        ((img.h as f32 / scale) as usize).max(1),
-    );
-    let mut rgb = Vec::with_capacity(tw * th * 3);
-    for y in 0..th {
-        for x in 0..tw {
-            let (sx, sy) = (
-                ((x as f32 * scale) as usize).min(img.w.saturating_sub(1)),
-                ((y as f32 * scale) as usize).min(img.h.saturating_sub(1)),
-            );
-            for c in 0..3 {
-                let v = if img.n == 0 {
-                    0.0
-                } else {
-                    img.data[img.idx(0, c, sy, sx)]
-                };
-                rgb.push((v.clamp(0.0, 1.0) * 255.0).round() as u8);
-            }
-        }
-    }
     ctx.load_texture(
         name,
-        ColorImage::from_rgb([tw, th], &rgb),
+        color_image(img, 0, THUMB_SIZE),
         TextureOptions::LINEAR,
     )
 }

@@ -11,6 +11,7 @@ use egui_kittest::Harness;
 use unilip_core::validate::ErrorKind;
 use unilip_core::{ParamValue, PortRef};
 use unilip_editor::run::NodeState;
+use unilip_editor::viewer::Zoom;
 use unilip_editor::{Action, Document, EditorApp};
 
 /// An app on `path` whose recent-files list stays in memory (tests never touch the user's
@@ -37,8 +38,10 @@ fn temp_dir(name: &str) -> PathBuf {
     d
 }
 
+/// The test photo in `shared/assets`, found beside the fixtures (`UNILIP_FIXTURES` moves both,
+/// e.g. for a checkout that does not sit next to `shared/`).
 fn coffee() -> String {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/assets/images/coffee.png");
+    let p = unilip_nodes::fixtures::root().join("../assets/images/coffee.png");
     p.display().to_string()
 }
 
@@ -448,4 +451,246 @@ fn recent_files_persist_across_sessions() {
     h3.run_steps(1);
     assert_eq!(h3.state().recent.list, vec![a]);
     assert_eq!(h3.state().recent.store(), None);
+}
+
+/// Steps the harness until no run or sweep is queued or running.
+fn wait_idle(h: &mut Harness<'static, EditorApp>) {
+    let start = Instant::now();
+    while h.state().run.busy() {
+        h.step();
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "run did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    h.run_steps(2);
+}
+
+#[test]
+fn sweep_panel_runs_a_grid_and_shows_table() {
+    let dir = temp_dir("sweep");
+    let mut h = harness(None);
+    let app = h.state_mut();
+    app.run.out_dir = dir.clone();
+    let x = app.add_node("scalar.float").unwrap();
+    let math = app.add_node("scalar.math").unwrap();
+    app.connect(PortRef::new(&x, "value"), PortRef::new(&math, "a"))
+        .unwrap();
+    h.run_steps(2);
+    h.get_by_label("📊 Sweep").click();
+    h.run_steps(2);
+    h.get_by_label("+ Add param").click();
+    h.run_steps(2);
+    // The new row picks the first node's first param; its values are typed into the field.
+    assert_eq!(
+        h.state().sweep.axes,
+        vec![unilip_editor::sweep::AxisDraft::new(&x, "value", "")]
+    );
+    h.get_by_label("=").focus();
+    h.run_steps(1);
+    h.get_by_label("=").type_text("1, 2");
+    h.run_steps(2);
+    assert_eq!(h.state().sweep.axes[0].values, "1, 2");
+    // A value the param cannot take is reported under its row and blocks the run.
+    h.state_mut()
+        .sweep
+        .axes
+        .push(unilip_editor::sweep::AxisDraft::new(&math, "b", "10,x"));
+    h.run_steps(2);
+    assert!(h.query_by_label_contains("got `x`").is_some());
+    h.state_mut().sweep.axes[1].values = "10,20".into();
+    h.state_mut().sweep.metrics = vec![PortRef::new(&math, "value")];
+    h.run_steps(2);
+    assert!(h.query_by_label("4 point(s)").is_some());
+    h.get_by_label("▶ Run sweep").click();
+    h.run_steps(1);
+    wait_idle(&mut h);
+
+    let sweep = h.state().run.sweep.as_ref().expect("a sweep ran");
+    assert!(
+        matches!(sweep.status, unilip_editor::run::JobStatus::Done(_)),
+        "{:?}",
+        sweep.status
+    );
+    let rows: Vec<(Vec<String>, Vec<f64>)> = sweep
+        .table
+        .rows
+        .iter()
+        .map(|r| (r.values.clone(), r.metrics.clone()))
+        .collect();
+    let row = |a: &str, b: &str, m: f64| (vec![a.to_string(), b.to_string()], vec![m]);
+    assert_eq!(
+        rows,
+        vec![
+            row("1", "10", 11.0),
+            row("1", "20", 21.0),
+            row("2", "10", 12.0),
+            row("2", "20", 22.0)
+        ]
+    );
+    // The point that changes only `math.b` reuses the cached `float`.
+    assert_eq!(sweep.table.rows[1].executed, vec![math.clone()]);
+    // The table shows a header and one row per point.
+    assert!(h.query_by_label("executed").is_some() && h.query_by_label("seconds").is_some());
+    for v in ["11", "21", "12", "22"] {
+        assert!(h.query_by_label(v).is_some(), "cell {v}");
+    }
+    assert!(h.query_by_label_contains("done: 4 point(s)").is_some());
+
+    // Export writes the same CSV as `unilip sweep`.
+    let csv = dir.join("results.csv");
+    h.state_mut().sweep.csv_path = csv.display().to_string();
+    h.run_steps(1);
+    h.get_by_label("Export CSV").click();
+    h.run_steps(2);
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "float.value,math.b,math.value,executed,seconds");
+    assert_eq!(lines.len(), 5, "{text}");
+    assert!(lines[2].starts_with("1,20,21,1,"), "{text}");
+}
+
+/// Steps the harness until a node labelled with `text` (a substring) shows up.
+fn wait_for_label(h: &mut Harness<'static, EditorApp>, text: &str) {
+    let start = Instant::now();
+    while h.query_by_label_contains(text).is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "`{text}` never appeared"
+        );
+        h.step();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn file_picker_sets_path_params() {
+    let dir = temp_dir("picker").canonicalize().unwrap();
+    std::fs::write(dir.join("photo.png"), b"not really a png").unwrap();
+    std::fs::create_dir(dir.join("ckpt")).unwrap();
+    let mut h = harness(None);
+    let app = h.state_mut();
+    let load = app.add_node("image.load").unwrap();
+    // The picker starts in the folder of the current value, even if that file does not exist.
+    app.set_param(
+        &load,
+        "path",
+        ParamValue::Str(dir.join("old.png").display().to_string()),
+    );
+    h.run_steps(3);
+    // The button sits on the transformed snarl layer: click it through accesskit.
+    h.get_by_label("🗁").click_accesskit();
+    h.run_steps(2);
+    assert!(h.state().picker.is_open());
+    wait_for_label(&mut h, "photo.png");
+    h.get_by_label_contains("photo.png").click();
+    h.run_steps(2);
+    h.get_by_label("🗀  Open").click();
+    h.run_steps(3);
+    let app = h.state();
+    assert!(!app.picker.is_open());
+    assert_eq!(
+        app.doc.doc().nodes[&load].params["path"],
+        ParamValue::Str(dir.join("photo.png").display().to_string())
+    );
+    // One undo step restores the typed value.
+    let app = h.state_mut();
+    assert!(app.doc.undo());
+    assert_eq!(
+        app.doc.doc().nodes[&load].params["path"],
+        ParamValue::Str(dir.join("old.png").display().to_string())
+    );
+
+    // Folder params pick a folder; cancelling leaves the value alone.
+    let data = app.add_node("data.folder").unwrap();
+    let folder = dir.display().to_string();
+    app.set_param(&data, "dir", ParamValue::Str(folder.clone()));
+    app.browse(&data, "dir");
+    h.run_steps(2);
+    wait_for_label(&mut h, "ckpt");
+    h.get_by_label("🚫 Cancel").click();
+    h.run_steps(2);
+    assert!(!h.state().picker.is_open());
+    assert_eq!(
+        h.state().doc.doc().nodes[&data].params["dir"],
+        ParamValue::Str(folder)
+    );
+    h.state_mut().browse(&data, "dir");
+    h.run_steps(2);
+    wait_for_label(&mut h, "ckpt");
+    h.get_by_label_contains("ckpt").click();
+    h.run_steps(2);
+    h.get_by_label("🗀  Open").click();
+    h.run_steps(3);
+    assert_eq!(
+        h.state().doc.doc().nodes[&data].params["dir"],
+        ParamValue::Str(dir.join("ckpt").display().to_string())
+    );
+}
+
+#[test]
+fn file_menu_open_uses_the_picker() {
+    let dir = temp_dir("open").canonicalize().unwrap();
+    let mut h = harness(None);
+    let app = h.state_mut();
+    app.add_node("image.resize").unwrap();
+    assert!(app.save(Some(&dir.join("first.ron"))));
+    // Saved again elsewhere, so only the dialog's entry names `first.ron`.
+    assert!(app.save(Some(&dir.join("second.ron"))));
+    app.new_graph();
+    h.run_steps(2);
+    h.get_by_label("File").click();
+    h.run_steps(2);
+    h.get_by_label("Open…").click();
+    h.run_steps(2);
+    wait_for_label(&mut h, "first.ron");
+    h.get_by_label_contains("first.ron").click();
+    h.run_steps(2);
+    h.get_by_label("🗀  Open").click();
+    h.run_steps(3);
+    let app = h.state();
+    assert_eq!(app.doc.path(), Some(dir.join("first.ron").as_path()));
+    assert!(app.doc.doc().nodes.contains_key("resize"));
+}
+
+#[test]
+fn clicking_an_output_image_opens_the_viewer_at_full_size() {
+    let out = temp_dir("viewer");
+    let mut h = harness(None);
+    let app = h.state_mut();
+    app.run.out_dir = out;
+    let load = app.add_node("image.load").unwrap();
+    let save = app.add_node("image.save").unwrap();
+    app.set_param(&load, "path", ParamValue::Str(coffee()));
+    app.connect(PortRef::new(&load, "image"), PortRef::new(&save, "image"))
+        .unwrap();
+    app.run(None);
+    wait_idle(&mut h);
+    let thumb = h.state().run.outputs[&load][0]
+        .texture
+        .as_ref()
+        .unwrap()
+        .size();
+    assert_eq!(thumb, [256, 170], "the node shows a thumbnail");
+    // The thumbnail sits on the transformed snarl layer: click it through accesskit.
+    h.get_by_label(&format!("{load}.image")).click_accesskit();
+    h.run_steps(3);
+    let app = h.state();
+    assert_eq!(app.viewer.showing(), Some((load.as_str(), "image")));
+    assert_eq!(
+        app.viewer.texture_size(),
+        Some([600, 400]),
+        "full resolution"
+    );
+    assert_eq!(app.viewer.zoom, Zoom::Fit);
+    assert!(h.query_by_label("600×400 px").is_some());
+    h.get_by_label("1:1").click();
+    h.run_steps(2);
+    assert_eq!(h.state().viewer.zoom, Zoom::Actual);
+    assert!(h.query_by_label("full-size image").is_some());
+    // Closing the window forgets the image.
+    h.get_by_label("Close window").click();
+    h.run_steps(2);
+    assert_eq!(h.state().viewer.showing(), None);
 }

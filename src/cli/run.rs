@@ -84,17 +84,6 @@ pub fn validated(doc: &GraphDoc) -> Result<ValidatedGraph, CliError> {
     validate(doc, Registry::global()).map_err(CliError::Invalid)
 }
 
-/// The document with every param written out (defaults included): what Save Image embeds.
-pub fn effective_doc(doc: &GraphDoc, graph: &ValidatedGraph) -> GraphDoc {
-    let mut out = doc.clone();
-    for (id, node) in &mut out.nodes {
-        if let Some(r) = graph.nodes.get(id) {
-            node.params = r.params.clone();
-        }
-    }
-    out
-}
-
 /// `unilip validate GRAPH`.
 pub fn validate_cmd(path: &Path) -> Result<(), CliError> {
     let doc = load_graph(path)?;
@@ -195,7 +184,7 @@ pub fn train(args: RunArgs, resume: bool) -> Result<(), CliError> {
 /// `out`; prints the output values.
 pub fn run_doc(doc: &GraphDoc, targets: &[String], out: &Path) -> Result<(), CliError> {
     let graph = validated(doc)?;
-    let provenance = effective_doc(doc, &graph).to_ron();
+    let provenance = graph.effective_doc(doc).to_ron();
     let (sink, _bar) = progress_sink();
     let opts = RunOptions {
         targets: targets.to_vec(),

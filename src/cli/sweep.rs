@@ -1,14 +1,14 @@
 //! `unilip sweep`: runs the cartesian product of param grids with one executor, so results that a
 //! grid point does not change (the ViT, the LLM) are computed once; writes `results.csv` and a bar
-//! chart per metric.
+//! chart per metric. The sweep itself is [`unilip_core::Sweep`], shared with the editor.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use clap::Args;
-use unilip_core::{Executor, RunEnv, RunOptions, Value};
+use unilip_core::sweep::parse_metric;
+use unilip_core::{Axis, Executor, Registry, Sweep, SweepError, SweepOptions};
 
-use super::run::{apply_sets, effective_doc, load_graph, validated};
+use super::run::{apply_sets, load_graph};
 use super::CliError;
 
 /// Arguments of `unilip sweep`.
@@ -28,34 +28,6 @@ pub struct SweepArgs {
     /// Output directory (one sub-directory per point, results.csv, charts).
     #[arg(long, default_value = "sweep")]
     out: PathBuf,
-}
-
-fn axes(grids: &[String]) -> Result<Vec<(String, Vec<String>)>, CliError> {
-    grids
-        .iter()
-        .map(|g| {
-            let (lhs, values) = g.split_once('=').ok_or_else(|| {
-                CliError::Usage(format!("--grid `{g}`: expected NODE.PARAM=V1,V2"))
-            })?;
-            let values: Vec<String> = values.split(',').map(str::to_string).collect();
-            Ok((lhs.to_string(), values))
-        })
-        .collect()
-}
-
-/// Every combination of the axes' values, first axis slowest.
-fn product(axes: &[(String, Vec<String>)]) -> Vec<Vec<String>> {
-    axes.iter().fold(vec![vec![]], |acc, (_, values)| {
-        acc.iter()
-            .flat_map(|prefix| {
-                values.iter().map(move |v| {
-                    let mut p = prefix.clone();
-                    p.push(v.clone());
-                    p
-                })
-            })
-            .collect()
-    })
 }
 
 /// A bar chart of `values` (one bar per grid point, in CSV row order), no text.
@@ -94,74 +66,60 @@ fn bar_chart(path: &Path, values: &[f64]) -> Result<(), CliError> {
 pub fn sweep(args: SweepArgs) -> Result<(), CliError> {
     let mut base = load_graph(&args.graph)?;
     apply_sets(&mut base, &args.sets)?;
-    let axes = axes(&args.grids)?;
-    let metrics: Vec<(String, String)> = args
-        .metrics
-        .iter()
-        .map(|m| {
-            m.split_once('.')
-                .map(|(n, o)| (n.to_string(), o.to_string()))
-                .ok_or_else(|| CliError::Usage(format!("--metric `{m}`: expected NODE.OUTPUT")))
-        })
-        .collect::<Result<_, _>>()?;
-    let mut exec = Executor::default();
-    let mut csv = axes.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
-    csv.extend(metrics.iter().map(|(n, o)| format!("{n}.{o}")));
-    csv.extend(["executed".to_string(), "seconds".to_string()]);
-    let mut rows = vec![csv.join(",")];
-    let mut columns: Vec<Vec<f64>> = vec![Vec::new(); metrics.len()];
-    for (i, point) in product(&axes).iter().enumerate() {
-        let mut doc = base.clone();
-        let sets: Vec<String> = axes
+    let sweep = Sweep {
+        base,
+        axes: args
+            .grids
             .iter()
-            .zip(point)
-            .map(|((name, _), v)| format!("{name}={v}"))
-            .collect();
-        apply_sets(&mut doc, &sets)?;
-        let graph = validated(&doc)?;
-        let opts = RunOptions {
-            targets: metrics.iter().map(|(n, _)| n.clone()).collect(),
-            env: RunEnv {
-                out_dir: args.out.join(format!("point_{i:03}")),
-                provenance: Some(Arc::new(effective_doc(&doc, &graph).to_ron())),
+            .map(|g| Axis::parse(g))
+            .collect::<Result<_, _>>()
+            .map_err(cli_error)?,
+        metrics: args
+            .metrics
+            .iter()
+            .map(|m| parse_metric(m))
+            .collect::<Result<_, _>>()
+            .map_err(cli_error)?,
+    };
+    let opts = SweepOptions {
+        out_dir: args.out.clone(),
+        ..Default::default()
+    };
+    let table = sweep
+        .run(
+            &mut Executor::default(),
+            Registry::global(),
+            &opts,
+            |_, _, point| {
+                let sets: Vec<String> = sweep
+                    .axes
+                    .iter()
+                    .zip(&point.values)
+                    .map(|(a, v)| format!("{}={v}", a.name()))
+                    .collect();
+                println!("{}  executed: {}", sets.join(" "), point.executed.join(","));
             },
-            ..Default::default()
-        };
-        let report = exec
-            .run(&graph, &opts)
-            .map_err(|e| CliError::Run(format!("point {}: {e}", sets.join(" "))))?;
-        let mut row: Vec<String> = point.clone();
-        for (k, (node, port)) in metrics.iter().enumerate() {
-            let v = match report.output(&graph, node, port) {
-                Some(Value::Float(f)) => *f,
-                Some(Value::Int(n)) => *n as f64,
-                other => {
-                    return Err(CliError::Usage(format!(
-                        "--metric {node}.{port}: not a number output ({other:?})"
-                    )))
-                }
-            };
-            columns[k].push(v);
-            row.push(format!("{v}"));
-        }
-        row.push(report.executed.len().to_string());
-        row.push(format!("{:.3}", report.total.as_secs_f64()));
-        println!(
-            "{}  executed: {}",
-            sets.join(" "),
-            report.executed.join(",")
-        );
-        rows.push(row.join(","));
-    }
+        )
+        .map_err(cli_error)?;
     std::fs::create_dir_all(&args.out).map_err(|e| CliError::Run(e.to_string()))?;
-    unilip_core::atomic_write(
-        &args.out.join("results.csv"),
-        (rows.join("\n") + "\n").as_bytes(),
-    )
-    .map_err(|e| CliError::Run(e.to_string()))?;
-    for ((node, port), values) in metrics.iter().zip(&columns) {
-        bar_chart(&args.out.join(format!("{node}.{port}.png")), values)?;
+    unilip_core::atomic_write(&args.out.join("results.csv"), table.to_csv().as_bytes())
+        .map_err(|e| CliError::Run(e.to_string()))?;
+    for (k, name) in table.metrics.iter().enumerate() {
+        bar_chart(
+            &args.out.join(format!("{name}.png")),
+            &table.metric_column(k),
+        )?;
     }
     println!("wrote {}", args.out.join("results.csv").display());
     Ok(())
+}
+
+/// Exit codes as before the sweep moved into the core: invalid points exit 2 with every
+/// validation error, failed runs exit 1, everything else is a usage error (2).
+fn cli_error(e: SweepError) -> CliError {
+    match e {
+        SweepError::Invalid { errors, .. } => CliError::Invalid(errors),
+        SweepError::Run { .. } | SweepError::Cancelled => CliError::Run(e.to_string()),
+        other => CliError::Usage(other.to_string()),
+    }
 }
