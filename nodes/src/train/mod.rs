@@ -17,7 +17,7 @@ pub mod run_dir;
 pub mod shapes;
 mod trainer;
 
-pub use trainer::{train, Hooks, TrainConfig, TrainReport, TrainRequest, Trainable};
+pub use trainer::{train, Hooks, OnStep, TrainConfig, TrainReport, TrainRequest, Trainable};
 
 use crate::models::unilip::UnilipError;
 use crate::weights::WeightError;

@@ -123,12 +123,15 @@ pub struct TrainRequest<'a> {
     pub resume: bool,
 }
 
+/// Called after every step with its log and the total step count; an error stops the run (a
+/// [`TrainError::Cancelled`] first writes a checkpoint).
+pub type OnStep<'a> = &'a mut dyn FnMut(&StepLog, usize) -> Result<(), TrainError>;
+
 /// Callbacks of a run.
 #[derive(Default)]
 pub struct Hooks<'a> {
-    /// Called after every step with its log and the total step count; an error stops the run
-    /// (a [`TrainError::Cancelled`] first writes a checkpoint).
-    pub on_step: Option<&'a mut dyn FnMut(&StepLog, usize) -> Result<(), TrainError>>,
+    /// Progress and cancellation, see [`OnStep`].
+    pub on_step: Option<OnStep<'a>>,
     /// Stop after this step without a final checkpoint or export, as a crash would (tests).
     pub stop_after: Option<usize>,
 }
@@ -473,10 +476,13 @@ fn freeze(mut m: Unilip<TrainB>, t: Trainable) -> Unilip<TrainB> {
     m
 }
 
+/// Trainable parameter ids with their ranks.
+type RankedIds = Vec<(ParamId, usize)>;
+
 /// One group per (component, decay / no decay): the vision tower at `vision_lr_mult`; no weight
 /// decay on 1-D parameters (norms, biases, scales) and embeddings/queries.
 fn param_groups(m: &Unilip<TrainB>, cfg: &TrainConfig) -> Vec<ParamGroup> {
-    let mut parts: Vec<(&str, f64, Vec<(ParamId, usize)>)> = vec![
+    let mut parts: Vec<(&str, f64, RankedIds)> = vec![
         ("vision", cfg.vision_lr_mult, trainable_ids(&m.vision)),
         ("llm", 1.0, trainable_ids(&m.language_model)),
         ("connector", 1.0, {
