@@ -228,17 +228,7 @@ pub fn vqa_answer_correct(prediction: &str, answer: &str) -> bool {
 }
 
 fn normalise_answer(text: &str) -> String {
-    let cleaned: String = text
-        .chars()
-        .map(|c| {
-            if c.is_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                ' '
-            }
-        })
-        .collect();
-    cleaned
+    super::spec::words_only(text)
         .split_whitespace()
         .map(|w| match w.parse::<usize>() {
             Ok(n) => words::number_word(n),

@@ -219,16 +219,7 @@ impl SceneSpec {
 
     /// Parses a caption (see the module docs for the grammar).
     pub fn parse(text: &str) -> Result<SceneSpec, ParseError> {
-        let normalised: String = text
-            .chars()
-            .map(|c| {
-                if c.is_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    ' '
-                }
-            })
-            .collect();
+        let normalised = words_only(text);
         let tokens: Vec<&str> = normalised.split_whitespace().collect();
         if tokens.is_empty() {
             return Err(ParseError::Empty);
@@ -337,4 +328,17 @@ impl<'a> Parser<'a> {
             }),
         }
     }
+}
+
+/// Lower-case letters and digits, every other character turned into a space.
+pub fn words_only(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                ' '
+            }
+        })
+        .collect()
 }

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use unilip_core::{
-    ExecCtx, Node, NodeError, NodeSchema, ParamSpec, ParamValue, Payload, PortSpec, PortType,
-    Summary, Value,
+    ExecCtx, Node, NodeError, NodeSchema, ParamSpec, ParamValue, PortSpec, PortType, Value,
 };
 
+use crate::nodes::unilip::payload::payload;
 use crate::nodes::{failed, path_param};
 use crate::register_node;
 use crate::shapesworld::{Domain, GenConfig, Split};
@@ -19,17 +19,7 @@ use crate::train::shapes::ShapesDataset;
 #[derive(Debug, Clone)]
 pub struct DatasetValue(pub Arc<dyn Dataset>);
 
-impl Payload for DatasetValue {
-    fn summary(&self) -> Option<Summary> {
-        None
-    }
-    fn byte_size(&self) -> usize {
-        0
-    }
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-}
+payload!(DatasetValue, |_s| None, 0);
 
 /// Parses a `kind` param.
 pub fn dataset_kind(s: &str) -> Result<DatasetKind, String> {

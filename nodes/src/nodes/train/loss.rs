@@ -3,27 +3,16 @@
 
 use std::sync::Arc;
 
-use unilip_core::{
-    ExecCtx, Node, NodeError, NodeSchema, ParamSpec, Payload, PortSpec, PortType, Summary, Value,
-};
+use unilip_core::{ExecCtx, Node, NodeError, NodeSchema, ParamSpec, PortSpec, PortType, Value};
 
+use crate::nodes::unilip::payload::payload;
 use crate::train::loss::{LossKind, LossTerm};
 
 /// Loss terms on a wire.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LossValue(pub Vec<LossTerm>);
 
-impl Payload for LossValue {
-    fn summary(&self) -> Option<Summary> {
-        None
-    }
-    fn byte_size(&self) -> usize {
-        0
-    }
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-}
+payload!(LossValue, |_s| None, 0);
 
 /// A loss node of one [`LossKind`].
 pub struct LossNode {

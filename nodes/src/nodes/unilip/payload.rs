@@ -25,10 +25,11 @@ fn bytes<const D: usize>(t: &Tensor<B, D>) -> usize {
     t.dims().iter().product::<usize>() * 4
 }
 
+/// Implements [`Payload`] for a type: `payload!(T, |s| summary_of_s, byte_size_of_s)`.
 macro_rules! payload {
     ($t:ty, |$s:ident| $summary:expr, $bytes:expr) => {
-        impl Payload for $t {
-            fn summary(&self) -> Option<Summary> {
+        impl unilip_core::Payload for $t {
+            fn summary(&self) -> Option<unilip_core::Summary> {
                 let $s = self;
                 $summary
             }
@@ -42,6 +43,7 @@ macro_rules! payload {
         }
     };
 }
+pub(crate) use payload;
 
 /// A loaded UniLIP checkpoint (only the requested components) with its tokenizer.
 pub struct ModelHandle {
