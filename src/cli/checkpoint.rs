@@ -9,7 +9,10 @@ use unilip_nodes::backend::{device, B};
 use unilip_nodes::models::unilip::{
     write_random_checkpoint, ComponentSet, KeyStyle, Unilip, UnilipConfig,
 };
-use unilip_nodes::train::shapes::shapes_tokenizer;
+use unilip_nodes::shapesworld::GenConfig;
+use unilip_nodes::train::calibrate::calibrate;
+use unilip_nodes::train::data::DatasetKind;
+use unilip_nodes::train::shapes::{shapes_tokenizer, ShapesDataset};
 use unilip_nodes::weights::{Checkpoint, SaveDtype};
 
 use super::CliError;
@@ -45,6 +48,15 @@ pub enum CheckpointCommand {
     Inspect {
         /// Checkpoint directory.
         dir: PathBuf,
+    },
+    /// Measure the latent standard deviation on ShapesWorld images and set
+    /// `unilip_factor = 1/std` in config.json (do this after training an encoder).
+    Calibrate {
+        /// Checkpoint directory.
+        dir: PathBuf,
+        /// Images to measure.
+        #[arg(long, default_value_t = 256)]
+        n: usize,
     },
 }
 
@@ -127,7 +139,22 @@ fn group(key: &str) -> &'static str {
 
 /// `unilip checkpoint inspect DIR`.
 pub fn checkpoint_cmd(cmd: CheckpointCommand) -> Result<(), CliError> {
-    let CheckpointCommand::Inspect { dir } = cmd;
+    match cmd {
+        CheckpointCommand::Inspect { dir } => inspect(&dir),
+        CheckpointCommand::Calibrate { dir, n } => calibrate_cmd(&dir, n),
+    }
+}
+
+/// `unilip checkpoint calibrate DIR`: `unilip_factor` from ShapesWorld training images.
+pub fn calibrate_cmd(dir: &Path, n: usize) -> Result<(), CliError> {
+    let data = ShapesDataset::new(GenConfig::default(), DatasetKind::Captions, n)
+        .map_err(CliError::Usage)?;
+    let factor = calibrate(dir, &data, n).map_err(CliError::Run)?;
+    println!("{}: unilip_factor = {factor:.4}", dir.display());
+    Ok(())
+}
+
+fn inspect(dir: &Path) -> Result<(), CliError> {
     let ck = Arc::new(Checkpoint::open(&dir).map_err(err)?);
     let cfg_path = dir.join("config.json");
     let config = UnilipConfig::load(&cfg_path).map_err(err)?;

@@ -237,8 +237,9 @@ fn set(doc: &mut GraphDoc, node: &str, param: &str, value: ParamValue) -> Result
 }
 
 /// `unilip train-recipe shapesworld --out DIR`: a random ShapesWorld model, then understanding,
-/// encoder stage 1 and 2, generation and editing, each stage starting from the previous one's
-/// model and resuming when re-run.
+/// encoder stage 1 and 2 (after which `unilip_factor` is calibrated to unit-variance latents),
+/// generation and editing, each stage starting from the previous one's model and resuming when
+/// re-run.
 pub fn recipe(args: RecipeArgs) -> Result<(), CliError> {
     let World::Shapesworld = args.world;
     if !(args.scale > 0.0 && args.scale.is_finite()) {
@@ -273,6 +274,10 @@ pub fn recipe(args: RecipeArgs) -> Result<(), CliError> {
         set(&mut doc, "train", "steps", ParamValue::Int(scaled))?;
         run_doc(&doc, &[], &args.out)?;
         previous = out.join("model");
+        if *stage == "encoder_stage2" {
+            // The DiT stages need unit-variance targets: measure this encoder's latents.
+            super::checkpoint::calibrate_cmd(&previous, 256)?;
+        }
     }
     println!("trained model: {}", previous.display());
     Ok(())

@@ -8,6 +8,7 @@
 //! by id reloads), and the data order, noise, timesteps and caption dropout derive from
 //! `(seed, step)` alone.
 
+pub mod calibrate;
 pub mod data;
 pub mod log;
 pub mod loss;
