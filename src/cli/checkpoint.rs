@@ -155,7 +155,7 @@ pub fn calibrate_cmd(dir: &Path, n: usize) -> Result<(), CliError> {
 }
 
 fn inspect(dir: &Path) -> Result<(), CliError> {
-    let ck = Arc::new(Checkpoint::open(&dir).map_err(err)?);
+    let ck = Arc::new(Checkpoint::open(dir).map_err(err)?);
     let cfg_path = dir.join("config.json");
     let config = UnilipConfig::load(&cfg_path).map_err(err)?;
     let files: Vec<&Path> = ck.files().collect();

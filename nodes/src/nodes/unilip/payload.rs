@@ -109,7 +109,14 @@ payload!(
     Tokens,
     |s| {
         let [r, l] = s.ids.dims();
-        Some(Summary::of(vec![r, l], "i64", &[]))
+        let ids: Vec<f32> = s
+            .ids
+            .clone()
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .unwrap_or_default();
+        Some(Summary::of(vec![r, l], "i64", &ids))
     },
     s.ids.dims().iter().product::<usize>() * 16
 );
