@@ -552,7 +552,15 @@ impl CheckpointWriter<'_> {
         let raw = model
             .tensors()
             .map_err(|e| TrainError::Io(format!("saving the model: {e}")))?;
-        let mut merged = read_all(self.base)?;
+        // The base checkpoint's tensors the run did not load (read from the mapped files at each
+        // save rather than held in memory), then the trained components.
+        let mut merged = self
+            .base
+            .keys()
+            .into_iter()
+            .filter(|k| !raw.contains_key(*k))
+            .map(|k| Ok((k.to_string(), self.base.read(k)?)))
+            .collect::<Result<BTreeMap<_, _>, TrainError>>()?;
         merged.extend(raw.iter().map(|(k, v)| (k.clone(), v.clone())));
         if let Some(ema) = ema {
             merged.extend(ema.tensors(&model.keys));
