@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use clap::{Args, ValueEnum};
 use unilip_core::{GraphDoc, ParamValue};
 use unilip_nodes::eval::{eval_shapesworld, EvalOptions, EvalTask};
-use unilip_nodes::models::unilip::ConditionMode;
 use unilip_nodes::shapesworld::{write_split, Domain, GenConfig, Split};
 
 use super::checkpoint::{init_checkpoint, Dtype, Preset};
@@ -166,16 +165,7 @@ pub fn eval(args: EvalArgs) -> Result<(), CliError> {
     opts.domain = args.domain.into();
     opts.steps = args.steps;
     opts.guidance = args.guidance;
-    opts.condition = match args.condition.as_str() {
-        "dual" => ConditionMode::Dual,
-        "hidden_only" => ConditionMode::HiddenOnly,
-        "query_only" => ConditionMode::QueryOnly,
-        other => {
-            return Err(CliError::Usage(format!(
-                "--condition `{other}`: expected dual, hidden_only or query_only"
-            )))
-        }
-    };
+    opts.condition = args.condition.parse().map_err(CliError::Usage)?;
     let metrics = eval_shapesworld(&dir, &opts).map_err(CliError::Run)?;
     if args.json {
         println!(

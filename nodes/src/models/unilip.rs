@@ -907,6 +907,22 @@ pub enum ConditionMode {
     QueryOnly,
 }
 
+impl std::str::FromStr for ConditionMode {
+    type Err = String;
+
+    /// `dual`, `hidden_only` or `query_only` (the names graphs and the CLI use).
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "dual" => Ok(Self::Dual),
+            "hidden_only" => Ok(Self::HiddenOnly),
+            "query_only" => Ok(Self::QueryOnly),
+            other => Err(format!(
+                "condition `{other}`: expected dual, hidden_only or query_only"
+            )),
+        }
+    }
+}
+
 /// A DiT conditioning: caption embeddings `[b, l, caption_channels]` and their mask `[b, l]`.
 #[derive(Debug, Clone)]
 pub struct Condition<B: Backend> {

@@ -48,13 +48,26 @@ pub struct HostImage {
     pub data: Vec<f32>,
 }
 
+impl HostImage {
+    /// An 8-bit HWC buffer scaled to [0, 1].
+    fn from_u8(height: usize, width: usize, bytes: &[u8]) -> Self {
+        Self {
+            height,
+            width,
+            data: bytes.iter().map(|&v| f32::from(v) / 255.0).collect(),
+        }
+    }
+}
+
 impl From<&RgbU8> for HostImage {
     fn from(img: &RgbU8) -> Self {
-        Self {
-            height: img.height,
-            width: img.width,
-            data: img.data.iter().map(|&v| f32::from(v) / 255.0).collect(),
-        }
+        Self::from_u8(img.height, img.width, &img.data)
+    }
+}
+
+impl From<&image::RgbImage> for HostImage {
+    fn from(img: &image::RgbImage) -> Self {
+        Self::from_u8(img.height() as usize, img.width() as usize, img.as_raw())
     }
 }
 

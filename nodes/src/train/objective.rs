@@ -410,11 +410,8 @@ fn target_latent(
     model: &Unilip<TrainB>,
     images: Tensor<TrainB, 4>,
 ) -> Result<Tensor<TrainB, 4>, TrainError> {
-    let [_, _, h, w] = images.dims();
-    let features = model.image_features(normalize(images))?;
-    let grid = vision(model)?.feature_grid(h, w);
-    let latent = model.features_to_latent(features, grid)?;
-    Ok(latent
+    Ok(model
+        .encode_latent(normalize(images))?
         .mul_scalar(model.config.unilip_factor as f32)
         .detach())
 }

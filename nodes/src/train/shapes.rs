@@ -26,14 +26,6 @@ impl ShapesDataset {
     }
 }
 
-fn host(img: &image::RgbImage) -> HostImage {
-    HostImage {
-        height: img.height() as usize,
-        width: img.width() as usize,
-        data: img.as_raw().iter().map(|&v| f32::from(v) / 255.0).collect(),
-    }
-}
-
 impl Dataset for ShapesDataset {
     fn kind(&self) -> DatasetKind {
         self.kind
@@ -49,7 +41,7 @@ impl Dataset for ShapesDataset {
             DatasetKind::Captions => {
                 let item = self.generator.caption_item(i);
                 Sample {
-                    image: host(&item.image),
+                    image: HostImage::from(&item.image),
                     source: None,
                     text: item.caption,
                     answer: None,
@@ -58,8 +50,8 @@ impl Dataset for ShapesDataset {
             DatasetKind::Edits => {
                 let e = self.generator.edit_item(i);
                 Sample {
-                    image: host(&e.target_image),
-                    source: Some(host(&e.source_image)),
+                    image: HostImage::from(&e.target_image),
+                    source: Some(HostImage::from(&e.source_image)),
                     text: e.item.instruction,
                     answer: None,
                 }
@@ -67,7 +59,7 @@ impl Dataset for ShapesDataset {
             DatasetKind::Vqa => {
                 let item = self.generator.vqa_item(i);
                 Sample {
-                    image: host(&item.image),
+                    image: HostImage::from(&item.image),
                     source: None,
                     text: item.question,
                     answer: Some(item.answer),

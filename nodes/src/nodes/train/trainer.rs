@@ -142,11 +142,7 @@ fn config(
     losses: Vec<crate::train::loss::LossTerm>,
 ) -> Result<TrainConfig, NodeError> {
     let count = |n: &str| -> Result<usize, NodeError> { Ok(ctx.int(n)?.max(0) as usize) };
-    let condition_mode = match ctx.str("condition")? {
-        "hidden_only" => ConditionMode::HiddenOnly,
-        "query_only" => ConditionMode::QueryOnly,
-        _ => ConditionMode::Dual,
-    };
+    let condition_mode: ConditionMode = ctx.str("condition")?.parse().map_err(NodeError::msg)?;
     Ok(TrainConfig {
         losses,
         steps: count("steps")?,
