@@ -86,6 +86,11 @@ pub enum PortType {
     Loss,
     /// A dataset handle (training and evaluation graphs).
     Dataset,
+    /// A set of labelled embedding vectors `[n, dim]` (retrieval corpora, pooled features).
+    Embeddings {
+        /// Vector width.
+        dim: Option<u32>,
+    },
 }
 
 impl PortType {
@@ -107,6 +112,7 @@ impl PortType {
             PortType::Model(_) => "Model",
             PortType::Loss => "Loss",
             PortType::Dataset => "Dataset",
+            PortType::Embeddings { .. } => "Embeddings",
         }
     }
 
@@ -131,7 +137,8 @@ impl PortType {
             ) => s1 == s2 && dims_match(*c1, *c2) && dims_match(*d1, *d2),
             (VisionFeatures { dim: a }, VisionFeatures { dim: b })
             | (HiddenStates { dim: a }, HiddenStates { dim: b })
-            | (Conditioning { dim: a }, Conditioning { dim: b }) => dims_match(*a, *b),
+            | (Conditioning { dim: a }, Conditioning { dim: b })
+            | (Embeddings { dim: a }, Embeddings { dim: b }) => dims_match(*a, *b),
             (Model(a), Model(b)) => a == b || *a == ModelKind::Unilip,
             (a, b) => a == b,
         };
@@ -157,6 +164,7 @@ impl fmt::Display for PortType {
             PortType::VisionFeatures { dim } => write!(f, "VisionFeatures<{}>", d(dim)),
             PortType::HiddenStates { dim } => write!(f, "HiddenStates<{}>", d(dim)),
             PortType::Conditioning { dim } => write!(f, "Conditioning<{}>", d(dim)),
+            PortType::Embeddings { dim } => write!(f, "Embeddings<{}>", d(dim)),
             PortType::Model(k) => write!(f, "Model<{k:?}>"),
             other => f.write_str(other.family()),
         }

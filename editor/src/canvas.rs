@@ -148,6 +148,7 @@ pub fn family_color(ty: Option<&PortType>) -> Color32 {
         Some("Model") => Color32::from_rgb(200, 100, 255),
         Some("Loss") => Color32::from_rgb(255, 90, 90),
         Some("Dataset") => Color32::from_rgb(170, 170, 170),
+        Some("Embeddings") => Color32::from_rgb(90, 210, 170),
         _ => Color32::GRAY,
     }
 }

@@ -490,7 +490,7 @@ pub struct RandomSource {
 impl RandomSource {
     /// Values for `key`: norm weights 1, biases 0, other tensors N(0, 1/fan_in).
     fn make(&self, key: &str, shape: &[usize]) -> HostTensor {
-        use rand::{RngExt, SeedableRng};
+        use rand::SeedableRng;
         let n: usize = shape.iter().product();
         let last = key.rsplit('.').next().unwrap_or(key);
         let is_norm = key.contains("norm") || key.contains("ln") || last.starts_with("ls");
@@ -513,13 +513,7 @@ impl RandomSource {
                             .expect("8 bytes"),
                     ),
             );
-            (0..n)
-                .map(|_| {
-                    // Box-Muller from two uniforms.
-                    let (u1, u2): (f32, f32) = (rng.random::<f32>().max(1e-7), rng.random::<f32>());
-                    std * (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
-                })
-                .collect()
+            (0..n).map(|_| std * standard_normal(&mut rng)).collect()
         };
         let t = HostTensor {
             shape: shape.to_vec(),
@@ -531,6 +525,13 @@ impl RandomSource {
             .insert(key.to_string(), t.clone());
         t
     }
+}
+
+/// One N(0, 1) draw (Box-Muller from two uniforms).
+pub fn standard_normal(rng: &mut impl rand::Rng) -> f32 {
+    use rand::RngExt;
+    let (u1, u2): (f32, f32) = (rng.random::<f32>().max(1e-7), rng.random::<f32>());
+    (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
 }
 
 /// Answers, for a random source, whether a key exists and with which shape.

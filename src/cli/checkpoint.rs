@@ -118,7 +118,7 @@ pub fn init_checkpoint(
 
 /// The sub-model a key belongs to.
 fn group(key: &str) -> &'static str {
-    const GROUPS: [(&str, &str); 10] = [
+    const GROUPS: [(&str, &str); 11] = [
         ("vision_tower.", "vision tower"),
         ("multi_modal_projector.", "mlp1 projector"),
         ("language_model.lm_head", "lm_head"),
@@ -129,6 +129,7 @@ fn group(key: &str) -> &'static str {
         ("projector.", "projector"),
         ("dit.", "SANA DiT"),
         ("vae_decoder.", "latent head + DC-AE decoder"),
+        ("unidiff.", "UniDiff heads"),
     ];
     let k = key.strip_prefix("model.").unwrap_or(key);
     GROUPS

@@ -7,6 +7,7 @@ mod graph;
 mod run;
 mod shapes;
 mod sweep;
+mod unidiff;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -40,8 +41,9 @@ enum Command {
     },
     /// Write procedural training/validation data to disk.
     Data(shapes::DataArgs),
-    /// Score a checkpoint on a procedural world's validation split.
-    Eval(shapes::EvalArgs),
+    /// Score a checkpoint: ShapesWorld tasks, or UniDiff retrieval on a domain.
+    #[command(subcommand)]
+    Eval(EvalCommand),
     /// Train a model on a procedural world with the whole UniLIP recipe (resumable).
     TrainRecipe(shapes::RecipeArgs),
     /// Run a graph over a grid of param values (ablations); writes results.csv and charts.
@@ -126,6 +128,15 @@ impl fmt::Display for CliError {
     }
 }
 
+/// `unilip eval ...`.
+#[derive(Subcommand)]
+pub enum EvalCommand {
+    /// Reconstruction, generation, editing or VQA on ShapesWorld's validation split.
+    Shapesworld(shapes::EvalArgs),
+    /// UniDiff: Recall@1/5/10 both ways, embedding spread and generation on a domain.
+    Unidiff(unidiff::UnidiffEvalArgs),
+}
+
 /// Parses arguments and runs the command.
 pub fn main() -> Result<(), CliError> {
     let cli = Cli::parse();
@@ -136,7 +147,8 @@ pub fn main() -> Result<(), CliError> {
         Command::Train { run, resume } => run::train(run, resume),
         Command::Sweep(args) => sweep::sweep(args),
         Command::Data(args) => shapes::data(args),
-        Command::Eval(args) => shapes::eval(args),
+        Command::Eval(EvalCommand::Shapesworld(args)) => shapes::eval(args),
+        Command::Eval(EvalCommand::Unidiff(args)) => unidiff::eval(args),
         Command::TrainRecipe(args) => shapes::recipe(args),
         Command::Edit { graph } => unilip_editor::run_editor(graph).map_err(CliError::Run),
         Command::Validate { graph } => run::validate_cmd(&graph),

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use unilip_core::{GraphDoc, ParamValue};
-use unilip_nodes::eval::{eval_shapesworld, EvalOptions, EvalTask};
+use unilip_nodes::eval::{eval_shapesworld, EvalOptions, EvalTask, Metrics};
 use unilip_nodes::shapesworld::{write_split, Domain, GenConfig, Split};
 
 use super::checkpoint::{init_checkpoint, Dtype, Preset};
@@ -114,8 +114,6 @@ pub enum TaskArg {
 /// `unilip eval shapesworld`.
 #[derive(Args)]
 pub struct EvalArgs {
-    /// The world.
-    world: World,
     /// What to measure.
     #[arg(long, value_enum)]
     task: TaskArg,
@@ -147,11 +145,7 @@ pub struct EvalArgs {
 
 /// `unilip eval shapesworld ...`.
 pub fn eval(args: EvalArgs) -> Result<(), CliError> {
-    let World::Shapesworld = args.world;
-    let dir = match args.checkpoint {
-        Some(d) => d,
-        None => unilip_nodes::default_model::dir().map_err(CliError::Usage)?,
-    };
+    let dir = checkpoint_or_default(args.checkpoint)?;
     let mut opts = EvalOptions::new(
         match args.task {
             TaskArg::Recon => EvalTask::Recon,
@@ -167,17 +161,30 @@ pub fn eval(args: EvalArgs) -> Result<(), CliError> {
     opts.guidance = args.guidance;
     opts.condition = args.condition.parse().map_err(CliError::Usage)?;
     let metrics = eval_shapesworld(&dir, &opts).map_err(CliError::Run)?;
-    if args.json {
+    print_metrics(&metrics, args.json);
+    Ok(())
+}
+
+/// The given checkpoint directory, or the embedded default model's.
+pub fn checkpoint_or_default(dir: Option<PathBuf>) -> Result<PathBuf, CliError> {
+    match dir {
+        Some(d) => Ok(d),
+        None => unilip_nodes::default_model::dir().map_err(CliError::Usage),
+    }
+}
+
+/// Metrics as `name: value` lines, or one JSON object.
+pub fn print_metrics(metrics: &Metrics, json: bool) {
+    if json {
         println!(
             "{}",
-            serde_json::to_string(&metrics).expect("metrics serialise")
+            serde_json::to_string(metrics).expect("metrics serialise")
         );
     } else {
-        for (k, v) in &metrics {
+        for (k, v) in metrics {
             println!("{k}: {v:.4}");
         }
     }
-    Ok(())
 }
 
 /// `unilip train-recipe shapesworld`.

@@ -709,12 +709,30 @@ impl<B: Backend> SanaTransformer<B> {
         caption: Tensor<B, 3>,
         caption_mask: Tensor<B, 2>,
     ) -> Tensor<B, 4> {
+        self.forward_tapped(x, timestep, caption, caption_mask, None)
+            .0
+    }
+
+    /// [`Self::forward`] that also returns the hidden states `[b, n, d]` after block `tap`
+    /// (0-based) of the same pass, when `tap` names a block (UniDiff's RSC reads them).
+    pub fn forward_tapped(
+        &self,
+        x: Tensor<B, 4>,
+        timestep: Tensor<B, 1>,
+        caption: Tensor<B, 3>,
+        caption_mask: Tensor<B, 2>,
+        tap: Option<usize>,
+    ) -> (Tensor<B, 4>, Option<Tensor<B, 3>>) {
         let (mut hs, h, w) = self.embed_patches(x);
         let cond = self.condition(timestep, caption, caption_mask);
-        for block in &self.transformer_blocks {
+        let mut tapped = None;
+        for (i, block) in self.transformer_blocks.iter().enumerate() {
             hs = block.forward(hs, &cond, h, w);
+            if tap == Some(i) {
+                tapped = Some(hs.clone());
+            }
         }
-        self.head(hs, cond.embedded_timestep, h, w).2
+        (self.head(hs, cond.embedded_timestep, h, w).2, tapped)
     }
 
     /// [`Self::forward`] that also returns every intermediate named in the fixture traces.

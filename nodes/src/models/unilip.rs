@@ -41,6 +41,7 @@ use crate::models::scheduler::{
 };
 use crate::models::tokenizer::{understanding_prompt, SpecialIds, Tokenizer, TokenizerError};
 use crate::param_keys::{keyed_tensors, ParamKeys, UnkeyedParam};
+use crate::unidiff::heads::UnidiffHeads;
 use crate::weights::{self, read_json, Checkpoint, HostTensor, VarBuilder, WeightError};
 
 // ---------------------------------------------------------------------------------------------
@@ -373,7 +374,7 @@ impl UnilipConfig {
     /// A CPU-trainable model for 64×64 images (ShapesWorld) with a word-level vocabulary of
     /// `vocab_size` tokens with the given special ids (`<IMG_CONTEXT>`, `<|im_end|>` as EOS): ViT patch 4 (16×16 grid,
     /// 32 wide, 2 layers) → pixel shuffle → 64 tokens of width 64; LLM 64 wide with 2 layers;
-    /// 16 queries and a 1-layer connector; a 2-layer DiT on an 8×8×16 latent; a 4-stage DC-AE
+    /// 16 queries and a 1-layer connector; a 4-layer DiT 128 wide on an 8×8×16 latent; a 4-stage DC-AE
     /// decoder (×8) back to 64×64.
     pub fn shapes(vocab_size: usize, special: SpecialIds) -> Self {
         let mut vision = vision_json(32, 2, 2, 64);
@@ -392,10 +393,10 @@ impl UnilipConfig {
         json["image_token_id"] = special.img_context.into();
         json["output_scale"] = 1.0.into();
         json["dit_config"] = json!({
-            "in_channels": 16, "out_channels": 16, "num_layers": 2,
-            "num_attention_heads": 2, "attention_head_dim": 16,
-            "num_cross_attention_heads": 2, "cross_attention_head_dim": 16,
-            "cross_attention_dim": 32, "caption_channels": 32, "mlp_ratio": 2.5,
+            "in_channels": 16, "out_channels": 16, "num_layers": 4,
+            "num_attention_heads": 4, "attention_head_dim": 32,
+            "num_cross_attention_heads": 4, "cross_attention_head_dim": 32,
+            "cross_attention_dim": 128, "caption_channels": 64, "mlp_ratio": 2.5,
             "sample_size": 8, "patch_size": 1, "norm_elementwise_affine": false, "norm_eps": 1e-6
         });
         json["vae_config"] = json!({
@@ -468,6 +469,8 @@ pub struct ComponentSet {
     pub dit: bool,
     /// `vae_decoder`: latent head + DC-AE decoder.
     pub decoder: bool,
+    /// UniDiff heads (`model.unidiff.*`), when the checkpoint has them.
+    pub unidiff: bool,
 }
 
 impl ComponentSet {
@@ -479,6 +482,7 @@ impl ComponentSet {
         connector: true,
         dit: true,
         decoder: true,
+        unidiff: true,
     };
     /// Text-to-image: LLM, connector, DiT, decoder (no vision, no `lm_head`).
     pub const GENERATION: Self = Self {
@@ -488,6 +492,7 @@ impl ComponentSet {
         connector: true,
         dit: true,
         decoder: true,
+        unidiff: false,
     };
     /// Editing: [`Self::GENERATION`] plus the vision tower.
     pub const EDITING: Self = Self {
@@ -502,6 +507,7 @@ impl ComponentSet {
         connector: false,
         dit: false,
         decoder: true,
+        unidiff: false,
     };
     /// Understanding: vision tower, LLM and `lm_head`.
     pub const UNDERSTANDING: Self = Self {
@@ -511,6 +517,7 @@ impl ComponentSet {
         connector: false,
         dit: false,
         decoder: false,
+        unidiff: false,
     };
 }
 
@@ -550,7 +557,7 @@ impl KeyStyle {
     }
 
     /// Prefix of the LLM's `Qwen2Model`.
-    fn language_model(self) -> &'static str {
+    pub fn language_model(self) -> &'static str {
         match self {
             Self::Nested => "model.language_model",
             Self::Legacy => "language_model.model",
@@ -592,6 +599,8 @@ pub struct Unilip<B: Backend> {
     pub dit: Option<SanaTransformer<B>>,
     /// Latent head + DC-AE decoder.
     pub vae_decoder: Option<VaeDecoder<B>>,
+    /// UniDiff's projection heads and temperature, when loaded.
+    pub unidiff: Option<UnidiffHeads<B>>,
     /// The config.
     #[module(skip)]
     pub config: UnilipConfig,
@@ -721,6 +730,10 @@ impl<B: Backend> Unilip<B> {
                 })
             })
             .transpose()?;
+        let heads_vb = root.pp(crate::unidiff::heads::PREFIX);
+        let unidiff = (c.unidiff && UnidiffHeads::present(&heads_vb))
+            .then(|| UnidiffHeads::load(&heads_vb, h, config.dit.inner_dim(), &config.text))
+            .transpose()?;
         Ok(Self {
             vision,
             language_model,
@@ -729,6 +742,7 @@ impl<B: Backend> Unilip<B> {
             projector,
             dit,
             vae_decoder,
+            unidiff,
             config,
             components: c,
             keys: root.param_keys(),

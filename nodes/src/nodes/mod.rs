@@ -1,11 +1,13 @@
 //! Node definitions registered with the graph engine. Each file defines a few related nodes.
 
+pub mod eval;
 pub mod image_io;
 pub mod image_ops;
 pub mod metrics;
 pub mod png_meta;
 pub mod scalar;
 pub mod train;
+pub mod unidiff;
 pub mod unilip;
 
 use std::collections::BTreeMap;

@@ -9,6 +9,8 @@ use std::fmt;
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 
+use crate::unidiff::RscMode;
+
 /// Which loss a term computes.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum LossKind {
@@ -30,6 +32,25 @@ pub enum LossKind {
     },
     /// Next-token cross-entropy over the answer (or caption) tokens.
     Text,
+    /// UniDiff ITC: symmetric InfoNCE between the image and caption embeddings (UniDiff heads)
+    /// at CLIP's learnable temperature.
+    Itc {
+        /// ITC's text encoder is a separate copy of the LLM (`text_tower`), so ITC does not move
+        /// the LLM that conditions the DiT.
+        separate_text: bool,
+    },
+    /// UniDiff RSC between a DiT block's pooled, projected hidden states of the noisy latent and
+    /// the clean image's CLIP embedding, on the samples with timestep ≤ `t_max`.
+    Rsc {
+        /// How the two feature sets are tied.
+        mode: RscMode,
+        /// The DiT block whose output is tapped (0-based).
+        tap_block: usize,
+        /// Largest timestep (0–1000) a sample may have to count.
+        t_max: f64,
+        /// Temperature of the contrastive modes.
+        temperature: f64,
+    },
 }
 
 impl LossKind {
@@ -42,6 +63,8 @@ impl LossKind {
             Self::Distill => "distill",
             Self::FlowMatching { .. } => "flow_matching",
             Self::Text => "text",
+            Self::Itc { .. } => "itc",
+            Self::Rsc { .. } => "rsc",
         }
     }
 
@@ -51,6 +74,16 @@ impl LossKind {
             self,
             Self::PixelMse | Self::PixelL1 | Self::Perceptual | Self::Distill
         )
+    }
+
+    /// True for UniDiff's own terms (ITC, RSC).
+    pub fn is_unidiff(&self) -> bool {
+        matches!(self, Self::Itc { .. } | Self::Rsc { .. })
+    }
+
+    /// True when the term runs the DiT on noised latents.
+    pub fn uses_dit(&self) -> bool {
+        matches!(self, Self::FlowMatching { .. } | Self::Rsc { .. })
     }
 
     /// True when the frozen original vision tower is needed.

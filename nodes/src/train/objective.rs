@@ -31,6 +31,8 @@ use crate::models::tokenizer::{
 use crate::models::unilip::{
     encode_prompts, resize_bilinear, ComponentSet, ConditionMode, Unilip, UnilipError,
 };
+use crate::unidiff::embed::{image_embeddings, text_embeddings};
+use crate::unidiff::{info_nce_scaled, rsc_loss, RscMode};
 
 /// The question asked for captioning samples in understanding training.
 pub const CAPTION_QUESTION: &str = "Describe the image.";
@@ -46,6 +48,8 @@ pub enum Task {
     Edit,
     /// Captioning / VQA with the MLLM.
     Understand,
+    /// UniDiff: ITC and RSC, with flow matching as IS, on caption data.
+    Unidiff,
 }
 
 impl Task {
@@ -60,6 +64,18 @@ impl Task {
             .iter()
             .all(|t| matches!(t.kind, LossKind::FlowMatching { .. }));
         let text = losses.iter().all(|t| t.kind == LossKind::Text);
+        let unidiff = losses.iter().any(|t| t.kind.is_unidiff())
+            && losses
+                .iter()
+                .all(|t| t.kind.is_unidiff() || matches!(t.kind, LossKind::FlowMatching { .. }));
+        if unidiff {
+            return match kind {
+                DatasetKind::Captions => Ok(Self::Unidiff),
+                other => setup(format!(
+                    "UniDiff's ITC/RSC terms need image–caption pairs, got {other:?} data"
+                )),
+            };
+        }
         match (encoder, flow, text, kind) {
             (true, _, _, _) => Ok(Self::Encoder),
             (_, true, _, DatasetKind::Captions) => Ok(Self::Generate),
@@ -73,7 +89,8 @@ impl Task {
             (_, _, true, _) => Ok(Self::Understand),
             _ => setup(format!(
                 "loss terms [{}] mix tasks: reconstruction losses (mse, l1, perceptual, distill), \
-                 flow matching and the text loss each train a different model path",
+                 flow matching (alone or with UniDiff's itc/rsc) and the text loss each train a \
+                 different model path",
                 losses
                     .iter()
                     .map(ToString::to_string)
@@ -89,6 +106,10 @@ impl Task {
             Self::Encoder => ComponentSet::RECONSTRUCTION,
             Self::Generate | Self::Edit => ComponentSet::EDITING,
             Self::Understand => ComponentSet::UNDERSTANDING,
+            Self::Unidiff => ComponentSet {
+                lm_head: false,
+                ..ComponentSet::ALL
+            },
         }
     }
 
@@ -104,8 +125,9 @@ pub struct Objective<'a> {
     pub task: Task,
     /// The weighted terms.
     pub terms: &'a [LossTerm],
-    /// The frozen original vision tower (perceptual and distillation losses).
-    pub teacher: Option<&'a InternVlVision<TrainB>>,
+    /// The frozen original model (its vision tower for the perceptual and distillation losses;
+    /// with the latent head, UniDiff's DiT targets while the ViT trains).
+    pub teacher: Option<&'a Unilip<TrainB>>,
     /// The tokenizer (every task but the encoder).
     pub tokenizer: Option<&'a Tokenizer>,
     /// Probability of replacing a caption / instruction by the null prompt.
@@ -143,11 +165,13 @@ impl<'a> Objective<'a> {
             Task::Encoder => self.encoder(model, samples),
             Task::Generate | Task::Edit => self.flow_matching(model, samples, rng),
             Task::Understand => self.understand(model, samples),
+            Task::Unidiff => self.unidiff(model, samples, rng),
         }
     }
 
     fn teacher(&self) -> Result<&InternVlVision<TrainB>, TrainError> {
         self.teacher
+            .and_then(|t| t.vision.as_ref())
             .ok_or_else(|| TrainError::Setup("the frozen vision tower was not loaded".into()))
     }
 
@@ -207,10 +231,8 @@ impl<'a> Objective<'a> {
         samples: &[Sample],
         rng: &mut StdRng,
     ) -> Result<Vec<Tensor<TrainB, 1>>, TrainError> {
-        let tok = self.tokenizer()?;
         let size = input_size(model);
         let dev = crate::backend::device();
-        let b = samples.len();
         let targets: Vec<_> = samples.iter().map(|s| &s.image).collect();
         let x0 = target_latent(model, image_batch(&targets, size, &dev))?;
         let source_features = if self.task == Task::Edit {
@@ -227,7 +249,38 @@ impl<'a> Objective<'a> {
         } else {
             None
         };
-        let n_img = model.image_tokens(size, size).unwrap_or(0);
+        let pass = self.dit_pass(model, x0, source_features.as_ref(), samples, rng)?;
+        self.terms
+            .iter()
+            .map(|term| match term.kind {
+                LossKind::FlowMatching { .. } => {
+                    Ok(mse(pass.velocity.clone(), pass.target.clone()))
+                }
+                _ => Err(TrainError::Setup(format!(
+                    "loss `{}` does not apply to generation/editing training",
+                    term.kind.name()
+                ))),
+            })
+            .collect()
+    }
+
+    /// One DiT training pass on `x0`: the (possibly dropped) prompts as the condition, unit noise,
+    /// logit-normal timesteps of the flow-matching term (N(0, 1) without one), and the hidden
+    /// states of the RSC term's tap block when there is one.
+    fn dit_pass(
+        &self,
+        model: &Unilip<TrainB>,
+        x0: Tensor<TrainB, 4>,
+        source_features: Option<&Tensor<TrainB, 3>>,
+        samples: &[Sample],
+        rng: &mut StdRng,
+    ) -> Result<DitPass, TrainError> {
+        let tok = self.tokenizer()?;
+        let dev = crate::backend::device();
+        let b = samples.len();
+        let n_img = model
+            .image_tokens(input_size(model), input_size(model))
+            .unwrap_or(0);
         let prompts: Vec<String> = samples
             .iter()
             .map(|s| {
@@ -242,7 +295,7 @@ impl<'a> Objective<'a> {
             .collect();
         let texts: Vec<&str> = prompts.iter().map(String::as_str).collect();
         let (ids, mask) = encode_prompts::<TrainB>(tok, &texts, &dev)?;
-        let cond = model.condition(ids, mask, source_features.as_ref(), self.condition_mode)?;
+        let cond = model.condition(ids, mask, source_features, self.condition_mode)?;
         let [_, c, h, w] = x0.dims();
         let noise = Tensor::<TrainB, 4>::from_data(
             TensorData::random::<f32, _, _>(
@@ -252,30 +305,129 @@ impl<'a> Objective<'a> {
             ),
             &dev,
         );
-        let dit = model.dit.as_ref().ok_or(UnilipError::NotLoaded("dit"))?;
-        self.terms
+        let (logit_mean, logit_std) = self
+            .terms
             .iter()
-            .map(|term| match term.kind {
+            .find_map(|t| match t.kind {
                 LossKind::FlowMatching {
                     logit_mean,
                     logit_std,
+                } => Some((logit_mean, logit_std)),
+                _ => None,
+            })
+            .unwrap_or((0.0, 1.0));
+        let tap = self.terms.iter().find_map(|t| match t.kind {
+            LossKind::Rsc { tap_block, .. } => Some(tap_block),
+            _ => None,
+        });
+        let dit = model.dit.as_ref().ok_or(UnilipError::NotLoaded("dit"))?;
+        if let Some(block) = tap.filter(|&k| k >= model.config.dit.num_layers) {
+            return Err(TrainError::Setup(format!(
+                "rsc tap_block {block} does not exist: the DiT has {} blocks (0-based)",
+                model.config.dit.num_layers
+            )));
+        }
+        let t = self
+            .scheduler
+            .sample_training(b, logit_mean, logit_std, rng);
+        let sigmas = Tensor::from_data(TensorData::new(t.sigmas, [b]), &dev);
+        let timesteps = Tensor::from_data(TensorData::new(t.timesteps.clone(), [b]), &dev);
+        let xt = add_noise(x0.clone(), noise.clone(), sigmas);
+        let (velocity, tapped) =
+            dit.forward_tapped(xt, timesteps, cond.embeds, cond.mask.float(), tap);
+        Ok(DitPass {
+            velocity,
+            target: velocity_target(x0, noise),
+            tapped,
+            timesteps: t.timesteps,
+        })
+    }
+
+    /// UniDiff: `L = Σ wᵢ·termᵢ` over ITC (image vs caption embeddings), IS (flow matching) and
+    /// RSC (DiT tap vs image embedding), all on the same batch.
+    fn unidiff(
+        &self,
+        model: &Unilip<TrainB>,
+        samples: &[Sample],
+        rng: &mut StdRng,
+    ) -> Result<Vec<Tensor<TrainB, 1>>, TrainError> {
+        let heads = model
+            .unidiff
+            .as_ref()
+            .ok_or(UnilipError::NotLoaded("unidiff heads"))?;
+        let size = input_size(model);
+        let dev = crate::backend::device();
+        let images: Vec<_> = samples.iter().map(|s| &s.image).collect();
+        let x = image_batch::<TrainB>(&images, size, &dev);
+        let image_emb = image_embeddings(model, normalize(x.clone()))?;
+        let needs_text = self.terms.iter().any(|t| {
+            matches!(
+                t.kind,
+                LossKind::Itc { .. }
+                    | LossKind::Rsc {
+                        mode: RscMode::TextAnchored,
+                        ..
+                    }
+            )
+        });
+        let text_emb = if needs_text {
+            let captions: Vec<&str> = samples.iter().map(|s| s.text.as_str()).collect();
+            let (ids, mask) = encode_prompts::<TrainB>(self.tokenizer()?, &captions, &dev)?;
+            Some(text_embeddings(model, ids, mask)?)
+        } else {
+            None
+        };
+        let pass = if self.terms.iter().any(|t| t.kind.uses_dit()) {
+            // The DiT's target stays the original encoder's latent when the ViT is trained.
+            let x0 = target_latent(self.teacher.unwrap_or(model), x)?;
+            Some(self.dit_pass(model, x0, None, samples, rng)?)
+        } else {
+            None
+        };
+        let missing = |what: &str| TrainError::Setup(format!("internal: no {what} computed"));
+        self.terms
+            .iter()
+            .map(|term| match term.kind {
+                LossKind::FlowMatching { .. } => {
+                    let p = pass.as_ref().ok_or_else(|| missing("DiT pass"))?;
+                    Ok(mse(p.velocity.clone(), p.target.clone()))
+                }
+                LossKind::Itc { .. } => Ok(info_nce_scaled(
+                    image_emb.clone(),
+                    text_emb.clone().ok_or_else(|| missing("text embedding"))?,
+                    heads.scale(),
+                )),
+                LossKind::Rsc {
+                    mode,
+                    t_max,
+                    temperature,
+                    ..
                 } => {
-                    let t = self
-                        .scheduler
-                        .sample_training(b, logit_mean, logit_std, rng);
-                    let sigmas = Tensor::from_data(TensorData::new(t.sigmas, [b]), &dev);
-                    let timesteps = Tensor::from_data(TensorData::new(t.timesteps, [b]), &dev);
-                    let xt = add_noise(x0.clone(), noise.clone(), sigmas);
-                    let v = dit.forward(
-                        xt,
-                        timesteps,
-                        cond.embeds.clone(),
-                        cond.mask.clone().float(),
+                    let p = pass.as_ref().ok_or_else(|| missing("DiT pass"))?;
+                    let tapped = p.tapped.clone().ok_or_else(|| missing("DiT tap"))?;
+                    let w = heads.dit_embedding(tapped);
+                    let keep: Vec<i64> = (0..samples.len() as i64)
+                        .filter(|&i| f64::from(p.timesteps[i as usize]) <= t_max)
+                        .collect();
+                    if keep.len() < 2 {
+                        // No pair to compare at this noise level: a zero that keeps the graph.
+                        return Ok(w.sum().mul_scalar(0.0));
+                    }
+                    let idx = Tensor::<TrainB, 1, Int>::from_data(
+                        TensorData::new(keep.clone(), [keep.len()]),
+                        &dev,
                     );
-                    Ok(mse(v, velocity_target(x0.clone(), noise.clone())))
+                    rsc_loss(
+                        w.select(0, idx.clone()),
+                        image_emb.clone().select(0, idx.clone()),
+                        text_emb.clone().map(|t| t.select(0, idx)),
+                        mode,
+                        temperature as f32,
+                    )
+                    .map_err(TrainError::Setup)
                 }
                 _ => Err(TrainError::Setup(format!(
-                    "loss `{}` does not apply to generation/editing training",
+                    "loss `{}` does not apply to UniDiff training",
                     term.kind.name()
                 ))),
             })
@@ -347,6 +499,14 @@ impl<'a> Objective<'a> {
             })
             .collect()
     }
+}
+
+/// The outputs of one DiT training pass.
+struct DitPass {
+    velocity: Tensor<TrainB, 4>,
+    target: Tensor<TrainB, 4>,
+    tapped: Option<Tensor<TrainB, 3>>,
+    timesteps: Vec<f32>,
 }
 
 /// Right-padded next-token batch: inputs are `seq[..n-1]`, targets `seq[1..]`, weight 1 where the

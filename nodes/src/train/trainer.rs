@@ -12,6 +12,7 @@ use rand::SeedableRng;
 
 use super::data::{mix, Dataset, EpochOrder, Sample};
 use super::log::{self, StepLog};
+use super::loss::LossKind;
 use super::loss::LossTerm;
 use super::objective::{Objective, Task};
 use super::optim::{clip_global_norm, learning_rate, trainable_ids, Ema, GroupedAdamW, ParamGroup};
@@ -19,7 +20,8 @@ use super::run_dir::{read_state, write_state, RunDir, TrainState};
 use super::TrainError;
 use crate::backend::TrainB;
 use crate::models::tokenizer::Tokenizer;
-use crate::models::unilip::{ComponentSet, ConditionMode, Unilip, UnilipConfig};
+use crate::models::unilip::{ComponentSet, ConditionMode, KeyStyle, Unilip, UnilipConfig};
+use crate::unidiff::heads::init_tensors;
 use crate::weights::{self, Checkpoint, HostTensor, SaveDtype};
 
 /// Which sub-models receive gradients (the rest are frozen, bit-identical after training).
@@ -37,6 +39,8 @@ pub struct Trainable {
     pub latent_head: bool,
     /// The DC-AE pixel decoder.
     pub decoder: bool,
+    /// UniDiff's heads, temperature and separate text tower.
+    pub heads: bool,
 }
 
 /// Hyperparameters of a run (spec §3 gives UniLIP's values).
@@ -174,7 +178,7 @@ pub fn train(req: TrainRequest<'_>, mut hooks: Hooks<'_>) -> Result<TrainReport,
     if let Some(s) = &state {
         check_resume(s, cfg, req.data)?;
     }
-    let session = Session::open(req.base, task, cfg, resume_dir.as_deref())?;
+    let session = Session::open(req.base, req.out, task, cfg, resume_dir.as_deref())?;
     session.run(req, &run, task, state, &mut hooks, resume_dir)
 }
 
@@ -208,13 +212,17 @@ struct Session {
 impl Session {
     fn open(
         base: &Path,
+        out: &Path,
         task: Task,
         cfg: &TrainConfig,
         resume: Option<&Path>,
     ) -> Result<Self, TrainError> {
         let dev = crate::backend::device();
         let config = UnilipConfig::load(&base.join("config.json"))?;
-        let base_ck = Arc::new(Checkpoint::open(base)?);
+        let mut base_ck = Arc::new(Checkpoint::open(base)?);
+        if task == Task::Unidiff {
+            base_ck = with_unidiff_heads(base_ck, &config, cfg, out)?;
+        }
         let components = task.components();
         let model = match resume {
             Some(dir) => Unilip::load_with_config(
@@ -226,22 +234,27 @@ impl Session {
             None => Unilip::from_checkpoint(base_ck.clone(), config.clone(), components, &dev)?,
         };
         let model = freeze(model, cfg.trainable);
-        let teacher = cfg
-            .losses
-            .iter()
-            .any(|t| t.kind.needs_teacher())
-            .then(|| {
-                let vision_only = ComponentSet {
+        let teacher_parts = if task == Task::Unidiff {
+            // UniDiff's DiT targets come from the original encoder while the ViT trains.
+            let dit_terms = cfg.losses.iter().any(|t| t.kind.uses_dit());
+            (cfg.trainable.vision && dit_terms).then_some(ComponentSet {
+                vision: true,
+                decoder: true,
+                ..ComponentSet::default()
+            })
+        } else {
+            cfg.losses
+                .iter()
+                .any(|t| t.kind.needs_teacher())
+                .then_some(ComponentSet {
                     vision: true,
                     ..ComponentSet::default()
-                };
-                Unilip::<TrainB>::from_checkpoint(
-                    base_ck.clone(),
-                    config.clone(),
-                    vision_only,
-                    &dev,
-                )
-                .map(|m| m.no_grad())
+                })
+        };
+        let teacher = teacher_parts
+            .map(|parts| {
+                Unilip::<TrainB>::from_checkpoint(base_ck.clone(), config.clone(), parts, &dev)
+                    .map(|m| m.no_grad())
             })
             .transpose()?;
         let tok_path = base.join("tokenizer.json");
@@ -306,7 +319,7 @@ impl Session {
             }
         }
         let mut objective = Objective::new(task, &cfg.losses)?;
-        objective.teacher = teacher.as_ref().and_then(|t| t.vision.as_ref());
+        objective.teacher = teacher.as_ref();
         objective.tokenizer = tokenizer.as_ref();
         objective.caption_dropout = cfg.caption_dropout;
         objective.condition_mode = cfg.condition_mode;
@@ -450,6 +463,53 @@ fn weighted_sum(
     total.ok_or_else(|| TrainError::Setup("no loss terms".into()))
 }
 
+/// `base` with UniDiff heads: as it is when it has them (a fine-tuned UniDiff model), else plus
+/// fresh heads ([`init_tensors`], seeded by the run's seed; with a copy of the LLM as the text
+/// tower when the ITC term asks for a separate one) written to `OUT/unidiff_init.safetensors`.
+fn with_unidiff_heads(
+    base: Arc<Checkpoint>,
+    config: &UnilipConfig,
+    cfg: &TrainConfig,
+    out: &Path,
+) -> Result<Arc<Checkpoint>, TrainError> {
+    let separate = cfg.losses.iter().any(|t| {
+        matches!(
+            t.kind,
+            LossKind::Itc {
+                separate_text: true
+            }
+        )
+    });
+    let prefix = crate::unidiff::heads::PREFIX;
+    if base.contains(&format!("{prefix}.image_head.weight")) {
+        let has_tower = base.contains(&format!("{prefix}.text_tower.embed_tokens.weight"));
+        if separate && !has_tower {
+            return Err(TrainError::Setup(format!(
+                "{}: its UniDiff heads share the LLM as text encoder; a separate text tower \
+                 cannot be added to trained heads (start from a checkpoint without heads)",
+                base.root.display()
+            )));
+        }
+        return Ok(base);
+    }
+    let llm_prefix = KeyStyle::detect(&base).language_model();
+    let tensors = init_tensors(
+        config.hidden_size(),
+        config.dit.inner_dim(),
+        cfg.seed,
+        separate.then_some((base.as_ref(), llm_prefix)),
+    )?;
+    std::fs::create_dir_all(out).map_err(|e| TrainError::Io(format!("{}: {e}", out.display())))?;
+    let init = out.join("unidiff_init.safetensors");
+    weights::write_safetensors(&init, &tensors, SaveDtype::F32, None)?;
+    let mut files: Vec<PathBuf> = base.files().map(Path::to_path_buf).collect();
+    files.push(init);
+    let mut merged = Checkpoint::from_files(&files)?;
+    merged.root = base.root.clone();
+    merged.config = base.config.clone();
+    Ok(Arc::new(merged))
+}
+
 /// Freezes (no gradients) every component not marked trainable.
 fn freeze(mut m: Unilip<TrainB>, t: Trainable) -> Unilip<TrainB> {
     fn off<M: Module<TrainB>>(x: Option<M>, on: bool) -> Option<M> {
@@ -465,6 +525,7 @@ fn freeze(mut m: Unilip<TrainB>, t: Trainable) -> Unilip<TrainB> {
     m.llm_connector = off(m.llm_connector, t.connector);
     m.projector = off(m.projector, t.connector);
     m.dit = off(m.dit, t.dit);
+    m.unidiff = off(m.unidiff, t.heads);
     if let Some(v) = &mut m.vae_decoder {
         if !t.latent_head {
             v.latent_head = v.latent_head.clone().no_grad();
@@ -492,6 +553,7 @@ fn param_groups(m: &Unilip<TrainB>, cfg: &TrainConfig) -> Vec<ParamGroup> {
             v
         }),
         ("dit", 1.0, trainable_ids(&m.dit)),
+        ("unidiff", 1.0, trainable_ids(&m.unidiff)),
     ];
     if let Some(v) = &m.vae_decoder {
         parts.push(("latent_head", 1.0, trainable_ids(&v.latent_head)));

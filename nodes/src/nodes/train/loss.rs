@@ -7,6 +7,7 @@ use unilip_core::{ExecCtx, Node, NodeError, NodeSchema, ParamSpec, PortSpec, Por
 
 use crate::nodes::unilip::payload::payload;
 use crate::train::loss::{LossKind, LossTerm};
+use crate::unidiff::RscMode;
 
 /// Loss terms on a wire.
 #[derive(Debug, Clone, PartialEq)]
@@ -174,4 +175,56 @@ loss_node!(
     "Next-token cross-entropy of the MLLM on answers (VQA data) or captions (caption data).",
     vec![],
     |_| Ok(LossKind::Text)
+);
+loss_node!(
+    ItcLoss,
+    "loss.itc",
+    "UniDiff ITC: symmetric InfoNCE between the pooled image features and the pooled caption \
+     hidden states, each through a UniDiff head, at CLIP's learnable temperature (heads start as \
+     the identity when the checkpoint has none).",
+    vec![ParamSpec::choice(
+        "text_encoder",
+        "shared",
+        &["shared", "separate"],
+        "shared: the LLM that conditions the DiT; separate: a trained copy of it (text_tower)"
+    )],
+    |ctx| Ok(LossKind::Itc {
+        separate_text: ctx.str("text_encoder")? == "separate",
+    })
+);
+loss_node!(
+    RscLoss,
+    "loss.rsc",
+    "UniDiff RSC: a DiT block's hidden states of the noisy latent (pooled, projected by dit_head) \
+     against the clean image's CLIP embedding, on samples with timestep ≤ t_max; contrastive \
+     (symmetric InfoNCE), cosine (1 − cos) or text_anchored (both sides to the caption).",
+    vec![
+        ParamSpec::choice(
+            "mode",
+            "contrastive",
+            &RscMode::NAMES,
+            "How the two feature sets are tied"
+        ),
+        ParamSpec::int(
+            "tap_block",
+            1,
+            0,
+            1000,
+            "DiT block whose output is tapped (0-based)"
+        ),
+        ParamSpec::float("t_max", 500.0, 0.0, 1000.0, "Largest timestep that counts"),
+        ParamSpec::float(
+            "temperature",
+            0.07,
+            0.001,
+            10.0,
+            "Temperature of the contrastive modes"
+        ),
+    ],
+    |ctx| Ok(LossKind::Rsc {
+        mode: ctx.str("mode")?.parse().map_err(NodeError::msg)?,
+        tap_block: ctx.int("tap_block")?.max(0) as usize,
+        t_max: ctx.float("t_max")?,
+        temperature: ctx.float("temperature")?,
+    })
 );

@@ -19,7 +19,7 @@ pub struct Train {
     schema: NodeSchema,
 }
 
-const FLAGS: [(&str, bool, &str); 6] = [
+const FLAGS: [(&str, bool, &str); 7] = [
     (
         "train_vision",
         false,
@@ -34,6 +34,11 @@ const FLAGS: [(&str, bool, &str); 6] = [
     ("train_dit", false, "Train the DiT"),
     ("train_latent_head", false, "Train the latent head"),
     ("train_decoder", false, "Train the DC-AE pixel decoder"),
+    (
+        "train_heads",
+        false,
+        "Train UniDiff's heads, temperature and separate text tower",
+    ),
 ];
 
 impl Train {
@@ -43,7 +48,8 @@ impl Train {
             ParamSpec::dir(
                 "out",
                 "runs/train",
-                "Run directory (checkpoints, model/, log.csv, loss.png)",
+                "Run directory (checkpoints, model/, log.csv, loss.png); empty = OUTPUT/train, \
+                 so each sweep point trains into its own directory",
             ),
             ParamSpec::int("steps", 100, 1, 10_000_000, "Optimizer steps"),
             ParamSpec::int("batch_size", 4, 1, 4096, "Samples per micro-batch"),
@@ -163,6 +169,7 @@ fn config(
             dit: ctx.bool("train_dit")?,
             latent_head: ctx.bool("train_latent_head")?,
             decoder: ctx.bool("train_decoder")?,
+            heads: ctx.bool("train_heads")?,
         },
         vision_lr_mult: ctx.float("vision_lr_mult")?,
         caption_dropout: ctx.float("caption_dropout")?,
@@ -180,7 +187,10 @@ impl Node for Train {
         let data = input::<DatasetValue>(ctx, "data")?.0.clone();
         let losses = input::<LossValue>(ctx, "loss")?.0.clone();
         let cfg = config(ctx, losses)?;
-        let out = PathBuf::from(ctx.str("out")?);
+        let out = match ctx.str("out")? {
+            "" => ctx.env().out_dir.join("train"),
+            dir => PathBuf::from(dir),
+        };
         let resume = ctx.bool("resume")?;
         let ctx_ref: &ExecCtx<'_> = ctx;
         let mut on_step = |log: &crate::train::log::StepLog, total: usize| {

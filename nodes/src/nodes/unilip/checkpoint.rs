@@ -67,7 +67,7 @@ pub struct LoadCheckpoint {
     schema: NodeSchema,
 }
 
-const PARTS: [(&str, &str); 6] = [
+const PARTS: [(&str, &str); 7] = [
     (
         "vision",
         "vision tower + projector (CLIP encode, editing, understanding)",
@@ -77,6 +77,10 @@ const PARTS: [(&str, &str); 6] = [
     ("connector", "learnable queries, connector and projector"),
     ("dit", "the SANA DiT"),
     ("decoder", "latent head + DC-AE pixel decoder"),
+    (
+        "unidiff",
+        "UniDiff heads (retrieval embeddings) when present",
+    ),
 ];
 
 impl LoadCheckpoint {
@@ -124,6 +128,7 @@ fn components(params: &BTreeMap<String, ParamValue>) -> ComponentSet {
         connector: on("connector"),
         dit: on("dit"),
         decoder: on("decoder"),
+        unidiff: on("unidiff"),
     }
 }
 

@@ -1,6 +1,5 @@
-//! UniDiff's losses and retrieval measures (arXiv 2306.00813, `spec/unidiff.md`): image–text
-//! contrastive (ITC), reciprocal semantic consistency (RSC) and the Recall@K / collapse measures of
-//! its evaluation. The losses are generic over the backend so they train on the autodiff backend.
+//! UniDiff's losses (arXiv 2306.00813, `spec/unidiff.md`): image–text contrastive (ITC) and
+//! reciprocal semantic consistency (RSC), generic over the backend so they train on autodiff.
 
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
@@ -23,9 +22,18 @@ fn diagonal_cross_entropy<B: Backend>(logits: Tensor<B, 2>) -> Tensor<B, 1> {
 /// divided by `temperature`, cross-entropy towards the pair in both directions, averaged — CLIP's
 /// loss, and UniDiff's ITC with `a` = images, `b` = texts.
 pub fn info_nce<B: Backend>(a: Tensor<B, 2>, b: Tensor<B, 2>, temperature: f32) -> Tensor<B, 1> {
-    let logits = l2_normalize(a)
-        .matmul(l2_normalize(b).transpose())
-        .div_scalar(temperature);
+    let scale = Tensor::from_floats([1.0 / temperature], &a.device());
+    info_nce_scaled(a, b, scale)
+}
+
+/// [`info_nce`] with the logit multiplier `scale` (`[1]`, CLIP's `exp(logit_scale)`) as a tensor,
+/// so a learnable temperature receives its gradient.
+pub fn info_nce_scaled<B: Backend>(
+    a: Tensor<B, 2>,
+    b: Tensor<B, 2>,
+    scale: Tensor<B, 1>,
+) -> Tensor<B, 1> {
+    let logits = l2_normalize(a).matmul(l2_normalize(b).transpose()) * scale.unsqueeze::<2>();
     (diagonal_cross_entropy(logits.clone()) + diagonal_cross_entropy(logits.transpose()))
         .div_scalar(2.0)
 }
@@ -39,6 +47,27 @@ pub enum RscMode {
     Cosine,
     /// Each feature set is pulled to its caption's text embedding with InfoNCE; the mean of both.
     TextAnchored,
+}
+
+impl RscMode {
+    /// The names the `mode` param takes.
+    pub const NAMES: [&'static str; 3] = ["contrastive", "cosine", "text_anchored"];
+}
+
+impl std::str::FromStr for RscMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "contrastive" => Ok(Self::Contrastive),
+            "cosine" => Ok(Self::Cosine),
+            "text_anchored" => Ok(Self::TextAnchored),
+            other => Err(format!(
+                "unknown RSC mode `{other}` (expected {})",
+                Self::NAMES.join(", ")
+            )),
+        }
+    }
 }
 
 /// Reciprocal semantic consistency between `diffusion` and `clip` features (`[n, d]`, already
@@ -65,61 +94,4 @@ pub fn rsc_loss<B: Backend>(
             )
         }
     }
-}
-
-/// Cosine similarity matrix `[queries, corpus]` of host embeddings.
-pub fn cosine_matrix(queries: &[Vec<f32>], corpus: &[Vec<f32>]) -> Vec<Vec<f32>> {
-    let unit = |v: &Vec<f32>| {
-        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-        v.iter().map(|x| x / n).collect::<Vec<f32>>()
-    };
-    let c: Vec<Vec<f32>> = corpus.iter().map(unit).collect();
-    queries
-        .iter()
-        .map(|q| {
-            let q = unit(q);
-            c.iter()
-                .map(|v| v.iter().zip(&q).map(|(a, b)| a * b).sum())
-                .collect()
-        })
-        .collect()
-}
-
-/// The `k` corpus indices most similar to each query, best first (ties keep corpus order).
-pub fn rank_top_k(similarity: &[Vec<f32>], k: usize) -> Vec<Vec<usize>> {
-    similarity
-        .iter()
-        .map(|row| {
-            let mut idx: Vec<usize> = (0..row.len()).collect();
-            idx.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
-            idx.truncate(k);
-            idx
-        })
-        .collect()
-}
-
-/// Fraction of queries whose ground-truth corpus index `truth[q]` is among their top `k`.
-pub fn recall_at_k(similarity: &[Vec<f32>], truth: &[usize], k: usize) -> f64 {
-    let top = rank_top_k(similarity, k);
-    let hits = top
-        .iter()
-        .zip(truth)
-        .filter(|(t, gt)| t.contains(gt))
-        .count();
-    hits as f64 / truth.len().max(1) as f64
-}
-
-/// Spread of a set of embeddings: `1 −` the mean cosine similarity of distinct pairs. Near 0 means
-/// collapse (all embeddings alike); unrelated random directions give about 1.
-pub fn spread(embeddings: &[Vec<f32>]) -> f64 {
-    let sim = cosine_matrix(embeddings, embeddings);
-    let n = embeddings.len();
-    if n < 2 {
-        return 0.0;
-    }
-    let off: f64 = (0..n)
-        .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
-        .map(|(i, j)| f64::from(sim[i][j]))
-        .sum();
-    1.0 - off / (n * (n - 1)) as f64
 }
