@@ -16,70 +16,117 @@ use crate::types::PortType;
 use crate::validate::{validate, ValidationError};
 use crate::value::Value;
 
-/// One grid axis: a param of a node and the values it takes, as typed by the user.
+/// One grid axis: a param of a node and the values it takes, as typed by the user. A linked
+/// axis sets further params together with the first (one grid dimension): each value is then
+/// either one value for all of them or `:`-separated values, one per param in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Axis {
     /// Node id.
     pub node: String,
     /// Param name.
     pub param: String,
+    /// Further `(node, param)` pairs set at the same time (empty for a plain axis).
+    pub linked: Vec<(String, String)>,
     /// Values as typed; each is parsed by the param's [`crate::ParamSpec::parse`].
     pub values: Vec<String>,
 }
 
 impl Axis {
-    /// Parses `NODE.PARAM=V1,V2,...` (the values are split on `,` and kept verbatim).
+    /// Parses `NODE.PARAM=V1,V2,...`, or a linked axis `N1.P1,N2.P2=A1:A2,B1:B2` (values split
+    /// on `,` and kept verbatim).
     pub fn parse(spec: &str) -> Result<Self, SweepError> {
         let bad = || SweepError::BadAxis(spec.to_string());
         let (lhs, values) = spec.split_once('=').ok_or_else(bad)?;
-        let (node, param) = lhs.split_once('.').ok_or_else(bad)?;
+        let mut targets = lhs.split(',').map(|t| {
+            t.split_once('.')
+                .filter(|(n, p)| !n.is_empty() && !p.is_empty())
+                .map(|(n, p)| (n.to_string(), p.to_string()))
+                .ok_or_else(bad)
+        });
+        let (node, param) = targets.next().ok_or_else(bad)??;
         Ok(Self {
-            node: node.to_string(),
-            param: param.to_string(),
+            node,
+            param,
+            linked: targets.collect::<Result<_, _>>()?,
             values: values.split(',').map(str::to_string).collect(),
         })
     }
 
-    /// `node.param`, the axis' column name.
-    pub fn name(&self) -> String {
-        format!("{}.{}", self.node, self.param)
+    /// Every `(node, param)` the axis sets, the first one first.
+    pub fn targets(&self) -> Vec<(&str, &str)> {
+        std::iter::once((self.node.as_str(), self.param.as_str()))
+            .chain(self.linked.iter().map(|(n, p)| (n.as_str(), p.as_str())))
+            .collect()
     }
 
-    /// Parses every value against the param's declaration in `doc`; the first refusal is the
-    /// error.
+    /// `node.param` (linked params joined by `+`), the axis' column name.
+    pub fn name(&self) -> String {
+        self.targets()
+            .iter()
+            .map(|(n, p)| format!("{n}.{p}"))
+            .collect::<Vec<_>>()
+            .join("+")
+    }
+
+    /// Parses every value against the params' declarations in `doc` (one parsed value per
+    /// target); the first refusal is the error.
     pub fn check(
         &self,
         doc: &GraphDoc,
         registry: &Registry,
-    ) -> Result<Vec<ParamValue>, SweepError> {
-        let node = doc
-            .nodes
-            .get(&self.node)
-            .ok_or_else(|| SweepError::UnknownNode(self.node.clone()))?;
-        let def = registry
-            .get(&node.type_id)
-            .ok_or_else(|| SweepError::UnknownType {
-                node: self.node.clone(),
-                type_id: node.type_id.clone(),
-            })?;
-        let spec = def
-            .schema()
-            .param(&self.param)
-            .ok_or_else(|| SweepError::UnknownParam {
-                axis: self.name(),
-                type_id: node.type_id.clone(),
-            })?;
+    ) -> Result<Vec<Vec<ParamValue>>, SweepError> {
         if self.values.is_empty() {
             return Err(SweepError::NoValues(self.name()));
         }
+        let targets = self.targets();
+        let specs = targets
+            .iter()
+            .map(|(node_id, param)| {
+                let node = doc
+                    .nodes
+                    .get(*node_id)
+                    .ok_or_else(|| SweepError::UnknownNode(node_id.to_string()))?;
+                let def = registry
+                    .get(&node.type_id)
+                    .ok_or_else(|| SweepError::UnknownType {
+                        node: node_id.to_string(),
+                        type_id: node.type_id.clone(),
+                    })?;
+                def.schema()
+                    .param(param)
+                    .cloned()
+                    .ok_or_else(|| SweepError::UnknownParam {
+                        axis: format!("{node_id}.{param}"),
+                        type_id: node.type_id.clone(),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         self.values
             .iter()
             .map(|v| {
-                spec.parse(v).map_err(|problem| SweepError::BadValue {
-                    axis: self.name(),
-                    value: v.clone(),
-                    problem,
-                })
+                let parts: Vec<&str> = if targets.len() > 1 && v.contains(':') {
+                    v.split(':').collect()
+                } else {
+                    vec![v.as_str(); targets.len()]
+                };
+                if parts.len() != targets.len() {
+                    return Err(SweepError::LinkedArity {
+                        axis: self.name(),
+                        value: v.clone(),
+                        params: targets.len(),
+                    });
+                }
+                specs
+                    .iter()
+                    .zip(parts)
+                    .map(|(spec, part)| {
+                        spec.parse(part).map_err(|problem| SweepError::BadValue {
+                            axis: self.name(),
+                            value: v.clone(),
+                            problem,
+                        })
+                    })
+                    .collect()
             })
             .collect()
     }
@@ -120,9 +167,19 @@ fn product<T: Clone>(lists: &[&[T]]) -> Vec<Vec<T>> {
 /// Why a sweep could not be set up or did not finish.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SweepError {
-    /// An axis is not `NODE.PARAM=V1,V2`.
-    #[error("--grid `{0}`: expected NODE.PARAM=V1,V2")]
+    /// An axis is not `NODE.PARAM=V1,V2` (or `N1.P1,N2.P2=A1:A2,B1:B2`).
+    #[error("--grid `{0}`: expected NODE.PARAM=V1,V2 or N1.P1,N2.P2=A1:A2,B1:B2")]
     BadAxis(String),
+    /// A linked axis' value has neither one part nor one per param.
+    #[error("{axis}={value}: give one value or {params} `:`-separated values")]
+    LinkedArity {
+        /// The axis name.
+        axis: String,
+        /// The value as typed.
+        value: String,
+        /// How many params the axis sets.
+        params: usize,
+    },
     /// A metric is not `NODE.OUTPUT`.
     #[error("--metric `{0}`: expected NODE.OUTPUT")]
     BadMetric(String),
@@ -286,7 +343,7 @@ pub struct Sweep {
 impl Sweep {
     /// Checks every axis value and metric against the base graph before anything runs, and
     /// returns the parsed values per axis.
-    pub fn check(&self, registry: &Registry) -> Result<Vec<Vec<ParamValue>>, SweepError> {
+    pub fn check(&self, registry: &Registry) -> Result<Vec<Vec<Vec<ParamValue>>>, SweepError> {
         for m in &self.metrics {
             let node = self
                 .base
@@ -353,9 +410,11 @@ impl Sweep {
                 .collect::<Vec<_>>()
                 .join(" ");
             let mut doc = self.base.clone();
-            for (axis, value) in self.axes.iter().zip(setting) {
-                if let Some(n) = doc.nodes.get_mut(&axis.node) {
-                    n.params.insert(axis.param.clone(), value.clone());
+            for (axis, values) in self.axes.iter().zip(setting) {
+                for ((node, param), value) in axis.targets().into_iter().zip(values) {
+                    if let Some(n) = doc.nodes.get_mut(node) {
+                        n.params.insert(param.to_string(), value.clone());
+                    }
                 }
             }
             let graph = validate(&doc, registry).map_err(|errors| SweepError::Invalid {
@@ -516,7 +575,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             parsed,
-            vec![vec![ParamValue::Float(1.0), ParamValue::Float(2.5)]]
+            vec![vec![vec![ParamValue::Float(1.0)], vec![ParamValue::Float(2.5)]]]
         );
         let err = |s: Sweep| s.check(&reg).unwrap_err();
         assert!(matches!(
@@ -539,6 +598,40 @@ mod tests {
             err(sweep(&[], &["sum.nope"])),
             SweepError::BadMetricPort { .. }
         ));
+    }
+
+    #[test]
+    fn a_linked_axis_sets_its_params_together() {
+        let reg = registry();
+        let linked = axis("x.value,sum.b=1:10,2");
+        assert_eq!(linked.name(), "x.value+sum.b");
+        assert_eq!(linked.targets(), vec![("x", "value"), ("sum", "b")]);
+        let sweep = Sweep {
+            base: graph(),
+            axes: vec![linked],
+            metrics: vec![parse_metric("sum.value").unwrap()],
+        };
+        // Point 0: x = 1, b = 10; point 1: both 2 (one value for every param).
+        let table = sweep
+            .run(
+                &mut Executor::default(),
+                &reg,
+                &SweepOptions::default(),
+                |_, _, _| {},
+            )
+            .unwrap();
+        let sums: Vec<f64> = table.rows.iter().map(|r| r.metrics[0]).collect();
+        assert_eq!(sums, vec![11.0, 4.0]);
+        assert_eq!(table.axes, vec!["x.value+sum.b".to_string()]);
+        let bad = Sweep {
+            axes: vec![axis("x.value,sum.b=1:2:3")],
+            ..sweep
+        };
+        assert!(matches!(
+            bad.check(&reg).unwrap_err(),
+            SweepError::LinkedArity { params: 2, .. }
+        ));
+        assert!(Axis::parse("x.value,=1").is_err());
     }
 
     #[test]

@@ -40,6 +40,7 @@ impl AxisDraft {
         Axis {
             node: self.node.clone(),
             param: self.param.clone(),
+            linked: Vec::new(),
             values: self
                 .values
                 .split(',')

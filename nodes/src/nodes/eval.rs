@@ -35,7 +35,8 @@ impl ShapesWorldEval {
                 description: "Scores the model's checkpoint on n ShapesWorld validation items \
                               with the deterministic scorer: recon → PSNR (dB), generate → \
                               GenEval-like fraction correct, edit → edit score, vqa → accuracy. \
-                              `metrics` lists every measure."
+                              `metric` picks another of its measures as the score; `metrics` \
+                              lists them all."
                     .into(),
                 inputs: vec![model_port()],
                 outputs: vec![
@@ -49,6 +50,12 @@ impl ShapesWorldEval {
                     ParamSpec::seed("seed", 0, "Validation stream and sampling seed"),
                     ParamSpec::int("steps", 20, 1, 1000, "Sampler steps (generate, edit)"),
                     ParamSpec::float("guidance", 4.5, 0.0, 50.0, "CFG scale (generate, edit)"),
+                    ParamSpec::text(
+                        "metric",
+                        "",
+                        "Metric output as `score` (empty = the task's main one, e.g. \
+                         geneval_checks, ssim, edit_change_made)",
+                    ),
                 ],
                 output_node: false,
             },
@@ -84,10 +91,16 @@ impl Node for ShapesWorldEval {
             .map(|(k, v)| format!("{k}: {v:.4}"))
             .collect::<Vec<_>>()
             .join("\n");
-        let score = metrics
-            .get(*main)
-            .copied()
-            .ok_or_else(|| NodeError::msg(format!("the evaluation reported no `{main}`")))?;
+        let wanted = match ctx.str("metric")? {
+            "" => *main,
+            m => m,
+        };
+        let score = metrics.get(wanted).copied().ok_or_else(|| {
+            NodeError::msg(format!(
+                "task `{name}` reports no `{wanted}` (it reports {})",
+                metrics.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })?;
         Ok(vec![Value::Float(score), Value::Text(report)])
     }
 }
