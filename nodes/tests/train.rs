@@ -5,11 +5,12 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use common::*;
 use unilip_nodes::backend::{device, TrainB};
 use unilip_nodes::models::unilip::{Unilip, UnilipConfig};
-use unilip_nodes::train::data::DatasetKind;
+use unilip_nodes::train::data::{Dataset, DatasetKind, MixDataset};
 use unilip_nodes::train::loss::LossKind;
 use unilip_nodes::train::objective::Task;
 use unilip_nodes::train::{train, Hooks, TrainConfig, TrainError, TrainRequest, Trainable};
@@ -316,4 +317,72 @@ fn saved_tensors_are_the_loaded_keys_and_values() {
         made.keys().collect::<Vec<_>>()
     );
     assert!(saved == made, "values or Linear orientation differ");
+}
+
+#[test]
+fn editing_mixed_with_captions_lowers_both_and_mixing_checks_kinds() {
+    let root = temp("mix");
+    let base = checkpoint(&root);
+    let edits = Squares {
+        kind: DatasetKind::Edits,
+        n: 2,
+        poison: None,
+    };
+    let captions = Squares {
+        kind: DatasetKind::Captions,
+        n: 2,
+        poison: None,
+    };
+    let mix = MixDataset::new(Arc::new(edits), Arc::new(captions)).unwrap();
+    assert_eq!((mix.kind(), mix.len()), (DatasetKind::Edits, 4));
+    assert!(mix.get(1).unwrap().source.is_some() && mix.get(2).unwrap().source.is_none());
+    let vqa = Squares {
+        kind: DatasetKind::Vqa,
+        n: 1,
+        poison: None,
+    };
+    let err = MixDataset::new(
+        Arc::new(Squares {
+            kind: DatasetKind::Edits,
+            n: 1,
+            poison: None,
+        }),
+        Arc::new(vqa),
+    )
+    .unwrap_err();
+    assert!(err.contains("cannot mix"), "{err}");
+
+    let terms = vec![term(FLOW)];
+    let trainable = Trainable {
+        connector: true,
+        dit: true,
+        ..Trainable::default()
+    };
+    let mut cfg = config(terms.clone(), trainable, 20);
+    cfg.batch_size = 4;
+    let report = train(
+        TrainRequest {
+            base: &base,
+            data: &mix,
+            config: &cfg,
+            out: &root.join("out"),
+            resume: false,
+        },
+        Hooks::default(),
+    )
+    .expect("a mixed batch trains");
+    let model = report.model_dir.unwrap();
+    for (kind, task) in [
+        (DatasetKind::Edits, Task::Edit),
+        (DatasetKind::Captions, Task::Generate),
+    ] {
+        let part = Squares {
+            kind,
+            n: 2,
+            poison: None,
+        };
+        let before = eval_loss(&base, task, &terms, &part);
+        let after = eval_loss(&model, task, &terms, &part);
+        assert!(after < 0.8 * before, "{task:?}: {before} → {after}");
+    }
 }

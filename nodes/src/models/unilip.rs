@@ -1024,7 +1024,7 @@ pub fn image_positions<B: Backend>(
 
 /// Writes `features` (`[1 or b, n, H]`) over the rows of `seq` (`[b, L, H]`) at the
 /// `image_token_id` positions of `input_ids` (`[b, L_t]`, `L_t ≤ L`); each row must hold exactly
-/// `n` image tokens. Used before the LLM (embeddings) and after it (UniLIP re-inserts the raw
+/// `n` image tokens, or none (a text-only row of a mixed batch, left as it is). Used before the LLM (embeddings) and after it (UniLIP re-inserts the raw
 /// features into the hidden states).
 pub fn insert_image_features<B: Backend>(
     seq: Tensor<B, 3>,
@@ -1047,6 +1047,10 @@ pub fn insert_image_features<B: Backend>(
         .into_iter()
         .enumerate()
         .map(|(r, pos)| {
+            if pos.is_empty() {
+                // A text-only row of a mixed batch: nothing to write.
+                return Ok(seq.clone().narrow(0, r, 1));
+            }
             if pos.len() != n {
                 return Err(UnilipError::Input(format!(
                     "row {r} has {} image tokens (id {image_token_id}), the image gives {n} features",

@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::Mutex;
 
 use burn::prelude::*;
@@ -350,6 +351,54 @@ impl Dataset for FolderDataset {
             self.kind,
             self.dir.display()
         )
+    }
+}
+
+/// Two datasets as one: indices `0..a.len()` are `a`'s, the rest `b`'s. Shuffled batches then mix
+/// them in proportion to their sizes — e.g. edit triplets with captions, so editing training keeps
+/// text-to-image (samples without a source train as generation), or VQA with captions.
+#[derive(Debug, Clone)]
+pub struct MixDataset {
+    a: Arc<dyn Dataset>,
+    b: Arc<dyn Dataset>,
+    kind: DatasetKind,
+}
+
+impl MixDataset {
+    /// The concatenation of `a` and `b`; captions mix with anything, edits and VQA do not mix.
+    pub fn new(a: Arc<dyn Dataset>, b: Arc<dyn Dataset>) -> Result<Self, String> {
+        use DatasetKind::*;
+        let kind = match (a.kind(), b.kind()) {
+            (x, y) if x == y => x,
+            (Captions, other) | (other, Captions) => other,
+            (x, y) => return Err(format!("cannot mix {x} with {y} samples")),
+        };
+        Ok(Self { a, b, kind })
+    }
+}
+
+impl Dataset for MixDataset {
+    fn kind(&self) -> DatasetKind {
+        self.kind
+    }
+
+    fn len(&self) -> usize {
+        self.a.len() + self.b.len()
+    }
+
+    fn get(&self, index: usize) -> Result<Sample, DataError> {
+        match index.checked_sub(self.a.len()) {
+            None => self.a.get(index),
+            Some(i) => self.b.get(i),
+        }
+    }
+
+    fn fingerprint(&self) -> String {
+        format!("mix({}, {})", self.a.fingerprint(), self.b.fingerprint())
+    }
+
+    fn describe(&self) -> String {
+        format!("{} + {}", self.a.describe(), self.b.describe())
     }
 }
 

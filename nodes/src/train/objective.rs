@@ -4,7 +4,8 @@
 //!   pixel losses against the input, perceptual and self-distillation losses against the frozen
 //!   original vision tower.
 //! * [`Task::Generate`] / [`Task::Edit`] (spec §2.8, §3.2): the prompt (with the source image's
-//!   features for editing) → LLM → queries/connector → projector is the condition; the target image's
+//!   features for editing; edit data may mix in caption samples, trained as text-to-image)
+//!   → LLM → queries/connector → projector is the condition; the target image's
 //!   UniLIP latent × `unilip_factor` is noised at logit-normal timesteps and the DiT regresses
 //!   `ε − x0`. Captions are dropped to the null prompt with probability `caption_dropout`, so
 //!   classifier-free guidance works at inference.
@@ -235,15 +236,13 @@ impl<'a> Objective<'a> {
         let dev = crate::backend::device();
         let targets: Vec<_> = samples.iter().map(|s| &s.image).collect();
         let x0 = target_latent(model, image_batch(&targets, size, &dev))?;
-        let source_features = if self.task == Task::Edit {
-            let sources = samples
+        // Editing data may carry caption samples (no source, trained as text-to-image): their
+        // rows get the target's features, which their prompts have no image tokens to receive.
+        let source_features = if samples.iter().any(|s| s.source.is_some()) {
+            let sources: Vec<_> = samples
                 .iter()
-                .map(|s| {
-                    s.source
-                        .as_ref()
-                        .ok_or_else(|| TrainError::Setup("an edit sample has no source".into()))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+                .map(|s| s.source.as_ref().unwrap_or(&s.image))
+                .collect();
             let f = model.image_features(normalize(image_batch(&sources, size, &dev)))?;
             Some(f.detach())
         } else {
@@ -285,11 +284,11 @@ impl<'a> Objective<'a> {
             .iter()
             .map(|s| {
                 let drop = rng.random::<f64>() < self.caption_dropout;
-                match (self.task, drop) {
-                    (Task::Edit, true) => edit_negative(n_img),
-                    (Task::Edit, false) => edit_prompt(&s.text, n_img),
-                    (_, true) => generation_negative(),
-                    (_, false) => generation_prompt(&s.text),
+                match (s.source.is_some(), drop) {
+                    (true, true) => edit_negative(n_img),
+                    (true, false) => edit_prompt(&s.text, n_img),
+                    (false, true) => generation_negative(),
+                    (false, false) => generation_prompt(&s.text),
                 }
             })
             .collect();

@@ -12,7 +12,8 @@ use crate::nodes::unilip::payload::payload;
 use crate::nodes::{failed, path_param};
 use crate::register_node;
 use crate::shapesworld::{Domain, GenConfig, Split};
-use crate::train::data::{Dataset, DatasetKind, FolderDataset};
+use crate::nodes::unilip::payload::input;
+use crate::train::data::{Dataset, DatasetKind, FolderDataset, MixDataset};
 use crate::train::shapes::ShapesDataset;
 
 /// A dataset on a wire.
@@ -172,3 +173,48 @@ impl Node for ShapesWorldData {
 }
 
 register_node!(ShapesWorldData);
+
+/// `data.mix`.
+pub struct MixData {
+    schema: NodeSchema,
+}
+
+impl MixData {
+    /// The node.
+    pub fn new() -> Self {
+        Self {
+            schema: NodeSchema {
+                id: "data.mix".into(),
+                version: 1,
+                category: "train/data".into(),
+                description: "Two datasets as one; shuffled batches mix them in proportion to \
+                              their sizes. Edit triplets + captions train editing while keeping \
+                              text-to-image (caption samples train as generation); VQA + \
+                              captions train understanding on both."
+                    .into(),
+                inputs: vec![
+                    PortSpec::new("a", PortType::Dataset, "First dataset"),
+                    PortSpec::new("b", PortType::Dataset, "Second dataset"),
+                ],
+                outputs: vec![PortSpec::new("data", PortType::Dataset, "a then b")],
+                params: vec![],
+                output_node: false,
+            },
+        }
+    }
+}
+
+impl Node for MixData {
+    fn schema(&self) -> &NodeSchema {
+        &self.schema
+    }
+
+    fn execute(&self, ctx: &mut ExecCtx<'_>) -> Result<Vec<Value>, NodeError> {
+        let a = input::<DatasetValue>(ctx, "a")?.0.clone();
+        let b = input::<DatasetValue>(ctx, "b")?.0.clone();
+        let mix = MixDataset::new(a, b).map_err(failed)?;
+        Ok(vec![Value::Data(Arc::new(DatasetValue(Arc::new(mix))))])
+    }
+}
+
+register_node!(MixData);
