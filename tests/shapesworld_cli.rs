@@ -142,3 +142,41 @@ fn miniature_recipe_trains_every_stage_and_eval_reports_json() {
     }
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn condition_ablation_trains_each_mode_in_its_own_run_and_scores_it() {
+    let out = temp("claim-b");
+    ok(Command::new(env!("CARGO_BIN_EXE_unilip"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "sweep",
+            "graphs/ablate_condition_training.ron",
+            "--set",
+            "train.steps=1",
+            "--set",
+            "train.batch_size=2",
+            "--set",
+            "gen.n=1",
+            "--set",
+            "gen.steps=2",
+            "--grid",
+            "train.condition,gen.condition=dual,hidden_only,query_only",
+            "--metric",
+            "gen.score",
+            "--out",
+            s(&out),
+        ])
+        .output()
+        .unwrap());
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    let modes: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert_eq!(modes, ["dual", "hidden_only", "query_only"], "{csv}");
+    for i in 0..3 {
+        let log = out.join(format!("point_{i:03}/train/log.csv"));
+        assert!(log.exists(), "{} missing", log.display());
+    }
+}

@@ -575,7 +575,10 @@ mod tests {
             .unwrap();
         assert_eq!(
             parsed,
-            vec![vec![vec![ParamValue::Float(1.0)], vec![ParamValue::Float(2.5)]]]
+            vec![vec![
+                vec![ParamValue::Float(1.0)],
+                vec![ParamValue::Float(2.5)]
+            ]]
         );
         let err = |s: Sweep| s.check(&reg).unwrap_err();
         assert!(matches!(

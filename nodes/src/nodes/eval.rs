@@ -50,6 +50,12 @@ impl ShapesWorldEval {
                     ParamSpec::seed("seed", 0, "Validation stream and sampling seed"),
                     ParamSpec::int("steps", 20, 1, 1000, "Sampler steps (generate, edit)"),
                     ParamSpec::float("guidance", 4.5, 0.0, 50.0, "CFG scale (generate, edit)"),
+                    ParamSpec::choice(
+                        "condition",
+                        "dual",
+                        &["dual", "hidden_only", "query_only"],
+                        "DiT condition (generate, edit)",
+                    ),
                     ParamSpec::text(
                         "metric",
                         "",
@@ -85,6 +91,7 @@ impl Node for ShapesWorldEval {
         opts.seed = ctx.int("seed")? as u64;
         opts.steps = ctx.int("steps")?.max(1) as usize;
         opts.guidance = ctx.float("guidance")? as f32;
+        opts.condition = ctx.str("condition")?.parse().map_err(NodeError::msg)?;
         let metrics = eval_shapesworld(&dir, &opts).map_err(NodeError::msg)?;
         let report = metrics
             .iter()

@@ -8,11 +8,11 @@ use unilip_core::{
     ExecCtx, Node, NodeError, NodeSchema, ParamSpec, ParamValue, PortSpec, PortType, Value,
 };
 
+use crate::nodes::unilip::payload::input;
 use crate::nodes::unilip::payload::payload;
 use crate::nodes::{failed, path_param};
 use crate::register_node;
 use crate::shapesworld::{Domain, GenConfig, Split};
-use crate::nodes::unilip::payload::input;
 use crate::train::data::{Dataset, DatasetKind, FolderDataset, MixDataset};
 use crate::train::shapes::ShapesDataset;
 
