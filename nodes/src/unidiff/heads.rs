@@ -29,7 +29,7 @@ use crate::weights::{self, Checkpoint, HostTensor, VarBuilder};
 pub const PREFIX: &str = "model.unidiff";
 
 /// CLIP's initial `logit_scale`, `ln(1 / 0.07)`.
-pub const LOGIT_SCALE_INIT: f32 = 2.659_260;
+pub const LOGIT_SCALE_INIT: f32 = 2.659_26;
 
 /// The RSC projector `h_φ`.
 #[derive(Module, Debug)]
