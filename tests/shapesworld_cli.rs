@@ -2,40 +2,16 @@
 //! `train-recipe` runs every stage and resumes as a no-op, `eval --json` reports each task's
 //! metrics on its model.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn unilip(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_unilip"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+use std::path::Path;
 
-fn ok(out: Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-fn temp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("unilip-sw-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use common::{ok, s, temp, unilip};
 
 #[test]
 fn data_writes_captions_edits_and_vqa() {
     let dir = temp("data");
-    ok(unilip(&[
+    ok(&unilip(&[
         "data",
         "shapesworld",
         "--split",
@@ -58,7 +34,7 @@ fn data_writes_captions_edits_and_vqa() {
     assert_eq!(vqa.lines().count(), 4);
     // The same command writes the same bytes (seeded generator).
     let again = temp("data2");
-    ok(unilip(&[
+    ok(&unilip(&[
         "data",
         "shapesworld",
         "--split",
@@ -78,7 +54,7 @@ fn data_writes_captions_edits_and_vqa() {
 #[test]
 fn miniature_recipe_trains_every_stage_and_eval_reports_json() {
     let dir = temp("recipe");
-    let stdout = ok(unilip(&[
+    let stdout = ok(&unilip(&[
         "train-recipe",
         "shapesworld",
         "--out",
@@ -102,7 +78,7 @@ fn miniature_recipe_trains_every_stage_and_eval_reports_json() {
     // Re-running resumes every stage from its last checkpoint: nothing is trained again.
     let log = |d: &Path| std::fs::read_to_string(d.join("generate/log.csv")).unwrap();
     let before = log(&dir);
-    ok(unilip(&[
+    ok(&unilip(&[
         "train-recipe",
         "shapesworld",
         "--out",
@@ -119,7 +95,7 @@ fn miniature_recipe_trains_every_stage_and_eval_reports_json() {
         ("edit", vec!["edit", "edit_change_made", "edit_preserved"]),
         ("vqa", vec!["vqa_accuracy"]),
     ] {
-        let out = ok(unilip(&[
+        let out = ok(&unilip(&[
             "eval",
             "shapesworld",
             "--task",
@@ -146,28 +122,24 @@ fn miniature_recipe_trains_every_stage_and_eval_reports_json() {
 #[test]
 fn condition_ablation_trains_each_mode_in_its_own_run_and_scores_it() {
     let out = temp("claim-b");
-    ok(Command::new(env!("CARGO_BIN_EXE_unilip"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "sweep",
-            "graphs/ablate_condition_training.ron",
-            "--set",
-            "train.steps=1",
-            "--set",
-            "train.batch_size=2",
-            "--set",
-            "gen.n=1",
-            "--set",
-            "gen.steps=2",
-            "--grid",
-            "train.condition,gen.condition=dual,hidden_only,query_only",
-            "--metric",
-            "gen.score",
-            "--out",
-            s(&out),
-        ])
-        .output()
-        .unwrap());
+    ok(&unilip(&[
+        "sweep",
+        "graphs/ablate_condition_training.ron",
+        "--set",
+        "train.steps=1",
+        "--set",
+        "train.batch_size=2",
+        "--set",
+        "gen.n=1",
+        "--set",
+        "gen.steps=2",
+        "--grid",
+        "train.condition,gen.condition=dual,hidden_only,query_only",
+        "--metric",
+        "gen.score",
+        "--out",
+        s(&out),
+    ]));
     let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
     let modes: Vec<&str> = csv
         .lines()

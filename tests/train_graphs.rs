@@ -1,8 +1,12 @@
 //! The shipped training graphs through the real binary: each trains a few steps on a tiny model
 //! and folder data, writes an HF-layout model the inference graphs load, and `--resume` continues.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+use common::{ok, unilip};
 
 use unilip_nodes::models::tokenizer::{build_word_level, Tokenizer, TEMPLATE_WORDS};
 use unilip_nodes::models::unilip::{write_random_checkpoint, UnilipConfig};
@@ -58,13 +62,6 @@ fn folders(dir: &Path) -> (PathBuf, PathBuf) {
     (caps, edits)
 }
 
-fn unilip(args: &[String]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_unilip"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 fn train(graph: &str, sets: &[(&str, String)], extra: &[&str]) -> Output {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("graphs")
@@ -76,16 +73,6 @@ fn train(graph: &str, sets: &[(&str, String)], extra: &[&str]) -> Output {
     }
     args.extend(extra.iter().map(|s| s.to_string()));
     unilip(&args)
-}
-
-fn ok(out: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
 }
 
 fn common(ck: &Path, data: &Path, out: &Path, steps: usize) -> Vec<(&'static str, String)> {

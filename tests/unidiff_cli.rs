@@ -3,41 +3,14 @@
 //! records retrieval, collapse and generation metrics; `eval unidiff --json` reports them.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn unilip(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_unilip"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(out: Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-fn temp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("unilip-unidiff-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use common::{ok, s, temp, unilip};
 
 #[test]
 fn unidiff_graph_fine_tunes_per_sweep_point_and_records_metrics() {
     let out = temp("sweep");
-    ok(unilip(&[
+    ok(&unilip(&[
         "sweep",
         "graphs/train_unidiff.ron",
         "--set",
@@ -97,14 +70,14 @@ fn unidiff_graph_fine_tunes_per_sweep_point_and_records_metrics() {
             (last[2] - total).abs() < 1e-4 * total.abs().max(1.0),
             "{log}"
         );
-        let inspect = ok(unilip(&["checkpoint", "inspect", s(&run.join("model"))]));
+        let inspect = ok(&unilip(&["checkpoint", "inspect", s(&run.join("model"))]));
         assert!(inspect.contains("UniDiff heads"), "{inspect}");
     }
 }
 
 #[test]
 fn eval_unidiff_reports_recall_spread_and_generation_as_json() {
-    let stdout = ok(unilip(&[
+    let stdout = ok(&unilip(&[
         "eval", "unidiff", "--domain", "dark", "--n", "16", "--gen-n", "1", "--json",
     ]));
     let m: BTreeMap<String, f64> = serde_json::from_str(stdout.trim()).unwrap();
