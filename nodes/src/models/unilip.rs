@@ -374,7 +374,7 @@ impl UnilipConfig {
     /// A CPU-trainable model for 64×64 images (ShapesWorld) with a word-level vocabulary of
     /// `vocab_size` tokens with the given special ids (`<IMG_CONTEXT>`, `<|im_end|>` as EOS): ViT patch 4 (16×16 grid,
     /// 32 wide, 2 layers) → pixel shuffle → 64 tokens of width 64; LLM 64 wide with 2 layers;
-    /// 16 queries and a 1-layer connector; a 4-layer DiT 128 wide on an 8×8×16 latent; a 4-stage DC-AE
+    /// 16 queries and a 1-layer connector; a 2-layer DiT on an 8×8×16 latent; a 4-stage DC-AE
     /// decoder (×8) back to 64×64.
     pub fn shapes(vocab_size: usize, special: SpecialIds) -> Self {
         let mut vision = vision_json(32, 2, 2, 64);
@@ -393,10 +393,10 @@ impl UnilipConfig {
         json["image_token_id"] = special.img_context.into();
         json["output_scale"] = 1.0.into();
         json["dit_config"] = json!({
-            "in_channels": 16, "out_channels": 16, "num_layers": 4,
-            "num_attention_heads": 4, "attention_head_dim": 32,
-            "num_cross_attention_heads": 4, "cross_attention_head_dim": 32,
-            "cross_attention_dim": 128, "caption_channels": 64, "mlp_ratio": 2.5,
+            "in_channels": 16, "out_channels": 16, "num_layers": 2,
+            "num_attention_heads": 2, "attention_head_dim": 16,
+            "num_cross_attention_heads": 2, "cross_attention_head_dim": 16,
+            "cross_attention_dim": 32, "caption_channels": 32, "mlp_ratio": 2.5,
             "sample_size": 8, "patch_size": 1, "norm_elementwise_affine": false, "norm_eps": 1e-6
         });
         json["vae_config"] = json!({
