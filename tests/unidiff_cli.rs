@@ -51,6 +51,18 @@ fn unidiff_graph_fine_tunes_per_sweep_point_and_records_metrics() {
         assert!(r[1..].iter().all(|v| (0.0..=1.0).contains(v)), "{csv}");
         assert!(r[3] > 0.0, "spread of the image embeddings: {csv}");
     }
+    let chart = std::fs::read_to_string(out.join("i2t_r1.recall.svg")).unwrap();
+    assert!(chart.starts_with("<svg") && chart.contains(">0.5</text>"), "{chart}");
+    std::fs::remove_file(out.join("gen.score.svg")).unwrap();
+    ok(&unilip(&[
+        "sweep-chart",
+        s(&out.join("results.csv")),
+        "--metric",
+        "i2t_r1.recall",
+        "--metric",
+        "gen.score",
+    ]));
+    assert!(out.join("gen.score.svg").exists());
     for (point, rsc) in [("point_000", 0.0), ("point_001", 0.5)] {
         let run = out.join(point).join("train");
         let log = std::fs::read_to_string(run.join("log.csv")).unwrap();

@@ -48,6 +48,8 @@ enum Command {
     TrainRecipe(shapes::RecipeArgs),
     /// Run a graph over a grid of param values (ablations); writes results.csv and charts.
     Sweep(sweep::SweepArgs),
+    /// Redraw the SVG charts of a finished sweep from its results.csv.
+    SweepChart(sweep::ChartArgs),
     /// Open the visual editor (optionally on a graph `.ron` or a Save Image PNG).
     Edit {
         /// Graph to open.
@@ -146,6 +148,7 @@ pub fn main() -> Result<(), CliError> {
         Command::Run(args) => run::run(args),
         Command::Train { run, resume } => run::train(run, resume),
         Command::Sweep(args) => sweep::sweep(args),
+        Command::SweepChart(args) => sweep::chart(args),
         Command::Data(args) => shapes::data(args),
         Command::Eval(EvalCommand::Shapesworld(args)) => shapes::eval(args),
         Command::Eval(EvalCommand::Unidiff(args)) => unidiff::eval(args),
