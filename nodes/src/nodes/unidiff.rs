@@ -119,7 +119,10 @@ impl Node for EmbedCorpus {
 
 register_node!(EmbedCorpus);
 
-fn pair<'a>(ctx: &'a ExecCtx<'_>) -> Result<(&'a EmbeddingSet, &'a EmbeddingSet), NodeError> {
+/// Queries, corpus, their cosine similarities `[queries, corpus]` and the `k` param.
+type Retrieval<'a> = (&'a EmbeddingSet, &'a EmbeddingSet, Vec<Vec<f32>>, usize);
+
+fn retrieval<'a>(ctx: &'a ExecCtx<'_>) -> Result<Retrieval<'a>, NodeError> {
     let q = input::<EmbeddingSet>(ctx, "queries")?;
     let c = input::<EmbeddingSet>(ctx, "corpus")?;
     let width = |s: &EmbeddingSet| s.rows.first().map_or(0, Vec::len);
@@ -132,7 +135,8 @@ fn pair<'a>(ctx: &'a ExecCtx<'_>) -> Result<(&'a EmbeddingSet, &'a EmbeddingSet)
             width(c)
         )));
     }
-    Ok((q, c))
+    let k = ctx.int("k")?.max(1) as usize;
+    Ok((q, c, cosine_matrix(&q.rows, &c.rows), k))
 }
 
 fn retrieval_inputs() -> Vec<PortSpec> {
@@ -177,9 +181,7 @@ impl Node for RankByCosine {
     }
 
     fn execute(&self, ctx: &mut ExecCtx<'_>) -> Result<Vec<Value>, NodeError> {
-        let (q, c) = pair(ctx)?;
-        let k = ctx.int("k")?.max(1) as usize;
-        let sim = cosine_matrix(&q.rows, &c.rows);
+        let (q, c, sim, k) = retrieval(ctx)?;
         let lines: Vec<String> = rank_top_k(&sim, k)
             .iter()
             .enumerate()
@@ -236,9 +238,7 @@ impl Node for RecallAtK {
     }
 
     fn execute(&self, ctx: &mut ExecCtx<'_>) -> Result<Vec<Value>, NodeError> {
-        let (q, c) = pair(ctx)?;
-        let k = ctx.int("k")?.max(1) as usize;
-        let sim = cosine_matrix(&q.rows, &c.rows);
+        let (q, c, sim, k) = retrieval(ctx)?;
         let r = recall_at_k_matching(&sim, k, |i, j| q.labels.get(i) == c.labels.get(j));
         Ok(vec![Value::Float(r)])
     }
