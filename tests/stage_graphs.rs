@@ -349,3 +349,60 @@ fn query_count_truncates_with_a_warning_and_refuses_more_than_trained() {
         }
     }
 }
+
+#[test]
+fn dit_feature_tap_outputs_a_blocks_hidden_states_and_their_token_mean() {
+    use unilip_nodes::nodes::unidiff::EmbeddingSet;
+    use unilip_nodes::nodes::unilip::payload::Features;
+    let mut doc = shipped("generate.ron");
+    let tap = |block: i64| unilip_core::NodeDoc {
+        type_id: "unilip.dit_features".into(),
+        version: 1,
+        params: [("block".to_string(), ParamValue::Int(block))].into(),
+    };
+    doc.nodes.insert("tap".into(), tap(0));
+    for e in [
+        "ckpt.model -> tap.model",
+        "dit.latent -> tap.latent",
+        "condition.conditioning -> tap.conditioning",
+    ] {
+        doc.edges.push(e.parse().unwrap());
+    }
+    let mut exec = Executor::default();
+    let (_, report) = run(&doc, "tap", &mut exec);
+    let outs = &report.outputs["tap"];
+    let f = outs[0].payload::<Features>().unwrap();
+    let pooled = outs[1].payload::<EmbeddingSet>().unwrap();
+    let config = UnilipConfig::load(&checkpoint().join("config.json")).unwrap();
+    let [b, n, d] = f.tokens.dims();
+    let side = config.dit.sample_size / config.dit.patch_size;
+    assert_eq!((b, n, d), (1, side * side, config.dit.inner_dim()));
+    let mean: Vec<f32> = f
+        .tokens
+        .clone()
+        .mean_dim(1)
+        .into_data()
+        .convert::<f32>()
+        .to_vec()
+        .unwrap();
+    assert_eq!(pooled.rows.len(), 1);
+    assert!(max_diff(&pooled.rows[0], &mean) < 1e-6);
+    // Another block gives other features; a block past the last is an error naming it.
+    doc.nodes.insert("tap".into(), tap(1));
+    let (_, report) = run(&doc, "tap", &mut exec);
+    let other = report.outputs["tap"][1].payload::<EmbeddingSet>().unwrap();
+    assert!(max_diff(&other.rows[0], &pooled.rows[0]) > 1e-4);
+    let last = config.dit.num_layers as i64;
+    doc.nodes.insert("tap".into(), tap(last));
+    let g = validate(&doc, Registry::global()).unwrap();
+    let opts = RunOptions {
+        targets: vec!["tap".into()],
+        ..Default::default()
+    };
+    let err = exec.run(&g, &opts).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&format!("block {last} does not exist")),
+        "{err}"
+    );
+}

@@ -52,7 +52,10 @@ fn unidiff_graph_fine_tunes_per_sweep_point_and_records_metrics() {
         assert!(r[3] > 0.0, "spread of the image embeddings: {csv}");
     }
     let chart = std::fs::read_to_string(out.join("i2t_r1.recall.svg")).unwrap();
-    assert!(chart.starts_with("<svg") && chart.contains(">0.5</text>"), "{chart}");
+    assert!(
+        chart.starts_with("<svg") && chart.contains(">0.5</text>"),
+        "{chart}"
+    );
     std::fs::remove_file(out.join("gen.score.svg")).unwrap();
     ok(&unilip(&[
         "sweep-chart",

@@ -134,7 +134,10 @@ pub fn chart(args: ChartArgs) -> Result<(), CliError> {
         .map(|m| column(m))
         .collect::<Result<Vec<_>, _>>()?;
     let first = cols.iter().copied().min().unwrap_or(0);
-    let labels: Vec<String> = rows.iter().map(|r| r[..first.min(r.len())].join(" · ")).collect();
+    let labels: Vec<String> = rows
+        .iter()
+        .map(|r| r[..first.min(r.len())].join(" · "))
+        .collect();
     let dir = args.results.parent().unwrap_or(Path::new("."));
     for (name, &c) in args.metrics.iter().zip(&cols) {
         let values: Vec<f64> = rows
