@@ -15,6 +15,7 @@ use super::train::data::DatasetValue;
 use super::unilip::checkpoint::{model_input, model_port};
 use super::unilip::payload::{input, model_err, payload, value, Conditioning, Features, Latent};
 use crate::backend::B;
+use crate::models::scheduler::add_noise;
 use crate::register_node;
 use crate::unidiff::eval::{embed_corpus, rows};
 use crate::unidiff::retrieval::{cosine_matrix, rank_top_k, recall_at_k_matching, spread};
@@ -369,8 +370,8 @@ impl Node for DitFeatures {
             ),
             &dev,
         );
-        let sigma = t / 1000.0;
-        let xt = x0.mul_scalar(1.0 - sigma) + noise.mul_scalar(sigma);
+        let sigmas = Tensor::<B, 1>::from_floats(vec![t / 1000.0; b].as_slice(), &dev);
+        let xt = add_noise(x0, noise, sigmas);
         let rows_of = |x: Tensor<B, 3>| -> Result<Tensor<B, 3>, NodeError> {
             let [cb, l, d] = x.dims();
             if cb == b {
