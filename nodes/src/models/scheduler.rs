@@ -344,6 +344,16 @@ pub fn logit_normal_indices<R: rand::Rng>(
         .collect()
 }
 
+/// `N(0, 1)` noise of `shape` drawn from `rng` (`TensorData::random`, so a seed fixes it).
+pub fn gaussian_noise<B: Backend, const D: usize, R: rand::Rng>(
+    shape: [usize; D],
+    rng: &mut R,
+    device: &B::Device,
+) -> Tensor<B, D> {
+    let data = TensorData::random::<f32, _, _>(shape, Distribution::Normal(0.0, 1.0), rng);
+    Tensor::from_data(data, device)
+}
+
 /// Noisy sample `x_t = (1 - σ)·x0 + σ·ε` with one σ per batch row (`sigmas` `[b]`).
 pub fn add_noise<B: Backend, const D: usize>(
     x0: Tensor<B, D>,

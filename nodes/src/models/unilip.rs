@@ -21,7 +21,6 @@ use burn::nn::Linear;
 use burn::prelude::*;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
-use burn::tensor::Distribution;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
@@ -36,8 +35,8 @@ use crate::models::qwen2::{
 };
 use crate::models::sana::{PosEmbed, SanaConfig, SanaTransformer};
 use crate::models::scheduler::{
-    cfg as guide, DpmSolverConfig, DpmSolverMultistepScheduler, FlowMatchEulerConfig,
-    FlowMatchEulerScheduler, SchedulerError,
+    cfg as guide, gaussian_noise, DpmSolverConfig, DpmSolverMultistepScheduler,
+    FlowMatchEulerConfig, FlowMatchEulerScheduler, SchedulerError,
 };
 use crate::models::tokenizer::{understanding_prompt, SpecialIds, Tokenizer, TokenizerError};
 use crate::param_keys::{keyed_tensors, ParamKeys, UnkeyedParam};
@@ -921,6 +920,11 @@ pub enum ConditionMode {
     QueryOnly,
 }
 
+impl ConditionMode {
+    /// The names graphs and the CLI use, in declaration order.
+    pub const NAMES: [&'static str; 3] = ["dual", "hidden_only", "query_only"];
+}
+
 impl std::str::FromStr for ConditionMode {
     type Err = String;
 
@@ -965,6 +969,22 @@ impl<B: Backend> Condition<B> {
             embeds: self.embeds.clone().narrow(0, start, len),
             mask: self.mask.clone().narrow(0, start, len),
         })
+    }
+
+    /// The condition for `batch` rows: itself when it has them, its one row repeated when it has
+    /// one, an error otherwise.
+    pub fn broadcast(&self, batch: usize) -> Result<Self> {
+        let [b, l, c] = self.embeds.dims();
+        match b {
+            _ if b == batch => Ok(self.clone()),
+            1 => Ok(Self {
+                embeds: self.embeds.clone().expand([batch, l, c]),
+                mask: self.mask.clone().expand([batch, l]),
+            }),
+            _ => Err(UnilipError::Input(format!(
+                "a condition with {b} rows for {batch} latents"
+            ))),
+        }
     }
 
     /// Right-pads to `len` tokens with zero embeddings and mask 0.
@@ -1024,8 +1044,9 @@ pub fn image_positions<B: Backend>(
 
 /// Writes `features` (`[1 or b, n, H]`) over the rows of `seq` (`[b, L, H]`) at the
 /// `image_token_id` positions of `input_ids` (`[b, L_t]`, `L_t ≤ L`); each row must hold exactly
-/// `n` image tokens, or none (a text-only row of a mixed batch, left as it is). Used before the LLM (embeddings) and after it (UniLIP re-inserts the raw
-/// features into the hidden states).
+/// `n` image tokens, or none (a text-only row of a mixed batch, left as it is) as long as some row
+/// holds them. Used before the LLM (embeddings) and after it (UniLIP re-inserts the raw features
+/// into the hidden states).
 pub fn insert_image_features<B: Backend>(
     seq: Tensor<B, 3>,
     input_ids: &Tensor<B, 2, Int>,
@@ -1043,7 +1064,13 @@ pub fn insert_image_features<B: Backend>(
         )));
     }
     let dev = seq.device();
-    let rows = image_positions(input_ids, image_token_id)
+    let positions = image_positions(input_ids, image_token_id);
+    if positions.iter().all(Vec::is_empty) {
+        return Err(UnilipError::Input(format!(
+            "the prompt has no image tokens (id {image_token_id}) for the {n} image features"
+        )));
+    }
+    let rows = positions
         .into_iter()
         .enumerate()
         .map(|(r, pos)| {
@@ -1377,15 +1404,11 @@ impl<B: Backend> Unilip<B> {
         let dit = &self.config.dit;
         let shape = [batch, dit.in_channels, dit.sample_size, dit.sample_size];
         match init {
-            InitLatent::Seed(seed) => {
-                let mut rng = StdRng::seed_from_u64(*seed);
-                let data = TensorData::random::<f32, _, _>(
-                    shape,
-                    Distribution::Normal(0.0, 1.0),
-                    &mut rng,
-                );
-                Ok(Tensor::from_data(data, device))
-            }
+            InitLatent::Seed(seed) => Ok(gaussian_noise(
+                shape,
+                &mut StdRng::seed_from_u64(*seed),
+                device,
+            )),
             InitLatent::Latent(x) => {
                 let [b, c, _, _] = x.dims();
                 if b != batch || c != dit.in_channels {
@@ -1581,5 +1604,28 @@ impl<B: Backend> Unilip<B> {
         let out = self.understand(ids, None, pixel_values, generation)?;
         let tokens = out.tokens.into_iter().next().unwrap_or_default();
         Ok(tokenizer.decode(&tokens, true)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{device, B};
+
+    #[test]
+    fn image_features_go_to_rows_with_image_tokens_and_need_at_least_one() {
+        let dev = device();
+        let seq = Tensor::<B, 3>::zeros([2, 3, 2], &dev);
+        let features = Tensor::<B, 3>::ones([2, 1, 2], &dev);
+        let ids = |rows: [[i64; 3]; 2]| {
+            Tensor::<B, 2, Int>::from_data(TensorData::new(rows.concat(), [2, 3]), &dev)
+        };
+        // Row 0 holds the image token (id 9) at position 1; row 1 is text only.
+        let out =
+            insert_image_features(seq.clone(), &ids([[5, 9, 5], [5, 5, 5]]), &features, 9).unwrap();
+        let v: Vec<f32> = out.into_data().to_vec().unwrap();
+        assert_eq!(v, [0., 0., 1., 1., 0., 0., 0., 0., 0., 0., 0., 0.]);
+        let err = insert_image_features(seq, &ids([[5, 5, 5], [5, 5, 5]]), &features, 9);
+        assert!(matches!(err, Err(UnilipError::Input(m)) if m.contains("no image tokens")));
     }
 }

@@ -6,6 +6,7 @@ use unilip_core::{ExecCtx, Node, NodeError, NodeSchema, ParamSpec, PortSpec, Por
 
 use super::unilip::checkpoint::{model_input, model_port};
 use crate::eval::{eval_shapesworld, EvalOptions, EvalTask};
+use crate::models::unilip::ConditionMode;
 use crate::register_node;
 use crate::shapesworld::Domain;
 
@@ -53,7 +54,7 @@ impl ShapesWorldEval {
                     ParamSpec::choice(
                         "condition",
                         "dual",
-                        &["dual", "hidden_only", "query_only"],
+                        &ConditionMode::NAMES,
                         "DiT condition (generate, edit)",
                     ),
                     ParamSpec::text(

@@ -3,9 +3,9 @@
 //! Embeddings travel as [`EmbeddingSet`]s: rows with a label each (the caption), so retrieval
 //! counts a hit when the retrieved item carries the query's label.
 
-use std::sync::Arc;
-
 use burn::prelude::*;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 use unilip_core::{
     ExecCtx, LatentSpace, Node, NodeError, NodeSchema, ParamSpec, PortSpec, PortType, Summary,
     Value,
@@ -15,7 +15,7 @@ use super::train::data::DatasetValue;
 use super::unilip::checkpoint::{model_input, model_port};
 use super::unilip::payload::{input, model_err, payload, value, Conditioning, Features, Latent};
 use crate::backend::B;
-use crate::models::scheduler::add_noise;
+use crate::models::scheduler::{add_noise, gaussian_noise};
 use crate::register_node;
 use crate::unidiff::eval::{embed_corpus, rows};
 use crate::unidiff::retrieval::{cosine_matrix, rank_top_k, recall_at_k_matching, spread};
@@ -352,44 +352,22 @@ impl Node for DitFeatures {
             .dit
             .as_ref()
             .ok_or_else(|| NodeError::msg("the checkpoint was loaded without its DiT"))?;
-        let layers = model.config.dit.num_layers;
-        if block >= layers {
-            return Err(NodeError::msg(format!(
-                "block {block} does not exist: the DiT has {layers} blocks (0-based)"
-            )));
-        }
         let x0 = latent.mul_scalar(model.config.unilip_factor as f32);
         let [b, c, h, w] = x0.dims();
         let dev = x0.device();
-        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
-        let noise = Tensor::<B, 4>::from_data(
-            TensorData::random::<f32, _, _>(
-                [b, c, h, w],
-                burn::tensor::Distribution::Normal(0.0, 1.0),
-                &mut rng,
-            ),
-            &dev,
-        );
+        let noise = gaussian_noise::<B, 4, _>([b, c, h, w], &mut StdRng::seed_from_u64(seed), &dev);
         let sigmas = Tensor::<B, 1>::from_floats(vec![t / 1000.0; b].as_slice(), &dev);
         let xt = add_noise(x0, noise, sigmas);
-        let rows_of = |x: Tensor<B, 3>| -> Result<Tensor<B, 3>, NodeError> {
-            let [cb, l, d] = x.dims();
-            if cb == b {
-                Ok(x)
-            } else if cb == 1 {
-                Ok(x.expand([b, l, d]))
-            } else {
-                Err(NodeError::msg(format!(
-                    "the condition has {cb} rows for {b} latents"
-                )))
-            }
-        };
-        let embeds = rows_of(cond.embeds.clone())?;
-        let mask = rows_of(cond.mask.clone().float().unsqueeze_dim::<3>(2))?.squeeze_dim::<2>(2);
+        let cond = cond.broadcast(b).map_err(model_err)?;
         let timesteps = Tensor::<B, 1>::from_floats(vec![t; b].as_slice(), &dev);
         let features = dit
-            .features(xt, timesteps, embeds, mask, block)
-            .ok_or_else(|| NodeError::msg(format!("block {block} does not exist")))?;
+            .features(xt, timesteps, cond.embeds, cond.mask.float(), block)
+            .ok_or_else(|| {
+                NodeError::msg(format!(
+                    "block {block} does not exist: the DiT has {} blocks (0-based)",
+                    model.config.dit.num_layers
+                ))
+            })?;
         let pooled = rows(features.clone().mean_dim(1).squeeze_dim::<2>(1)).map_err(model_err)?;
         let labels = (0..b).map(|i| format!("image {i}")).collect();
         Ok(vec![
@@ -397,10 +375,10 @@ impl Node for DitFeatures {
                 tokens: features,
                 grid: [h, w],
             }),
-            Value::Data(Arc::new(EmbeddingSet {
+            value(EmbeddingSet {
                 rows: pooled,
                 labels,
-            })),
+            }),
         ])
     }
 }

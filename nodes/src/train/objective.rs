@@ -23,7 +23,7 @@ use crate::backend::TrainB;
 use crate::models::internvit::InternVlVision;
 use crate::models::preprocess::normalize;
 use crate::models::scheduler::{
-    add_noise, velocity_target, FlowMatchEulerConfig, FlowMatchEulerScheduler,
+    add_noise, gaussian_noise, velocity_target, FlowMatchEulerConfig, FlowMatchEulerScheduler,
 };
 use crate::models::tokenizer::{
     edit_negative, edit_prompt, generation_negative, generation_prompt, understanding_prompt,
@@ -296,14 +296,7 @@ impl<'a> Objective<'a> {
         let (ids, mask) = encode_prompts::<TrainB>(tok, &texts, &dev)?;
         let cond = model.condition(ids, mask, source_features, self.condition_mode)?;
         let [_, c, h, w] = x0.dims();
-        let noise = Tensor::<TrainB, 4>::from_data(
-            TensorData::random::<f32, _, _>(
-                [b, c, h, w],
-                burn::tensor::Distribution::Normal(0.0, 1.0),
-                rng,
-            ),
-            &dev,
-        );
+        let noise = gaussian_noise::<TrainB, 4, _>([b, c, h, w], rng, &dev);
         let (logit_mean, logit_std) = self
             .terms
             .iter()
@@ -412,10 +405,8 @@ impl<'a> Objective<'a> {
                         // No pair to compare at this noise level: a zero that keeps the graph.
                         return Ok(w.sum().mul_scalar(0.0));
                     }
-                    let idx = Tensor::<TrainB, 1, Int>::from_data(
-                        TensorData::new(keep.clone(), [keep.len()]),
-                        &dev,
-                    );
+                    let n = keep.len();
+                    let idx = Tensor::<TrainB, 1, Int>::from_data(TensorData::new(keep, [n]), &dev);
                     rsc_loss(
                         w.select(0, idx.clone()),
                         image_emb.clone().select(0, idx.clone()),

@@ -12,8 +12,7 @@ use rand::SeedableRng;
 
 use super::data::{mix, Dataset, EpochOrder, Sample};
 use super::log::{self, StepLog};
-use super::loss::LossKind;
-use super::loss::LossTerm;
+use super::loss::{LossKind, LossTerm};
 use super::objective::{Objective, Task};
 use super::optim::{clip_global_norm, learning_rate, trainable_ids, Ema, GroupedAdamW, ParamGroup};
 use super::run_dir::{read_state, write_state, RunDir, TrainState};
@@ -21,7 +20,7 @@ use super::TrainError;
 use crate::backend::TrainB;
 use crate::models::tokenizer::Tokenizer;
 use crate::models::unilip::{ComponentSet, ConditionMode, KeyStyle, Unilip, UnilipConfig};
-use crate::unidiff::heads::init_tensors;
+use crate::unidiff::heads::{checkpoint_has_heads, checkpoint_has_text_tower, init_tensors};
 use crate::weights::{self, Checkpoint, HostTensor, SaveDtype};
 
 /// Which sub-models receive gradients (the rest are frozen, bit-identical after training).
@@ -480,10 +479,8 @@ fn with_unidiff_heads(
             }
         )
     });
-    let prefix = crate::unidiff::heads::PREFIX;
-    if base.contains(&format!("{prefix}.image_head.weight")) {
-        let has_tower = base.contains(&format!("{prefix}.text_tower.embed_tokens.weight"));
-        if separate && !has_tower {
+    if checkpoint_has_heads(&base) {
+        if separate && !checkpoint_has_text_tower(&base) {
             return Err(TrainError::Setup(format!(
                 "{}: its UniDiff heads share the LLM as text encoder; a separate text tower \
                  cannot be added to trained heads (start from a checkpoint without heads)",

@@ -28,6 +28,22 @@ use crate::weights::{self, Checkpoint, HostTensor, VarBuilder};
 /// Key prefix of every UniDiff parameter.
 pub const PREFIX: &str = "model.unidiff";
 
+/// The key (under [`PREFIX`]) whose presence means a checkpoint has UniDiff heads.
+const IMAGE_HEAD_WEIGHT: &str = "image_head.weight";
+
+/// The key (under [`PREFIX`]) whose presence means the heads have a separate text tower.
+const TEXT_TOWER_EMBED: &str = "text_tower.embed_tokens.weight";
+
+/// True when `ck` holds UniDiff heads.
+pub fn checkpoint_has_heads(ck: &Checkpoint) -> bool {
+    ck.contains(&format!("{PREFIX}.{IMAGE_HEAD_WEIGHT}"))
+}
+
+/// True when `ck`'s UniDiff heads include a separate text tower.
+pub fn checkpoint_has_text_tower(ck: &Checkpoint) -> bool {
+    ck.contains(&format!("{PREFIX}.{TEXT_TOWER_EMBED}"))
+}
+
 /// CLIP's initial `logit_scale`, `ln(1 / 0.07)`.
 pub const LOGIT_SCALE_INIT: f32 = 2.659_26;
 
@@ -58,7 +74,7 @@ pub struct UnidiffHeads<B: Backend> {
 impl<B: Backend> UnidiffHeads<B> {
     /// True when `vb` (at [`PREFIX`]) holds heads.
     pub fn present(vb: &VarBuilder<B>) -> bool {
-        vb.contains("image_head.weight")
+        vb.contains(IMAGE_HEAD_WEIGHT)
     }
 
     /// Loads the heads at `vb` ([`PREFIX`]) for an LLM of width `hidden` (`text`) and a DiT of
@@ -69,7 +85,7 @@ impl<B: Backend> UnidiffHeads<B> {
         dit_width: usize,
         text: &Qwen2Config,
     ) -> weights::Result<Self> {
-        let key = vb.key("image_head.weight");
+        let key = vb.key(IMAGE_HEAD_WEIGHT);
         let dim = match vb.pp("image_head").shape_of("weight").as_deref() {
             Some([d, _]) => *d,
             found => {
@@ -84,7 +100,7 @@ impl<B: Backend> UnidiffHeads<B> {
             }
         };
         let text_tower = vb
-            .contains("text_tower.embed_tokens.weight")
+            .contains(TEXT_TOWER_EMBED)
             .then(|| Qwen2Model::load(text, &vb.pp("text_tower")))
             .transpose()?;
         Ok(Self {

@@ -105,12 +105,7 @@ impl Train {
                 1.0,
                 "Null-prompt probability (generation/editing)",
             ),
-            ParamSpec::choice(
-                "condition",
-                "dual",
-                &["dual", "hidden_only", "query_only"],
-                "DiT condition",
-            ),
+            ParamSpec::choice("condition", "dual", &ConditionMode::NAMES, "DiT condition"),
         ];
         params.extend(FLAGS.iter().map(|(n, d, doc)| ParamSpec::bool(n, *d, doc)));
         Self {

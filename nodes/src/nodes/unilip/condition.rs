@@ -8,7 +8,7 @@ use super::checkpoint::{model_input, model_port};
 use super::payload::{input, model_err, value, Conditioning, Sequence};
 use crate::backend::B;
 use crate::models::qwen2::{bidirectional_mask, position_ids_from_mask, AttentionMask};
-use crate::models::unilip::{insert_image_features, Condition, Unilip};
+use crate::models::unilip::{insert_image_features, Condition, ConditionMode, Unilip};
 use crate::register_node;
 
 /// `unilip.condition`.
@@ -44,7 +44,7 @@ impl HiddenStateCondition {
                     ParamSpec::choice(
                         "mode",
                         "dual",
-                        &["dual", "hidden_only", "query_only"],
+                        &ConditionMode::NAMES,
                         "Which connector outputs condition the DiT",
                     ),
                     ParamSpec::int(
