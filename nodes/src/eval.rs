@@ -28,7 +28,7 @@ pub enum EvalTask {
     Generate,
     /// Editing: `edit` (mean score), `edit_change_made`, `edit_preserved`.
     Edit,
-    /// Understanding: `vqa_accuracy`.
+    /// Understanding: `vqa_accuracy`, and `vqa_<kind>` per question kind (count, colour, …).
     Vqa,
 }
 
@@ -256,6 +256,7 @@ impl Eval<'_> {
             output_logits: false,
         };
         let mut right = Vec::new();
+        let mut by_kind: BTreeMap<String, Vec<f64>> = BTreeMap::new();
         for i in 0..self.opts.n {
             let item = self.generator.vqa_item(i as u64);
             let answer = self
@@ -268,12 +269,17 @@ impl Eval<'_> {
                     &generation,
                 )
                 .map_err(|e| e.to_string())?;
-            right.push(f64::from(u8::from(vqa_answer_correct(
-                &answer,
-                &item.answer,
-            ))));
+            let correct = f64::from(u8::from(vqa_answer_correct(&answer, &item.answer)));
+            right.push(correct);
+            let kind = serde_json::to_value(item.kind).map_err(|e| e.to_string())?;
+            by_kind
+                .entry(format!("vqa_{}", kind.as_str().unwrap_or("other")))
+                .or_default()
+                .push(correct);
         }
-        Ok(Metrics::from([("vqa_accuracy".to_string(), mean(&right))]))
+        let mut metrics = Metrics::from([("vqa_accuracy".to_string(), mean(&right))]);
+        metrics.extend(by_kind.into_iter().map(|(k, v)| (k, mean(&v))));
+        Ok(metrics)
     }
 }
 

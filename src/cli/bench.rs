@@ -19,6 +19,10 @@ pub enum BenchCommand {
         /// Timed runs per block.
         #[arg(long, default_value_t = 5)]
         reps: usize,
+        /// A Python interpreter with torch, transformers and diffusers: also time each block in
+        /// PyTorch eager and print the Burn/PyTorch time ratio.
+        #[arg(long, value_name = "PYTHON")]
+        torch: Option<std::path::PathBuf>,
     },
     /// Executor overhead on a chain of cheap nodes, and a fully cached re-run.
     Executor {
@@ -32,7 +36,9 @@ pub enum BenchCommand {
 pub fn bench_cmd(cmd: BenchCommand) -> Result<(), CliError> {
     match cmd {
         BenchCommand::Executor { nodes } => bench_executor(nodes),
-        BenchCommand::Models { reps } => super::bench_models::bench_models(reps.max(1)),
+        BenchCommand::Models { reps, torch } => {
+            super::bench_models::bench_models(reps.max(1), torch.as_deref())
+        }
     }
 }
 

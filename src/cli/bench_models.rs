@@ -1,10 +1,15 @@
 //! `unilip bench models`: one real-size block of each UniLIP-1B component on the CPU, with
-//! random weights, timed and compared with the machine's FMA peak.
+//! random weights, timed and compared with the machine's FMA peak, and optionally with the same
+//! block in PyTorch eager (`--torch PYTHON`, the reference transformers / diffusers classes).
 
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use burn::prelude::*;
 use burn::tensor::Distribution;
+use serde_json::{json, Value};
 use unilip_nodes::backend::{device, B};
 use unilip_nodes::models::dcae::{DcAeConfig, DcAeDecoder};
 use unilip_nodes::models::internvit::InternVisionModel;
@@ -14,6 +19,9 @@ use unilip_nodes::models::unilip::UnilipConfig;
 use unilip_nodes::weights::VarBuilder;
 
 use super::CliError;
+
+/// The PyTorch side, run as `PYTHON -c SCRIPT` with the block list on stdin.
+const TORCH_SCRIPT: &str = include_str!("bench_torch.py");
 
 fn err(e: impl std::fmt::Display) -> CliError {
     CliError::Run(e.to_string())
@@ -37,9 +45,13 @@ fn sync<const D: usize>(t: Tensor<B, D>) -> f32 {
     t.sum().into_scalar()
 }
 
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// f32 FLOP per cycle per core with AVX2 + 2 FMA units (16 lanes × 2), times cores and clock.
 fn peak_gflops() -> (f64, String) {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = cores();
     let mhz = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -55,20 +67,20 @@ fn peak_gflops() -> (f64, String) {
     )
 }
 
-fn report(name: &str, ms: f64, flop: f64, peak: f64) {
-    let gflops = flop / ms / 1e6;
-    println!(
-        "{name:<44} {ms:>9.1} ms {gflops:>7.1} GFLOP/s {:>5.1}% of peak",
-        100.0 * gflops / peak
-    );
+/// One timed block: its Burn time, its FLOP count and what the PyTorch side needs to build it.
+struct Block {
+    name: &'static str,
+    ms: f64,
+    flop: f64,
+    torch: Value,
 }
 
-/// Runs the model benchmark.
-pub fn bench_models(reps: usize) -> Result<(), CliError> {
+/// Times one block of each component in Burn.
+fn burn_blocks(reps: usize) -> Result<Vec<Block>, CliError> {
     let dev = device();
     let cfg = UnilipConfig::one_b();
-    let (peak, how) = peak_gflops();
-    println!("CPU peak ≈ {peak:.0} GFLOP/s ({how}); median of {reps} runs, random weights");
+    let json = cfg.to_json();
+    let mut blocks = Vec::new();
 
     // InternViT: one layer at 448 px → 1,025 tokens, width 1,024.
     let mut vcfg = cfg.vision.vision_config.clone();
@@ -78,12 +90,14 @@ pub fn bench_models(reps: usize) -> Result<(), CliError> {
     let px = Tensor::<B, 4>::random([1, 3, 448, 448], Distribution::Normal(0.0, 1.0), &dev);
     let ms = time(reps, || sync(vit.forward(px.clone()).expect("valid input")));
     let (n, d, m) = (1025.0, 1024.0, 4096.0);
-    report(
-        "InternViT layer (1,025 tok, 1,024)",
+    let mut torch_cfg = json["vision_config"].clone();
+    torch_cfg["num_hidden_layers"] = 1.into();
+    blocks.push(Block {
+        name: "InternViT layer (1,025 tok, 1,024)",
         ms,
-        2.0 * n * (4.0 * d * d + 2.0 * d * m) + 4.0 * n * n * d,
-        peak,
-    );
+        flop: 2.0 * n * (4.0 * d * d + 2.0 * d * m) + 4.0 * n * n * d,
+        torch: json!({"kind": "internvit", "config": torch_cfg, "reps": reps}),
+    });
 
     // Qwen2: one decoder layer of width 896 at 300 tokens.
     let mut tcfg = cfg.text.clone();
@@ -101,12 +115,14 @@ pub fn bench_models(reps: usize) -> Result<(), CliError> {
         )
     });
     let (n, d, kv, f) = (300.0, 896.0, 128.0, 4864.0);
-    report(
-        "Qwen2 layer (300 tok, 896)",
+    let mut torch_cfg = json["text_config"].clone();
+    torch_cfg["num_hidden_layers"] = 1.into();
+    blocks.push(Block {
+        name: "Qwen2 layer (300 tok, 896)",
         ms,
-        2.0 * n * (2.0 * d * d + 2.0 * d * kv + 3.0 * d * f) + 4.0 * n * n * d,
-        peak,
-    );
+        flop: 2.0 * n * (2.0 * d * d + 2.0 * d * kv + 3.0 * d * f) + 4.0 * n * n * d,
+        torch: json!({"kind": "qwen2", "config": torch_cfg, "tokens": 300, "reps": reps}),
+    });
 
     // SANA: one block of width 1,152 on 256 tokens, cross-attention to 300 caption tokens.
     let mut scfg = cfg.dit.clone();
@@ -125,26 +141,135 @@ pub fn bench_models(reps: usize) -> Result<(), CliError> {
         sync(dit.forward(lat.clone(), t.clone(), cap.clone(), mask.clone()))
     });
     let (n, l, d, h) = (256.0, 300.0, 1152.0, 2880.0);
-    let flop = 2.0 * n * (6.0 * d * d + 3.0 * d * h)
-        + 2.0 * l * 2.0 * d * d
-        + 4.0 * n * l * d
-        + 2.0 * l * 2304.0 * d;
-    report("SANA block (256 tok, 1,152, cross 300)", ms, flop, peak);
+    let mut torch_cfg = json["dit_config"].clone();
+    torch_cfg["num_layers"] = 1.into();
+    blocks.push(Block {
+        name: "SANA block (256 tok, 1,152, cross 300)",
+        ms,
+        flop: 2.0 * n * (6.0 * d * d + 3.0 * d * h)
+            + 2.0 * l * 2.0 * d * d
+            + 4.0 * n * l * d
+            + 2.0 * l * 2304.0 * d,
+        torch: json!({"kind": "sana", "config": torch_cfg, "latent": 16, "caption_tokens": 300,
+            "reps": reps}),
+    });
 
     // DC-AE: one ResBlock stage (3 blocks, 512 channels) at 128×128.
-    let dcfg: DcAeConfig = serde_json::from_value(serde_json::json!({
+    let dcae_json = json!({
         "latent_channels": 32,
         "decoder_block_types": ["ResBlock"],
         "decoder_block_out_channels": [512],
         "decoder_layers_per_block": [3],
         "decoder_qkv_multiscales": [[]],
-    }))
-    .map_err(err)?;
+    });
+    let dcfg: DcAeConfig = serde_json::from_value(dcae_json.clone()).map_err(err)?;
     let dec = DcAeDecoder::<B>::load(&dcfg, &VarBuilder::random(4, |_| None, &dev)).map_err(err)?;
     let z = Tensor::<B, 4>::random([1, 32, 128, 128], Distribution::Normal(0.0, 1.0), &dev);
-    let ms = time(reps.min(3), || sync(dec.forward(z.clone())));
+    let dcae_reps = reps.min(3);
+    let ms = time(dcae_reps, || sync(dec.forward(z.clone())));
     let hw = 128.0 * 128.0;
-    let flop = 2.0 * 9.0 * hw * (32.0 * 512.0 + 6.0 * 512.0 * 512.0 + 512.0 * 3.0);
-    report("DC-AE stage (3 ResBlocks, 512 ch, 128²)", ms, flop, peak);
+    blocks.push(Block {
+        name: "DC-AE stage (3 ResBlocks, 512 ch, 128²)",
+        ms,
+        flop: 2.0 * 9.0 * hw * (32.0 * 512.0 + 6.0 * 512.0 * 512.0 + 512.0 * 3.0),
+        torch: json!({"kind": "dcae", "config": dcae_json, "latent": 128, "reps": dcae_reps}),
+    });
+    Ok(blocks)
+}
+
+/// What the PyTorch side reported for each block, in block order (`Err` = its error text).
+fn torch_times(python: &Path, blocks: &[Block]) -> Result<Vec<Result<f64, String>>, CliError> {
+    let job = json!({
+        "threads": cores(),
+        "blocks": blocks
+            .iter()
+            .map(|b| {
+                let mut spec = b.torch.clone();
+                spec["name"] = b.name.into();
+                spec
+            })
+            .collect::<Vec<_>>(),
+    });
+    let mut child = Command::new(python)
+        .args(["-c", TORCH_SCRIPT])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| CliError::Run(format!("--torch {}: cannot start: {e}", python.display())))?;
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(job.to_string().as_bytes())
+        .map_err(|e| CliError::Run(format!("--torch {}: {e}", python.display())))?;
+    let out = child
+        .wait_with_output()
+        .map_err(|e| CliError::Run(format!("--torch {}: {e}", python.display())))?;
+    if !out.status.success() {
+        return Err(CliError::Run(format!(
+            "--torch {}: the PyTorch side failed ({}); it needs torch, transformers and diffusers \
+             (../shared/fixtures/requirements.txt):\n{}",
+            python.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        )));
+    }
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    if let Some(header) = lines.iter().find(|v| v.get("torch").is_some()) {
+        println!(
+            "PyTorch {} eager, {} threads",
+            header["torch"].as_str().unwrap_or("?"),
+            header["threads"]
+        );
+    }
+    Ok(blocks
+        .iter()
+        .map(|b| {
+            let line = lines
+                .iter()
+                .find(|v| v["name"] == b.name)
+                .ok_or_else(|| "no result".to_string())?;
+            match (line["ms"].as_f64(), line["error"].as_str()) {
+                (Some(ms), _) => Ok(ms),
+                (None, Some(e)) => Err(e.to_string()),
+                (None, None) => Err("no result".into()),
+            }
+        })
+        .collect())
+}
+
+/// Runs the model benchmark; with `torch`, the same blocks in PyTorch side by side.
+pub fn bench_models(reps: usize, torch: Option<&Path>) -> Result<(), CliError> {
+    let (peak, how) = peak_gflops();
+    println!("CPU peak ≈ {peak:.0} GFLOP/s ({how}); median of {reps} runs, random weights, f32");
+    let blocks = burn_blocks(reps)?;
+    let torch = torch.map(|py| torch_times(py, &blocks)).transpose()?;
+    print!(
+        "{:<42} {:>10} {:>8} {:>7}",
+        "block", "Burn ms", "GFLOP/s", "% peak"
+    );
+    if torch.is_some() {
+        print!(" {:>10} {:>12}", "torch ms", "Burn/torch");
+    }
+    println!();
+    for (i, b) in blocks.iter().enumerate() {
+        let gflops = b.flop / b.ms / 1e6;
+        print!(
+            "{:<42} {:>10.1} {gflops:>8.1} {:>6.1}%",
+            b.name,
+            b.ms,
+            100.0 * gflops / peak
+        );
+        match torch.as_ref().map(|t| &t[i]) {
+            Some(Ok(ms)) => print!(" {ms:>10.1} {:>11.2}×", b.ms / ms),
+            Some(Err(e)) => print!("  torch failed: {e}"),
+            None => {}
+        }
+        println!();
+    }
     Ok(())
 }
