@@ -1,6 +1,7 @@
 //! `unilip bench models`: one real-size block of each UniLIP-1B component on the CPU, with
 //! random weights, timed and compared with the machine's FMA peak, and optionally with the same
 //! block in PyTorch eager (`--torch PYTHON`, the reference transformers / diffusers classes).
+//! A few single ops at block sizes follow, so a gap can be traced to a kernel.
 
 use std::io::Write;
 use std::path::Path;
@@ -8,6 +9,9 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use burn::prelude::*;
+use burn::tensor::activation::{silu, softmax};
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::ConvOptions;
 use burn::tensor::Distribution;
 use serde_json::{json, Value};
 use unilip_nodes::backend::{device, B};
@@ -174,7 +178,60 @@ fn burn_blocks(reps: usize) -> Result<Vec<Block>, CliError> {
         flop: 2.0 * 9.0 * hw * (32.0 * 512.0 + 6.0 * 512.0 * 512.0 + 512.0 * 3.0),
         torch: json!({"kind": "dcae", "config": dcae_json, "latent": 128, "reps": dcae_reps}),
     });
+    blocks.extend(single_ops(reps)?);
     Ok(blocks)
+}
+
+/// The single tensor ops the blocks are made of, so a Burn/PyTorch gap can be traced to a kernel:
+/// matmul, 3×3 convolution, softmax and SiLU at block sizes.
+fn single_ops(reps: usize) -> Result<Vec<Block>, CliError> {
+    let dev = device();
+    let normal = |shape: &[usize]| {
+        Tensor::<B, 4>::random(
+            [shape[0], shape[1], shape[2], shape[3]],
+            Distribution::Normal(0.0, 1.0),
+            &dev,
+        )
+    };
+    let op = |name, op: &str, shape: [usize; 4], flop: f64, ms: f64| Block {
+        name,
+        ms,
+        flop,
+        torch: json!({"kind": "op", "op": op, "shape": shape, "reps": reps}),
+    };
+    let mut ops = Vec::new();
+
+    let shape = [1, 1, 1024, 1024];
+    let x = normal(&shape);
+    let ms = time(reps, || sync(x.clone().matmul(x.clone())));
+    ops.push(op(
+        "op: matmul 1024³",
+        "matmul",
+        shape,
+        2.0 * 1024f64.powi(3),
+        ms,
+    ));
+
+    let shape = [1, 256, 64, 64];
+    let x = normal(&shape);
+    let w = normal(&[256, 256, 3, 3]);
+    let conv = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+    let ms = time(reps, || {
+        sync(conv2d(x.clone(), w.clone(), None, conv.clone()))
+    });
+    let flop = 2.0 * 256.0 * 256.0 * 9.0 * 64.0 * 64.0;
+    ops.push(op("op: conv 3×3 256→256 @64²", "conv3x3", shape, flop, ms));
+
+    let shape = [1, 16, 1025, 1025];
+    let x = normal(&shape);
+    let ms = time(reps, || sync(softmax(x.clone(), 3)));
+    ops.push(op("op: softmax 16×1025×1025", "softmax", shape, 0.0, ms));
+
+    let shape = [1, 512, 128, 128];
+    let x = normal(&shape);
+    let ms = time(reps, || sync(silu(x.clone())));
+    ops.push(op("op: SiLU 512×128²", "silu", shape, 0.0, ms));
+    Ok(ops)
 }
 
 /// What the PyTorch side reported for each block, in block order (`Err` = its error text).
@@ -208,8 +265,7 @@ fn torch_times(python: &Path, blocks: &[Block]) -> Result<Vec<Result<f64, String
         .map_err(|e| CliError::Run(format!("--torch {}: {e}", python.display())))?;
     if !out.status.success() {
         return Err(CliError::Run(format!(
-            "--torch {}: the PyTorch side failed ({}); it needs torch, transformers and diffusers \
-             (../shared/fixtures/requirements.txt):\n{}",
+            "--torch {}: the PyTorch side failed ({}):\n{}",
             python.display(),
             out.status,
             String::from_utf8_lossy(&out.stderr).trim_end()
@@ -242,8 +298,29 @@ fn torch_times(python: &Path, blocks: &[Block]) -> Result<Vec<Result<f64, String
         .collect())
 }
 
+/// Checks, before minutes of Burn timing, that `python` starts and imports what the PyTorch side
+/// needs.
+fn check_python(python: &Path) -> Result<(), CliError> {
+    let out = Command::new(python)
+        .args(["-c", "import torch, transformers, diffusers"])
+        .output()
+        .map_err(|e| CliError::Run(format!("--torch {}: cannot start: {e}", python.display())))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(CliError::Run(format!(
+        "--torch {}: cannot import torch, transformers and diffusers \
+         (install ../shared/fixtures/requirements.txt into that environment):\n{}",
+        python.display(),
+        String::from_utf8_lossy(&out.stderr).trim_end()
+    )))
+}
+
 /// Runs the model benchmark; with `torch`, the same blocks in PyTorch side by side.
 pub fn bench_models(reps: usize, torch: Option<&Path>) -> Result<(), CliError> {
+    if let Some(python) = torch {
+        check_python(python)?;
+    }
     let (peak, how) = peak_gflops();
     println!("CPU peak ≈ {peak:.0} GFLOP/s ({how}); median of {reps} runs, random weights, f32");
     let blocks = burn_blocks(reps)?;
@@ -258,12 +335,16 @@ pub fn bench_models(reps: usize, torch: Option<&Path>) -> Result<(), CliError> {
     println!();
     for (i, b) in blocks.iter().enumerate() {
         let gflops = b.flop / b.ms / 1e6;
-        print!(
-            "{:<42} {:>10.1} {gflops:>8.1} {:>6.1}%",
-            b.name,
-            b.ms,
-            100.0 * gflops / peak
-        );
+        if b.flop > 0.0 {
+            print!(
+                "{:<42} {:>10.1} {gflops:>8.1} {:>6.1}%",
+                b.name,
+                b.ms,
+                100.0 * gflops / peak
+            );
+        } else {
+            print!("{:<42} {:>10.1} {:>8} {:>7}", b.name, b.ms, "-", "-");
+        }
         match torch.as_ref().map(|t| &t[i]) {
             Some(Ok(ms)) => print!(" {ms:>10.1} {:>11.2}×", b.ms / ms),
             Some(Err(e)) => print!("  torch failed: {e}"),

@@ -3,8 +3,9 @@
 # Reads one JSON object on stdin: {"threads": N, "reps": R, "blocks": [{"name", "kind", "config",
 # "reps"}]}, builds each block with the reference implementation (transformers / diffusers, the
 # libraries the parity fixtures come from) at the same configuration and input shapes as the Burn
-# side, times it in eager mode under torch.inference_mode() the same way (one warm-up, median of
-# `reps` runs) and prints one JSON line per block: {"name", "ms"} or {"name", "error"}.
+# side (kind "op": a single tensor op), times it in eager mode under torch.inference_mode() the
+# same way (one warm-up, median of `reps` runs) and prints one JSON line per block: {"name", "ms"}
+# or {"name", "error"}.
 import json
 import statistics
 import sys
@@ -61,8 +62,24 @@ def dcae(cfg, latent):
     return lambda: decoder(z)
 
 
+def op(kind, shape):
+    x = torch.randn(*shape)
+    if kind == "matmul":
+        return lambda: x @ x
+    if kind == "conv3x3":
+        w = torch.randn(shape[1], shape[1], 3, 3)
+        return lambda: torch.nn.functional.conv2d(x, w, padding=1)
+    if kind == "softmax":
+        return lambda: x.softmax(-1)
+    if kind == "silu":
+        return lambda: torch.nn.functional.silu(x)
+    raise ValueError(f"unknown op {kind!r}")
+
+
 def build(block):
-    kind, cfg = block["kind"], block["config"]
+    kind, cfg = block["kind"], block.get("config")
+    if kind == "op":
+        return op(block["op"], block["shape"])
     if kind == "internvit":
         return internvit(cfg)
     if kind == "qwen2":
