@@ -22,7 +22,8 @@ use crate::shapesworld::{
 /// What to evaluate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EvalTask {
-    /// Encoder → decoder reconstruction: `psnr_db`, `ssim`.
+    /// Encoder → decoder reconstruction: `psnr_db`, `ssim`, and `recon_geneval(_checks)`, the
+    /// GenEval-like score of the reconstruction against its caption (the ceiling for generation).
     Recon,
     /// Text-to-image: `geneval` (fraction of prompts fully correct), `geneval_checks`.
     Generate,
@@ -150,7 +151,9 @@ impl Eval<'_> {
     }
 
     fn recon(&self) -> Result<Metrics, String> {
+        let style = self.generator.style();
         let (mut p, mut s) = (Vec::new(), Vec::new());
+        let (mut correct, mut checks) = (Vec::new(), Vec::new());
         for i in 0..self.opts.n {
             let item = self.generator.caption_item(i as u64);
             let decoded = self
@@ -161,10 +164,15 @@ impl Eval<'_> {
             let out = resize_to(&out, &item.image);
             p.push(psnr(&item.image, &out).map_err(|e| e.to_string())?);
             s.push(ssim(&item.image, &out).map_err(|e| e.to_string())?);
+            let r = geneval_score(&out, &item.spec, &style);
+            correct.push(f64::from(u8::from(r.correct)));
+            checks.push(f64::from(r.fraction()));
         }
         Ok(Metrics::from([
             ("psnr_db".to_string(), mean(&p)),
             ("ssim".to_string(), mean(&s)),
+            ("recon_geneval".to_string(), mean(&correct)),
+            ("recon_geneval_checks".to_string(), mean(&checks)),
         ]))
     }
 
