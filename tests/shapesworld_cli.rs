@@ -90,7 +90,10 @@ fn miniature_recipe_trains_every_stage_and_eval_reports_json() {
 
     let model = dir.join("edit/model");
     for (task, keys) in [
-        ("recon", vec!["psnr_db", "ssim", "recon_geneval", "recon_geneval_checks"]),
+        (
+            "recon",
+            vec!["psnr_db", "ssim", "recon_geneval", "recon_geneval_checks"],
+        ),
         ("generate", vec!["geneval", "geneval_checks"]),
         ("edit", vec!["edit", "edit_change_made", "edit_preserved"]),
         ("vqa", vec!["vqa_accuracy"]),

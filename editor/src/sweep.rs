@@ -1,6 +1,6 @@
-//! The sweep window: pick params of the graph's nodes and the values to try (a comma list,
-//! checked with the param's `ParamSpec::parse` as it is typed), pick number outputs to record
-//! as metrics, run the grid on the worker (cancellable, one progress step per point), and read
+//! The sweep window: pick params of the graph's nodes (one per axis, or several linked so they
+//! change together) and the values to try (a comma list, checked with the param's
+//! `ParamSpec::parse` as it is typed), pick number outputs to record as metrics, run the grid on the worker (cancellable, one progress step per point), and read
 //! the results as a table and a bar chart per metric; export them as CSV. The sweep itself is
 //! [`unilip_core::Sweep`], the same code as `unilip sweep`.
 
@@ -14,14 +14,17 @@ use crate::chart::{bar_chart, short_number};
 use crate::document::Document;
 use crate::run::{JobStatus, RunState, SweepRun};
 
-/// One grid axis as edited: a node, one of its params, and the values typed so far.
+/// One grid axis as edited: a node, one of its params, params linked to it (set at the same
+/// grid point, like `--grid "a.x,b.y=1:2,3:4"`), and the values typed so far.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AxisDraft {
     /// Node id.
     pub node: String,
     /// Param name.
     pub param: String,
-    /// Values, comma separated.
+    /// Further `(node, param)` pairs that take their part of each value (`a:b`) or the whole.
+    pub linked: Vec<(String, String)>,
+    /// Values, comma separated (linked parts separated by `:`).
     pub values: String,
 }
 
@@ -31,8 +34,15 @@ impl AxisDraft {
         Self {
             node: node.into(),
             param: param.into(),
+            linked: Vec::new(),
             values: values.into(),
         }
+    }
+
+    /// The same axis also setting `node.param`.
+    pub fn link(mut self, node: &str, param: &str) -> Self {
+        self.linked.push((node.into(), param.into()));
+        self
     }
 
     /// The core axis: the comma list split, each value trimmed.
@@ -40,7 +50,7 @@ impl AxisDraft {
         Axis {
             node: self.node.clone(),
             param: self.param.clone(),
-            linked: Vec::new(),
+            linked: self.linked.clone(),
             values: self
                 .values
                 .split(',')
@@ -222,27 +232,16 @@ impl SweepPanel {
         let mut remove = None;
         for (i, draft) in self.axes.iter_mut().enumerate() {
             ui.horizontal(|ui| {
-                egui::ComboBox::from_id_salt(("sweep node", i))
-                    .selected_text(&draft.node)
-                    .show_ui(ui, |ui| {
-                        for (id, schema) in &nodes {
-                            if ui.selectable_label(draft.node == **id, *id).clicked() {
-                                draft.node = (*id).clone();
-                                draft.param = schema.params[0].name.clone();
-                            }
-                        }
-                    });
-                let schema = nodes.iter().find(|(id, _)| **id == draft.node).map(|n| n.1);
-                egui::ComboBox::from_id_salt(("sweep param", i))
-                    .selected_text(&draft.param)
-                    .show_ui(ui, |ui| {
-                        for p in schema.iter().flat_map(|s| &s.params) {
-                            ui.selectable_value(&mut draft.param, p.name.clone(), &p.name)
-                                .on_hover_text(&p.doc);
-                        }
-                    });
+                let schema = target_ui(
+                    ui,
+                    &nodes,
+                    ("sweep", i, 0),
+                    &mut draft.node,
+                    &mut draft.param,
+                );
                 let spec = schema.and_then(|s| s.param(&draft.param));
                 let hint = match spec {
+                    _ if !draft.linked.is_empty() => "a:b, c:d (or one value for all)".into(),
                     Some(p) if !p.choices.is_empty() => p.choices.join(","),
                     _ => "v1, v2, …".into(),
                 };
@@ -254,10 +253,34 @@ impl SweepPanel {
                         .desired_width(180.0),
                 )
                 .labelled_by(label.id);
+                if ui
+                    .small_button("🔗")
+                    .on_hover_text("Link another param: it takes its part of each value (a:b)")
+                    .clicked()
+                {
+                    let (id, schema) = nodes[0];
+                    draft
+                        .linked
+                        .push((id.clone(), schema.params[0].name.clone()));
+                }
                 if ui.small_button("🗑").on_hover_text("Remove").clicked() {
                     remove = Some(i);
                 }
             });
+            let mut unlink = None;
+            for (j, (node, param)) in draft.linked.iter_mut().enumerate() {
+                ui.horizontal(|ui| {
+                    ui.add_space(16.0);
+                    ui.label("and");
+                    target_ui(ui, &nodes, ("sweep", i, j + 1), node, param);
+                    if ui.small_button("✖").on_hover_text("Unlink").clicked() {
+                        unlink = Some(j);
+                    }
+                });
+            }
+            if let Some(j) = unlink {
+                draft.linked.remove(j);
+            }
             if draft.values.trim().is_empty() {
                 ok = false;
                 ui.weak("Type the values to try, separated by commas.");
@@ -389,4 +412,34 @@ fn table_ui(ui: &mut Ui, t: &SweepTable) {
             .id_salt(("sweep chart", k))
             .show(ui, |ui| bar_chart(ui, &bars));
     }
+}
+
+/// A node picker and a param picker for one sweep target; returns the node's schema.
+fn target_ui(
+    ui: &mut Ui,
+    nodes: &[(&String, &'static unilip_core::NodeSchema)],
+    salt: (&str, usize, usize),
+    node: &mut String,
+    param: &mut String,
+) -> Option<&'static unilip_core::NodeSchema> {
+    egui::ComboBox::from_id_salt(("sweep node", salt))
+        .selected_text(node.as_str())
+        .show_ui(ui, |ui| {
+            for (id, schema) in nodes {
+                if ui.selectable_label(node == *id, id.as_str()).clicked() {
+                    *node = (*id).clone();
+                    *param = schema.params[0].name.clone();
+                }
+            }
+        });
+    let schema = nodes.iter().find(|(id, _)| *id == node).map(|n| n.1);
+    egui::ComboBox::from_id_salt(("sweep param", salt))
+        .selected_text(param.as_str())
+        .show_ui(ui, |ui| {
+            for p in schema.iter().flat_map(|s| &s.params) {
+                ui.selectable_value(param, p.name.clone(), &p.name)
+                    .on_hover_text(&p.doc);
+            }
+        });
+    schema
 }

@@ -551,6 +551,46 @@ fn sweep_panel_runs_a_grid_and_shows_table() {
     assert!(lines[2].starts_with("1,20,21,1,"), "{text}");
 }
 
+#[test]
+fn sweep_panel_links_two_params_into_one_axis() {
+    let dir = temp_dir("sweep-linked");
+    let mut h = harness(None);
+    let app = h.state_mut();
+    app.run.out_dir = dir.clone();
+    let x = app.add_node("scalar.float").unwrap();
+    let math = app.add_node("scalar.math").unwrap();
+    app.connect(PortRef::new(&x, "value"), PortRef::new(&math, "a"))
+        .unwrap();
+    app.sweep.open = true;
+    app.sweep.axes = vec![unilip_editor::sweep::AxisDraft::new(&x, "value", "")];
+    app.sweep.metrics = vec![PortRef::new(&math, "value")];
+    h.run_steps(2);
+    // The link button adds a second target to the same axis (first node, first param).
+    h.get_by_label("🔗").click();
+    h.run_steps(2);
+    assert_eq!(
+        h.state().sweep.axes,
+        vec![unilip_editor::sweep::AxisDraft::new(&x, "value", "").link(&x, "value")]
+    );
+    h.state_mut().sweep.axes[0].linked[0] = (math.clone(), "b".into());
+    // A value with the wrong number of parts is refused under the row.
+    h.state_mut().sweep.axes[0].values = "1:10:5".into();
+    h.run_steps(2);
+    assert!(h
+        .query_by_label_contains("2 `:`-separated values")
+        .is_some());
+    h.state_mut().sweep.axes[0].values = "1:10, 2:20".into();
+    h.run_steps(2);
+    // Linked params change together: two points, not four.
+    assert!(h.query_by_label("2 point(s)").is_some());
+    h.get_by_label("▶ Run sweep").click();
+    h.run_steps(1);
+    wait_idle(&mut h);
+    let sweep = h.state().run.sweep.as_ref().expect("a sweep ran");
+    let sums: Vec<Vec<f64>> = sweep.table.rows.iter().map(|r| r.metrics.clone()).collect();
+    assert_eq!(sums, vec![vec![11.0], vec![22.0]]);
+}
+
 /// Steps the harness until a node labelled with `text` (a substring) shows up.
 fn wait_for_label(h: &mut Harness<'static, EditorApp>, text: &str) {
     let start = Instant::now();
