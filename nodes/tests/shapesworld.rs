@@ -646,13 +646,28 @@ fn answer(scene: &Scene, question: &str) -> String {
         ["what", "colour", "is", "the", shape, "?"] => style
             .colour_word(resolve(scene, &[shape]).colour)
             .to_owned(),
-        ["what", "shape", "is", "the", colour, "object", "?"] => {
+        ["what", "colour", "are", "the", shapes, "?"] => {
+            let objects: Vec<&Object> = scene
+                .objects
+                .iter()
+                .filter(|o| style.shape_word(o.shape, true) == *shapes)
+                .collect();
+            assert!(objects.len() > 1, "{question}");
+            assert!(objects.iter().all(|o| o.colour == objects[0].colour));
+            style.colour_word(objects[0].colour).to_owned()
+        }
+        ["what", "shape", verb, "the", colour, noun, "?"] => {
             let objects: Vec<&Object> = scene
                 .objects
                 .iter()
                 .filter(|o| style.colour_word(o.colour) == *colour)
                 .collect();
-            assert_eq!(objects.len(), 1);
+            match (*verb, *noun) {
+                ("is", "object") => assert_eq!(objects.len(), 1),
+                ("are", "objects") => assert!(objects.len() > 1),
+                _ => panic!("unknown question form {question:?}"),
+            }
+            assert!(objects.iter().all(|o| o.shape == objects[0].shape));
             style.shape_word(objects[0].shape, false).to_owned()
         }
         ["is", "the", rest @ .., "on", "the", "left", "or", "the", "right", "?"] => {
@@ -705,6 +720,30 @@ fn vqa_answers_are_consistent_with_the_scene() {
         }
     }
     assert_eq!(kinds.len(), 5, "all question kinds occur: {kinds:?}");
+}
+
+#[test]
+fn vqa_asks_about_groups_so_counting_does_not_dominate() {
+    let g = generator(0, Split::Val, Domain::Default);
+    let items: Vec<_> = (0..400).map(|i| g.vqa_item(i)).collect();
+    let share = |kind: QuestionKind| {
+        items.iter().filter(|q| q.kind == kind).count() as f64 / items.len() as f64
+    };
+    // Single-group scenes ("three yellow diamonds") used to allow only counting (58 % count).
+    assert!(
+        share(QuestionKind::Count) < 0.4,
+        "count share {}",
+        share(QuestionKind::Count)
+    );
+    for kind in [QuestionKind::Colour, QuestionKind::Shape] {
+        assert!(share(kind) > 0.2, "{kind:?} share {}", share(kind));
+    }
+    for form in ["what colour are the ", "what shape are the "] {
+        assert!(
+            items.iter().any(|q| q.question.starts_with(form)),
+            "no group question `{form}…`"
+        );
+    }
 }
 
 #[test]

@@ -27,9 +27,9 @@ const PRESENT_PROBABILITY: f64 = 0.75;
 pub enum QuestionKind {
     /// "how many circles are there ?" / "how many red objects are there ?" → "two".
     Count,
-    /// "what colour is the square ?" → "blue".
+    /// "what colour is the square ?" / "what colour are the squares ?" → "blue".
     Colour,
-    /// "what shape is the red object ?" → "circle".
+    /// "what shape is the red object ?" / "what shape are the red objects ?" → "circle".
     Shape,
     /// "is the red circle on the left or the right ?" → "left" (or top/bottom).
     Position,
@@ -114,41 +114,58 @@ fn pick_attribute<T: Copy>(
     }
 }
 
+/// "what colour is the circle ?" / "what colour are the circles ?": asked about a shape whose
+/// objects all have one colour (one object or a group), so single-group scenes get colour
+/// questions too instead of falling back to counting.
 fn colour_question(scene: &Scene, rng: &mut StdRng) -> Option<(String, &'static str)> {
-    let unique: Vec<&Object> = scene
-        .objects
-        .iter()
-        .filter(|o| scene.objects.iter().filter(|p| p.shape == o.shape).count() == 1)
-        .collect();
-    let object = unique.choose(rng)?;
+    let group = uniform_group(scene, |o| o.shape, |o| o.colour, rng)?;
     let style = &scene.style;
-    let question = format!(
-        "what colour is the {} ?",
-        style.shape_word(object.shape, false)
-    );
-    Some((question, style.colour_word(object.colour)))
+    let question = match group.len() {
+        1 => format!(
+            "what colour is the {} ?",
+            style.shape_word(group[0].shape, false)
+        ),
+        _ => format!(
+            "what colour are the {} ?",
+            style.shape_word(group[0].shape, true)
+        ),
+    };
+    Some((question, style.colour_word(group[0].colour)))
 }
 
+/// "what shape is the red object ?" / "what shape are the red objects ?": asked about a colour
+/// whose objects all have one shape.
 fn shape_question(scene: &Scene, rng: &mut StdRng) -> Option<(String, &'static str)> {
-    let unique: Vec<&Object> = scene
-        .objects
-        .iter()
-        .filter(|o| {
-            scene
-                .objects
-                .iter()
-                .filter(|p| p.colour == o.colour)
-                .count()
-                == 1
-        })
-        .collect();
-    let object = unique.choose(rng)?;
+    let group = uniform_group(scene, |o| o.colour, |o| o.shape, rng)?;
     let style = &scene.style;
-    let question = format!(
-        "what shape is the {} object ?",
-        style.colour_word(object.colour)
-    );
-    Some((question, style.shape_word(object.shape, false)))
+    let colour = style.colour_word(group[0].colour);
+    let question = match group.len() {
+        1 => format!("what shape is the {colour} object ?"),
+        _ => format!("what shape are the {colour} objects ?"),
+    };
+    Some((question, style.shape_word(group[0].shape, false)))
+}
+
+/// The objects sharing one value of `key`, picked among the keys whose objects all agree on
+/// `asked` (the question about them has one answer).
+fn uniform_group<'a, K: PartialEq + Copy, A: PartialEq>(
+    scene: &'a Scene,
+    key: fn(&Object) -> K,
+    asked: fn(&Object) -> A,
+    rng: &mut StdRng,
+) -> Option<Vec<&'a Object>> {
+    let mut keys: Vec<K> = Vec::new();
+    for o in &scene.objects {
+        if !keys.contains(&key(o)) {
+            keys.push(key(o));
+        }
+    }
+    let groups: Vec<Vec<&Object>> = keys
+        .into_iter()
+        .map(|k| scene.objects.iter().filter(|o| key(o) == k).collect())
+        .filter(|g: &Vec<&Object>| g.iter().all(|o| asked(o) == asked(g[0])))
+        .collect();
+    groups.choose(rng).cloned()
 }
 
 /// Unambiguous description of `object`: its shape word when the shape is unique,
