@@ -3,7 +3,7 @@
 //! action API, the same functions the snarl viewer's callbacks call, followed by real frames
 //! whose visible labels are queried.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use egui_kittest::kittest::Queryable;
@@ -467,16 +467,22 @@ fn wait_idle(h: &mut Harness<'static, EditorApp>) {
     h.run_steps(2);
 }
 
-#[test]
-fn sweep_panel_runs_a_grid_and_shows_table() {
-    let dir = temp_dir("sweep");
+/// An editor running into `dir` on a graph `float.value → math.a`; returns it and the two ids.
+fn float_into_math(dir: &Path) -> (Harness<'static, EditorApp>, String, String) {
     let mut h = harness(None);
     let app = h.state_mut();
-    app.run.out_dir = dir.clone();
+    app.run.out_dir = dir.to_path_buf();
     let x = app.add_node("scalar.float").unwrap();
     let math = app.add_node("scalar.math").unwrap();
     app.connect(PortRef::new(&x, "value"), PortRef::new(&math, "a"))
         .unwrap();
+    (h, x, math)
+}
+
+#[test]
+fn sweep_panel_runs_a_grid_and_shows_table() {
+    let dir = temp_dir("sweep");
+    let (mut h, x, math) = float_into_math(&dir);
     h.run_steps(2);
     h.get_by_label("📊 Sweep").click();
     h.run_steps(2);
@@ -553,14 +559,8 @@ fn sweep_panel_runs_a_grid_and_shows_table() {
 
 #[test]
 fn sweep_panel_links_two_params_into_one_axis() {
-    let dir = temp_dir("sweep-linked");
-    let mut h = harness(None);
+    let (mut h, x, math) = float_into_math(&temp_dir("sweep-linked"));
     let app = h.state_mut();
-    app.run.out_dir = dir.clone();
-    let x = app.add_node("scalar.float").unwrap();
-    let math = app.add_node("scalar.math").unwrap();
-    app.connect(PortRef::new(&x, "value"), PortRef::new(&math, "a"))
-        .unwrap();
     app.sweep.open = true;
     app.sweep.axes = vec![unilip_editor::sweep::AxisDraft::new(&x, "value", "")];
     app.sweep.metrics = vec![PortRef::new(&math, "value")];
