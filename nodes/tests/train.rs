@@ -217,6 +217,12 @@ fn resumed_run_equals_uninterrupted_run() {
     );
     let weights = |d: &Path| std::fs::read(d.join("model/model.safetensors")).unwrap();
     assert!(weights(&whole) == weights(&split), "final weights differ");
+
+    let finished = train(request(true), Hooks::default()).unwrap();
+    assert!(finished.log.is_empty(), "a finished run runs no step");
+    let last_logged = resumed.log.last().unwrap().loss;
+    assert_eq!(finished.final_loss, Some(last_logged));
+    assert_eq!(resumed.final_loss, Some(last_logged));
 }
 
 #[test]

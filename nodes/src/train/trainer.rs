@@ -150,6 +150,9 @@ pub struct TrainReport {
     pub steps_done: usize,
     /// Steps run by this call.
     pub log: Vec<StepLog>,
+    /// The loss of the run's last step, from `OUT/log.csv` (so also when a finished run is
+    /// resumed and this call ran no step); `None` when the run stopped early.
+    pub final_loss: Option<f64>,
 }
 
 /// Runs (or resumes) a training run. See the module docs of [`super`].
@@ -355,6 +358,7 @@ impl Session {
                     resumed_from,
                     steps_done: step,
                     log: history,
+                    final_loss: None,
                 });
             }
             let lr = learning_rate(step, cfg.steps, cfg.lr, cfg.min_lr, cfg.warmup);
@@ -429,6 +433,7 @@ impl Session {
             resumed_from,
             steps_done: cfg.steps,
             log: history,
+            final_loss: losses.last().map(|&(_, loss)| loss),
         })
     }
 }

@@ -214,7 +214,9 @@ impl Node for Train {
             .model_dir
             .ok_or_else(|| NodeError::msg("training stopped before the end"))?;
         let trained = load_resident(&dir, handle.model.components).map_err(NodeError::msg)?;
-        let last = report.log.last().map_or(f64::NAN, |l| l.loss);
+        let last = report
+            .final_loss
+            .ok_or_else(|| NodeError::msg("the run's log.csv has no step"))?;
         Ok(vec![Value::Data(trained), Value::Float(last)])
     }
 }
