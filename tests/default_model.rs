@@ -22,17 +22,18 @@ fn score(task: EvalTask, n: usize, metric: &str) -> f64 {
 
 #[test]
 fn default_model_reconstructs_far_better_than_random_weights() {
-    // Random init: 10.1 dB.
+    // Random init: 10.1 dB; the session-3 default 24.8 dB on 50 items; the shipped model 29.7 dB
+    // on these 8 (28.6 on 50).
     let psnr = score(EvalTask::Recon, 8, "psnr_db");
-    assert!(psnr > 18.0, "reconstruction PSNR {psnr:.2} dB");
+    assert!(psnr > 26.0, "reconstruction PSNR {psnr:.2} dB");
 }
 
 #[test]
 fn default_model_answers_better_than_random_weights() {
-    // Random init: 0 %; the default model: 12.5 % on these 40 items, 29 % on 100.
+    // Random init: 0 %; the shipped model: 32.5 % on these 40 items, 44 % on 100.
     let metrics = scores(EvalTask::Vqa, 40);
     let acc = metrics["vqa_accuracy"];
-    assert!(acc >= 0.1, "VQA accuracy {acc:.2}");
+    assert!(acc >= 0.2, "VQA accuracy {acc:.2}");
     // The per-kind accuracies break the overall one down: the mean lies among them.
     let kinds: Vec<f64> = ["count", "colour", "shape", "position", "relation"]
         .iter()
