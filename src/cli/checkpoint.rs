@@ -1,4 +1,4 @@
-//! `unilip init-checkpoint` and `unilip checkpoint inspect`.
+//! `unilip init-checkpoint` and `unilip checkpoint inspect|calibrate|reinit`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,6 +15,7 @@ use unilip_nodes::train::data::DatasetKind;
 use unilip_nodes::train::shapes::{shapes_tokenizer, ShapesDataset};
 use unilip_nodes::weights::{Checkpoint, SaveDtype};
 
+use super::reinit::{reinit, Component, ReinitArgs};
 use super::CliError;
 
 /// Model size presets for `init-checkpoint`.
@@ -49,14 +50,32 @@ pub enum CheckpointCommand {
         /// Checkpoint directory.
         dir: PathBuf,
     },
-    /// Measure the latent standard deviation on ShapesWorld images and set
-    /// `unilip_factor = 1/std` in config.json (do this after training an encoder).
+    /// Measure the latents on ShapesWorld images and set `unilip_shift` (per-channel means) and
+    /// `unilip_factor` (1/std about them) in config.json (do this after training an encoder).
     Calibrate {
         /// Checkpoint directory.
         dir: PathBuf,
         /// Images to measure.
         #[arg(long, default_value_t = 256)]
         n: usize,
+    },
+    /// Copy a checkpoint with some components drawn afresh at random, optionally under an
+    /// edited config (e.g. a deeper DiT), every other tensor kept: the start of an ablation.
+    Reinit {
+        /// Checkpoint to start from.
+        base: PathBuf,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Components to draw at random (repeat or comma-separate).
+        #[arg(long = "component", value_enum, value_delimiter = ',', required = true)]
+        components: Vec<Component>,
+        /// Config edit FIELD=VALUE (JSON value), e.g. dit_config.num_layers=4 (repeatable).
+        #[arg(long = "set")]
+        sets: Vec<String>,
+        /// Seed of the random weights.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
 }
 
@@ -143,15 +162,39 @@ pub fn checkpoint_cmd(cmd: CheckpointCommand) -> Result<(), CliError> {
     match cmd {
         CheckpointCommand::Inspect { dir } => inspect(&dir),
         CheckpointCommand::Calibrate { dir, n } => calibrate_cmd(&dir, n),
+        CheckpointCommand::Reinit {
+            base,
+            out,
+            components,
+            sets,
+            seed,
+        } => reinit(&ReinitArgs {
+            base: &base,
+            out: &out,
+            components: &components,
+            sets: &sets,
+            seed,
+        }),
     }
 }
 
-/// `unilip checkpoint calibrate DIR`: `unilip_factor` from ShapesWorld training images.
+/// `unilip checkpoint calibrate DIR`: `unilip_shift` and `unilip_factor` from ShapesWorld
+/// training images.
 pub fn calibrate_cmd(dir: &Path, n: usize) -> Result<(), CliError> {
     let data = ShapesDataset::new(GenConfig::default(), DatasetKind::Captions, n)
         .map_err(CliError::Usage)?;
-    let factor = calibrate(dir, &data, n).map_err(CliError::Run)?;
-    println!("{}: unilip_factor = {factor:.4}", dir.display());
+    let stats = calibrate(dir, &data, n).map_err(CliError::Run)?;
+    let means: Vec<String> = stats
+        .channel_means
+        .iter()
+        .map(|m| format!("{m:.4}"))
+        .collect();
+    println!(
+        "{}: unilip_factor = {:.4}, unilip_shift = [{}]",
+        dir.display(),
+        1.0 / stats.std,
+        means.join(", ")
+    );
     Ok(())
 }
 

@@ -4,6 +4,7 @@ mod bench;
 mod bench_models;
 mod checkpoint;
 mod graph;
+mod reinit;
 mod run;
 mod shapes;
 mod sweep;

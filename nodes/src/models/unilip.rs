@@ -69,8 +69,12 @@ pub struct UnilipConfig {
     pub n_query: usize,
     /// Connector depth (last LLM layers copied; 6).
     pub connect_layer: usize,
-    /// DiT latent scale: `z_dit = z · unilip_factor` (10.6 for 1B, 9.5 for 3B).
+    /// DiT latent scale: `z_dit = (z − unilip_shift) · unilip_factor` (10.6 for 1B, 9.5 for 3B).
     pub unilip_factor: f64,
+    /// Per-channel latent offset subtracted before scaling (`unilip_shift`; empty = none, as in
+    /// the released checkpoints). `checkpoint calibrate` sets it for encoders trained here, whose
+    /// latents carry large per-channel means that would otherwise dominate the unit variance.
+    pub unilip_shift: Vec<f64>,
     /// Token id of `<IMG_CONTEXT>` (151667).
     pub image_token_id: u32,
     /// SANA DiT.
@@ -96,6 +100,8 @@ struct Scalars {
     #[serde(default = "d_connect_layer")]
     connect_layer: usize,
     unilip_factor: Option<f64>,
+    #[serde(default)]
+    unilip_shift: Vec<f64>,
     #[serde(default = "d_image_token_id")]
     image_token_id: u32,
     dit_pos_embed: Option<String>,
@@ -276,6 +282,7 @@ impl UnilipConfig {
             n_query: s.n_query,
             connect_layer: s.connect_layer,
             unilip_factor,
+            unilip_shift: s.unilip_shift,
             image_token_id: s.image_token_id,
             dit: parse(&json["dit_config"], "dit_config")?,
             vae: parse(&json["vae_config"], "vae_config")?,
@@ -313,6 +320,17 @@ impl UnilipConfig {
                 self.unilip_factor
             ));
         }
+        let shift = &self.unilip_shift;
+        if !shift.is_empty() && shift.len() != self.vae.latent_channels {
+            return Err(format!(
+                "unilip_shift has {} values but the latent has {} channels",
+                shift.len(),
+                self.vae.latent_channels
+            ));
+        }
+        if shift.iter().any(|v| !v.is_finite()) {
+            return Err("unilip_shift holds a non-finite value".into());
+        }
         Ok(())
     }
 
@@ -331,6 +349,11 @@ impl UnilipConfig {
             obj.insert("n_query".into(), self.n_query.into());
             obj.insert("connect_layer".into(), self.connect_layer.into());
             obj.insert("unilip_factor".into(), self.unilip_factor.into());
+            if self.unilip_shift.is_empty() {
+                obj.remove("unilip_shift");
+            } else {
+                obj.insert("unilip_shift".into(), self.unilip_shift.clone().into());
+            }
             obj.insert("image_token_id".into(), self.image_token_id.into());
             obj.insert("output_scale".into(), self.output_scale.into());
             obj.insert(
@@ -373,8 +396,8 @@ impl UnilipConfig {
     /// A CPU-trainable model for 64×64 images (ShapesWorld) with a word-level vocabulary of
     /// `vocab_size` tokens with the given special ids (`<IMG_CONTEXT>`, `<|im_end|>` as EOS): ViT patch 4 (16×16 grid,
     /// 32 wide, 2 layers) → pixel shuffle → 64 tokens of width 64; LLM 64 wide with 2 layers;
-    /// 16 queries and a 1-layer connector; a 2-layer DiT on an 8×8×16 latent; a 4-stage DC-AE
-    /// decoder (×8) back to 64×64.
+    /// 16 queries and a 1-layer connector; a 4-layer DiT of width 128 on an 8×8×16 latent; a
+    /// 4-stage DC-AE decoder (×8) back to 64×64.
     pub fn shapes(vocab_size: usize, special: SpecialIds) -> Self {
         let mut vision = vision_json(32, 2, 2, 64);
         vision["image_size"] = json!([64, 64]);
@@ -392,10 +415,10 @@ impl UnilipConfig {
         json["image_token_id"] = special.img_context.into();
         json["output_scale"] = 1.0.into();
         json["dit_config"] = json!({
-            "in_channels": 16, "out_channels": 16, "num_layers": 2,
-            "num_attention_heads": 2, "attention_head_dim": 16,
-            "num_cross_attention_heads": 2, "cross_attention_head_dim": 16,
-            "cross_attention_dim": 32, "caption_channels": 32, "mlp_ratio": 2.5,
+            "in_channels": 16, "out_channels": 16, "num_layers": 4,
+            "num_attention_heads": 4, "attention_head_dim": 32,
+            "num_cross_attention_heads": 4, "cross_attention_head_dim": 32,
+            "cross_attention_dim": 128, "caption_channels": 128, "mlp_ratio": 2.5,
             "sample_size": 8, "patch_size": 1, "norm_elementwise_affine": false, "norm_eps": 1e-6
         });
         json["vae_config"] = json!({
@@ -1484,12 +1507,34 @@ impl<B: Backend> Unilip<B> {
         Ok(x)
     }
 
-    /// Decoder input of a DiT latent: `z / unilip_factor`.
-    pub fn unscale(&self, latent: Tensor<B, 4>) -> Tensor<B, 4> {
-        latent.div_scalar(self.config.unilip_factor as f32)
+    /// DiT latent of a UniLIP latent `[b, C, h, w]`: `(z − unilip_shift) · unilip_factor`.
+    pub fn scale(&self, latent: Tensor<B, 4>) -> Tensor<B, 4> {
+        let latent = match self.shift_tensor(&latent.device()) {
+            Some(shift) => latent - shift,
+            None => latent,
+        };
+        latent.mul_scalar(self.config.unilip_factor as f32)
     }
 
-    /// Decodes a DiT latent: `z / unilip_factor` → DC-AE decoder → `[b, 3, 32h, 32w]` in about
+    /// Decoder input of a DiT latent: `z / unilip_factor + unilip_shift`.
+    pub fn unscale(&self, latent: Tensor<B, 4>) -> Tensor<B, 4> {
+        let latent = latent.div_scalar(self.config.unilip_factor as f32);
+        match self.shift_tensor(&latent.device()) {
+            Some(shift) => latent + shift,
+            None => latent,
+        }
+    }
+
+    /// `unilip_shift` as a broadcastable `[1, C, 1, 1]` tensor, `None` when there is none.
+    fn shift_tensor(&self, device: &B::Device) -> Option<Tensor<B, 4>> {
+        let shift = &self.config.unilip_shift;
+        (!shift.is_empty()).then(|| {
+            let values: Vec<f32> = shift.iter().map(|&v| v as f32).collect();
+            Tensor::<B, 1>::from_floats(values.as_slice(), device).reshape([1, shift.len(), 1, 1])
+        })
+    }
+
+    /// Decodes a DiT latent: `z / unilip_factor + unilip_shift` → DC-AE decoder → `[b, 3, 32h, 32w]` in about
     /// [−1, 1] (not clamped; see [`to_image`]).
     pub fn decode(&self, latent: Tensor<B, 4>) -> Result<Tensor<B, 4>> {
         self.decode_latent(self.unscale(latent))

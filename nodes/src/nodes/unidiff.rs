@@ -352,7 +352,7 @@ impl Node for DitFeatures {
             .dit
             .as_ref()
             .ok_or_else(|| NodeError::msg("the checkpoint was loaded without its DiT"))?;
-        let x0 = latent.mul_scalar(model.config.unilip_factor as f32);
+        let x0 = model.scale(latent);
         let [b, c, h, w] = x0.dims();
         let dev = x0.device();
         let noise = gaussian_noise::<B, 4, _>([b, c, h, w], &mut StdRng::seed_from_u64(seed), &dev);

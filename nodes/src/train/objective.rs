@@ -6,7 +6,7 @@
 //! * [`Task::Generate`] / [`Task::Edit`] (spec §2.8, §3.2): the prompt (with the source image's
 //!   features for editing; edit data may mix in caption samples, trained as text-to-image)
 //!   → LLM → queries/connector → projector is the condition; the target image's
-//!   UniLIP latent × `unilip_factor` is noised at logit-normal timesteps and the DiT regresses
+//!   UniLIP latent, shifted and scaled (`unilip_shift`, `unilip_factor`), is noised at logit-normal timesteps and the DiT regresses
 //!   `ε − x0`. Captions are dropped to the null prompt with probability `caption_dropout`, so
 //!   classifier-free guidance works at inference.
 //! * [`Task::Understand`]: InternVL's chat prompt with the image, next-token cross-entropy on the
@@ -555,13 +555,13 @@ pub fn input_size(model: &Unilip<TrainB>) -> usize {
     model.config.vision.vision_config.image_size.hw()[0]
 }
 
-/// The DiT target `x0`: the (frozen) UniLIP latent of `images` × `unilip_factor`, detached.
+/// The DiT target `x0`: the (frozen) UniLIP latent of `images`, shifted and scaled
+/// ([`Unilip::scale`]), detached.
 fn target_latent(
     model: &Unilip<TrainB>,
     images: Tensor<TrainB, 4>,
 ) -> Result<Tensor<TrainB, 4>, TrainError> {
     Ok(model
-        .encode_latent(normalize(images))?
-        .mul_scalar(model.config.unilip_factor as f32)
+        .scale(model.encode_latent(normalize(images))?)
         .detach())
 }

@@ -87,9 +87,10 @@ impl Node for DitDenoise {
         let shift = ctx.float("flow_shift")?;
         let mut model = (*handle.model).clone();
         model.config.scheduler.flow_shift = shift;
-        let factor = model.config.unilip_factor as f32;
         let init = match ctx.opt_input("init_latent") {
-            Some(_) => InitLatent::Latent(input::<Latent>(ctx, "init_latent")?.0.clone() * factor),
+            Some(_) => {
+                InitLatent::Latent(model.scale(input::<Latent>(ctx, "init_latent")?.0.clone()))
+            }
             None => InitLatent::Seed(ctx.int("seed")? as u64),
         };
         let opts = SampleOptions {

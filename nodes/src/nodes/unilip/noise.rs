@@ -24,7 +24,7 @@ impl Noise {
                 version: 1,
                 category: "unilip/generate".into(),
                 description: "Gaussian noise `[batch, C, s, s]` in the DiT's latent shape from a seed \
-                              (the same stream DiT Denoise draws), divided by `unilip_factor` so it can \
+                              (the same stream DiT Denoise draws), mapped back (÷ `unilip_factor`, + `unilip_shift`) so it can \
                               enter `init_latent` or be decoded."
                     .into(),
                 inputs: vec![model_port()],
