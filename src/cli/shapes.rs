@@ -234,7 +234,8 @@ fn set(doc: &mut GraphDoc, node: &str, param: &str, value: ParamValue) -> Result
 }
 
 /// `unilip train-recipe shapesworld --out DIR`: a random ShapesWorld model, then understanding,
-/// encoder stage 1 and 2 (after which `unilip_factor` is calibrated to unit-variance latents),
+/// encoder stage 1 and 2 (after which `unilip_shift` and `unilip_factor` are calibrated so the
+/// DiT sees zero-mean, unit-variance latents),
 /// generation and editing, each stage starting from the previous one's model and resuming when
 /// re-run.
 pub fn recipe(args: RecipeArgs) -> Result<(), CliError> {
@@ -272,7 +273,7 @@ pub fn recipe(args: RecipeArgs) -> Result<(), CliError> {
         run_doc(&doc, &[], &args.out)?;
         previous = out.join("model");
         if *stage == "encoder_stage2" {
-            // The DiT stages need unit-variance targets: measure this encoder's latents.
+            // The DiT stages need zero-mean, unit-variance targets: measure this encoder's latents.
             super::checkpoint::calibrate_cmd(&previous, 256)?;
         }
     }

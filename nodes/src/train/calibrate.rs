@@ -53,10 +53,10 @@ pub fn latent_stats(dir: &Path, data: &dyn Dataset, n: usize) -> Result<LatentSt
     let means = all.clone().mean_dim(0).mean_dim(2).mean_dim(3);
     let variance = (all - means.clone()).powi_scalar(2).mean();
     let to_vec = |t: Tensor<B, 1>| -> Result<Vec<f64>, String> {
-        Ok(t.into_data()
+        t.into_data()
             .convert::<f64>()
             .to_vec()
-            .map_err(|e| format!("{e:?}"))?)
+            .map_err(|e| format!("{e:?}"))
     };
     Ok(LatentStats {
         channel_means: to_vec(means.reshape([c]))?,
