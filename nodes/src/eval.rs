@@ -153,7 +153,7 @@ impl Eval<'_> {
     fn recon(&self) -> Result<Metrics, String> {
         let style = self.generator.style();
         let (mut p, mut s) = (Vec::new(), Vec::new());
-        let (mut correct, mut checks) = (Vec::new(), Vec::new());
+        let (mut correct, mut checks, mut colours) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..self.opts.n {
             let item = self.generator.caption_item(i as u64);
             let decoded = self
@@ -167,12 +167,14 @@ impl Eval<'_> {
             let r = geneval_score(&out, &item.spec, &style);
             correct.push(f64::from(u8::from(r.correct)));
             checks.push(f64::from(r.fraction()));
+            colours.push(f64::from(u8::from(r.colours)));
         }
         Ok(Metrics::from([
             ("psnr_db".to_string(), mean(&p)),
             ("ssim".to_string(), mean(&s)),
             ("recon_geneval".to_string(), mean(&correct)),
             ("recon_geneval_checks".to_string(), mean(&checks)),
+            ("recon_geneval_colours".to_string(), mean(&colours)),
         ]))
     }
 
@@ -202,7 +204,7 @@ impl Eval<'_> {
 
     fn generate(&self, tok: &Tokenizer) -> Result<Metrics, String> {
         let style = self.generator.style();
-        let (mut correct, mut checks) = (Vec::new(), Vec::new());
+        let (mut correct, mut checks, mut colours) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..self.opts.n {
             let item = self.generator.caption_item(i as u64);
             let img = self.generated(
@@ -215,10 +217,12 @@ impl Eval<'_> {
             let r = geneval_score(&resize_to(&img, &item.image), &item.spec, &style);
             correct.push(f64::from(u8::from(r.correct)));
             checks.push(f64::from(r.fraction()));
+            colours.push(f64::from(u8::from(r.colours)));
         }
         Ok(Metrics::from([
             ("geneval".to_string(), mean(&correct)),
             ("geneval_checks".to_string(), mean(&checks)),
+            ("geneval_colours".to_string(), mean(&colours)),
         ]))
     }
 

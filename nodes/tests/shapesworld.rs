@@ -436,7 +436,8 @@ fn geneval_counts_checks() {
         GenEvalResult {
             correct: false,
             checks_passed: 0,
-            checks_total: 3
+            checks_total: 3,
+            colours: false,
         }
     );
     let two = SceneSpec::parse("a red circle above a blue square").expect("parses");
@@ -454,6 +455,18 @@ fn geneval_counts_checks() {
     }];
     let partial = geneval_objects(&objects, &two, 64);
     assert_eq!((partial.checks_passed, partial.checks_total), (2, 6));
+    // Red is there, blue is not.
+    assert!(!partial.colours);
+    let both = [
+        objects[0],
+        Object {
+            shape: Shape::Circle,
+            colour: Colour::Blue,
+            ..objects[0]
+        },
+    ];
+    let colours_only = geneval_objects(&both, &two, 64);
+    assert!(colours_only.colours && !colours_only.correct);
     assert!((partial.fraction() - 1.0 / 3.0).abs() < 1e-6);
 }
 

@@ -26,7 +26,8 @@ const MIN_MOVE: f32 = 0.1;
 /// when named — size) and "exact count"; for two groups "relation holds" (group
 /// centroids separated by at least 0.05 × resolution along the relation's axis); and
 /// "no extra objects" (total object count equals the spec's). `correct` is GenEval's
-/// per-prompt binary score: every check passed.
+/// per-prompt binary score: every check passed. `colours` is a looser, separate signal of
+/// prompt following: every group's colour is on some object, whatever its shape, size or count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GenEvalResult {
     /// All checks passed.
@@ -35,6 +36,8 @@ pub struct GenEvalResult {
     pub checks_passed: u32,
     /// Number of checks made (3 for one group, 6 for two).
     pub checks_total: u32,
+    /// Every requested colour is on at least one object (not one of the checks).
+    pub colours: bool,
 }
 
 impl GenEvalResult {
@@ -74,11 +77,16 @@ pub fn geneval_objects(objects: &[Object], spec: &SceneSpec, resolution: u32) ->
         );
     }
     checks.push(objects.len() == spec.object_count());
+    let colours = spec
+        .groups()
+        .into_iter()
+        .all(|g| objects.iter().any(|o| o.colour == g.colour));
     let passed = checks.iter().filter(|c| **c).count() as u32;
     GenEvalResult {
         correct: checks.iter().all(|c| *c),
         checks_passed: passed,
         checks_total: checks.len() as u32,
+        colours,
     }
 }
 
