@@ -21,22 +21,28 @@ fn tensors(dir: &Path) -> BTreeMap<String, (Vec<usize>, Vec<u8>)> {
         .collect()
 }
 
-#[test]
-fn reinit_redraws_the_dit_under_a_new_config_and_keeps_the_rest() {
-    let out = temp("reinit");
-    let stdout = ok(&unilip(&[
+/// `unilip checkpoint reinit BASE --out OUT --component dit EXTRA...`.
+fn reinit(out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
         "checkpoint",
         "reinit",
         BASE,
         "--out",
-        s(&out),
+        s(out),
         "--component",
         "dit",
-        "--set",
-        "dit_config.num_layers=5",
-        "--seed",
-        "7",
-    ]));
+    ];
+    args.extend_from_slice(extra);
+    unilip(&args)
+}
+
+#[test]
+fn reinit_redraws_the_dit_under_a_new_config_and_keeps_the_rest() {
+    let out = temp("reinit");
+    let stdout = ok(&reinit(
+        &out,
+        &["--set", "dit_config.num_layers=5", "--seed", "7"],
+    ));
     assert!(stdout.contains("drawn at random (seed 7)"), "{stdout}");
     ok(&unilip(&["checkpoint", "inspect", s(&out)]));
 
@@ -80,17 +86,7 @@ fn reinit_redraws_the_dit_under_a_new_config_and_keeps_the_rest() {
 fn reinit_names_what_blocks_the_request() {
     let out = temp("reinit-bad");
     // A wider caption width changes the connector's projector, which is not being redrawn.
-    let narrow = unilip(&[
-        "checkpoint",
-        "reinit",
-        BASE,
-        "--out",
-        s(&out),
-        "--component",
-        "dit",
-        "--set",
-        "dit_config.caption_channels=48",
-    ]);
+    let narrow = reinit(&out, &["--set", "dit_config.caption_channels=48"]);
     assert_eq!(narrow.status.code(), Some(2));
     let err = String::from_utf8_lossy(&narrow.stderr);
     assert!(
@@ -99,17 +95,7 @@ fn reinit_names_what_blocks_the_request() {
     );
     assert!(!out.join("model.safetensors").exists());
 
-    let typo = unilip(&[
-        "checkpoint",
-        "reinit",
-        BASE,
-        "--out",
-        s(&out),
-        "--component",
-        "dit",
-        "--set",
-        "dit_config.num_layer=3",
-    ]);
+    let typo = reinit(&out, &["--set", "dit_config.num_layer=3"]);
     assert_eq!(typo.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&typo.stderr).contains("no field `dit_config.num_layer`"));
 
