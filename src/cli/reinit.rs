@@ -53,7 +53,7 @@ impl Component {
     fn owns(self, key: &str, style: KeyStyle) -> bool {
         self.prefixes()
             .iter()
-            .any(|p| key.starts_with(&restyle(p, style)))
+            .any(|p| key.starts_with(&style.spell(p)))
     }
 }
 
@@ -105,7 +105,7 @@ pub fn reinit(args: &ReinitArgs<'_>) -> Result<(), CliError> {
     let mut out: BTreeMap<String, HostTensor> = BTreeMap::new();
     let mut drawn = 0usize;
     for (nested, fresh) in random {
-        let key = restyle(&nested, style);
+        let key = style.spell(&nested);
         if args.components.iter().any(|c| c.owns(&key, style)) {
             drawn += fresh.data.len();
             out.insert(key, fresh);
@@ -200,23 +200,6 @@ fn apply_set(json: &mut Value, set: &str) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The key a checkpoint of `style` uses for the nested-style `key` (spec §4.2).
-fn restyle(key: &str, style: KeyStyle) -> String {
-    if style == KeyStyle::Nested {
-        return key.to_string();
-    }
-    const LEGACY: [(&str, &str); 4] = [
-        ("model.language_model.", "language_model.model."),
-        ("model.vision_tower.", "vision_tower."),
-        ("model.multi_modal_projector.", "multi_modal_projector."),
-        ("lm_head.", "language_model.lm_head."),
-    ];
-    LEGACY
-        .iter()
-        .find_map(|(nested, legacy)| key.strip_prefix(nested).map(|r| format!("{legacy}{r}")))
-        .unwrap_or_else(|| key.to_string())
-}
-
 /// bf16 when the base stores any bf16 tensor (released checkpoints), f32 otherwise.
 fn save_dtype(ck: &Checkpoint) -> SaveDtype {
     let bf16 = ck.keys().iter().any(|k| {
@@ -250,21 +233,5 @@ mod tests {
             Err(CliError::Usage(m)) if m.contains("`n_query` is not an object")
         ));
         assert!(apply_set(&mut json, "n_query").is_err());
-    }
-
-    #[test]
-    fn legacy_checkpoints_get_legacy_keys() {
-        assert_eq!(
-            restyle("model.language_model.norm.weight", KeyStyle::Legacy),
-            "language_model.model.norm.weight"
-        );
-        assert_eq!(
-            restyle("lm_head.weight", KeyStyle::Legacy),
-            "language_model.lm_head.weight"
-        );
-        assert_eq!(
-            restyle("model.dit.proj_out.weight", KeyStyle::Legacy),
-            "model.dit.proj_out.weight"
-        );
     }
 }

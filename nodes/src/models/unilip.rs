@@ -593,6 +593,33 @@ impl KeyStyle {
             Self::Legacy => "language_model.lm_head",
         }
     }
+
+    /// The key (or key prefix) this style uses for `nested`, spelled in the nested style.
+    pub fn spell(self, nested: &str) -> String {
+        let under = |parent: &str, name: &str| match parent {
+            "" => format!("{name}."),
+            p => format!("{p}.{name}."),
+        };
+        let prefixes = [
+            (
+                "model.language_model.",
+                format!("{}.", self.language_model()),
+            ),
+            (
+                "model.vision_tower.",
+                under(self.vision_parent(), "vision_tower"),
+            ),
+            (
+                "model.multi_modal_projector.",
+                under(self.vision_parent(), "multi_modal_projector"),
+            ),
+            ("lm_head.", format!("{}.", self.lm_head())),
+        ];
+        prefixes
+            .iter()
+            .find_map(|(from, to)| nested.strip_prefix(from).map(|rest| format!("{to}{rest}")))
+            .unwrap_or_else(|| nested.to_string())
+    }
 }
 
 /// `model.vae_decoder`: the latent head (`down_blocks`, `down_mlp`) and the DC-AE `decoder`.
@@ -1656,6 +1683,33 @@ impl<B: Backend> Unilip<B> {
 mod tests {
     use super::*;
     use crate::backend::{device, B};
+
+    #[test]
+    fn key_styles_spell_nested_keys() {
+        let legacy = KeyStyle::Legacy;
+        assert_eq!(
+            legacy.spell("model.language_model.norm.weight"),
+            "language_model.model.norm.weight"
+        );
+        assert_eq!(
+            legacy.spell("model.vision_tower.embeddings.patch_embedding.weight"),
+            "vision_tower.embeddings.patch_embedding.weight"
+        );
+        assert_eq!(
+            legacy.spell("model.multi_modal_projector.linear_1.weight"),
+            "multi_modal_projector.linear_1.weight"
+        );
+        assert_eq!(
+            legacy.spell("lm_head.weight"),
+            "language_model.lm_head.weight"
+        );
+        assert_eq!(
+            legacy.spell("model.dit.proj_out.weight"),
+            "model.dit.proj_out.weight"
+        );
+        let nested = "model.language_model.norm.weight";
+        assert_eq!(KeyStyle::Nested.spell(nested), nested);
+    }
 
     #[test]
     fn image_features_go_to_rows_with_image_tokens_and_need_at_least_one() {
