@@ -1,6 +1,7 @@
-//! `unilip checkpoint reinit` through the real binary, on the embedded default model: the chosen
-//! components are drawn afresh under the edited config, everything else is byte-identical, the
-//! result loads, and bad requests name the key or field at fault.
+//! `unilip checkpoint reinit` and `graft` through the real binary, on the embedded default model:
+//! the chosen components are drawn afresh under the edited config (or taken from the donor with
+//! its config fields), everything else is byte-identical, the result loads, and bad requests name
+//! the key or field at fault.
 
 mod common;
 
@@ -36,6 +37,25 @@ fn reinit(out: &Path, extra: &[&str]) -> std::process::Output {
     unilip(&args)
 }
 
+/// `unilip checkpoint graft BASE --from DONOR --out OUT --component COMPONENT`.
+fn graft(donor: &Path, out: &Path, component: &str) -> std::process::Output {
+    unilip(&[
+        "checkpoint",
+        "graft",
+        BASE,
+        "--from",
+        s(donor),
+        "--out",
+        s(out),
+        "--component",
+        component,
+    ])
+}
+
+fn config(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap()
+}
+
 #[test]
 fn reinit_redraws_the_dit_under_a_new_config_and_keeps_the_rest() {
     let out = temp("reinit");
@@ -46,9 +66,7 @@ fn reinit_redraws_the_dit_under_a_new_config_and_keeps_the_rest() {
     assert!(stdout.contains("drawn at random (seed 7)"), "{stdout}");
     ok(&unilip(&["checkpoint", "inspect", s(&out)]));
 
-    let config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
-    assert_eq!(config["dit_config"]["num_layers"], 5);
+    assert_eq!(config(&out)["dit_config"]["num_layers"], 5);
     assert!(out.join("tokenizer.json").exists());
 
     let before = tensors(Path::new(env!("CARGO_MANIFEST_DIR")).join(BASE).as_path());
@@ -110,4 +128,57 @@ fn reinit_names_what_blocks_the_request() {
     ]);
     assert_eq!(onto_itself.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&onto_itself.stderr).contains("is the base checkpoint"));
+}
+
+#[test]
+fn graft_takes_the_donors_dit_and_its_config_and_keeps_the_rest() {
+    let donor = temp("graft-donor");
+    ok(&reinit(
+        &donor,
+        &["--set", "dit_config.num_layers=3", "--seed", "3"],
+    ));
+    let out = temp("graft");
+    let stdout = ok(&graft(&donor, &out, "dit"));
+    assert!(stdout.contains("taken from"), "{stdout}");
+    ok(&unilip(&["checkpoint", "inspect", s(&out)]));
+    assert_eq!(config(&out)["dit_config"], config(&donor)["dit_config"]);
+
+    let base = tensors(Path::new(env!("CARGO_MANIFEST_DIR")).join(BASE).as_path());
+    let from = tensors(&donor);
+    let after = tensors(&out);
+    let (dit, rest): (Vec<_>, Vec<_>) =
+        after.iter().partition(|(k, _)| k.starts_with("model.dit."));
+    assert_eq!(
+        dit.len(),
+        from.keys().filter(|k| k.starts_with("model.dit.")).count()
+    );
+    for (key, value) in dit {
+        assert_eq!(from.get(key), Some(value), "{key} is not the donor's");
+    }
+    for (key, value) in rest {
+        assert_eq!(base.get(key), Some(value), "{key} is not the base's");
+    }
+}
+
+#[test]
+fn graft_names_the_tensor_that_does_not_fit() {
+    // The donor's DiT reads 48-wide captions; the base's connector projector writes 128.
+    let donor = temp("graft-narrow-donor");
+    let mut args = vec!["checkpoint", "reinit", BASE, "--out", s(&donor)];
+    args.extend(["--component", "dit,connector"]);
+    args.extend(["--set", "dit_config.caption_channels=48"]);
+    ok(&unilip(&args));
+    let out = temp("graft-bad");
+    let narrow = graft(&donor, &out, "dit");
+    assert_eq!(narrow.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&narrow.stderr);
+    assert!(
+        err.contains("`model.projector.") && err.contains("--component"),
+        "{err}"
+    );
+    assert!(!out.join("model.safetensors").exists());
+
+    let missing = graft(&out.join("nowhere"), &out, "dit");
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("--from"));
 }

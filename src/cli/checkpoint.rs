@@ -1,4 +1,4 @@
-//! `unilip init-checkpoint` and `unilip checkpoint inspect|calibrate|reinit`.
+//! `unilip init-checkpoint` and `unilip checkpoint inspect|calibrate|reinit|graft`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,7 +15,7 @@ use unilip_nodes::train::data::DatasetKind;
 use unilip_nodes::train::shapes::{shapes_tokenizer, ShapesDataset};
 use unilip_nodes::weights::{Checkpoint, SaveDtype};
 
-use super::reinit::{reinit, Component, ReinitArgs};
+use super::compose::{compose, Component, ComposeArgs, Source};
 use super::CliError;
 
 /// Model size presets for `init-checkpoint`.
@@ -76,6 +76,25 @@ pub enum CheckpointCommand {
         /// Seed of the random weights.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+    },
+    /// Copy a checkpoint with some components (tensors and their config fields) taken from
+    /// another checkpoint, every other tensor kept: combine parts trained separately, or swap one
+    /// in to measure what it changes.
+    Graft {
+        /// Checkpoint to start from.
+        base: PathBuf,
+        /// Checkpoint the components come from.
+        #[arg(long)]
+        from: PathBuf,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Components to take from `--from` (repeat or comma-separate).
+        #[arg(long = "component", value_enum, value_delimiter = ',', required = true)]
+        components: Vec<Component>,
+        /// Config edit FIELD=VALUE (JSON value), applied after the donor's fields (repeatable).
+        #[arg(long = "set")]
+        sets: Vec<String>,
     },
 }
 
@@ -157,7 +176,7 @@ fn group(key: &str) -> &'static str {
         .map_or("other", |(_, g)| g)
 }
 
-/// `unilip checkpoint inspect DIR`.
+/// `unilip checkpoint inspect|calibrate|reinit|graft`.
 pub fn checkpoint_cmd(cmd: CheckpointCommand) -> Result<(), CliError> {
     match cmd {
         CheckpointCommand::Inspect { dir } => inspect(&dir),
@@ -168,12 +187,25 @@ pub fn checkpoint_cmd(cmd: CheckpointCommand) -> Result<(), CliError> {
             components,
             sets,
             seed,
-        } => reinit(&ReinitArgs {
+        } => compose(&ComposeArgs {
             base: &base,
             out: &out,
             components: &components,
             sets: &sets,
-            seed,
+            source: Source::Random { seed },
+        }),
+        CheckpointCommand::Graft {
+            base,
+            from,
+            out,
+            components,
+            sets,
+        } => compose(&ComposeArgs {
+            base: &base,
+            out: &out,
+            components: &components,
+            sets: &sets,
+            source: Source::Donor(&from),
         }),
     }
 }

@@ -3,8 +3,8 @@
 mod bench;
 mod bench_models;
 mod checkpoint;
+mod compose;
 mod graph;
-mod reinit;
 mod run;
 mod shapes;
 mod sweep;

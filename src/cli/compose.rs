@@ -1,6 +1,8 @@
-//! `unilip checkpoint reinit`: a copy of a checkpoint with some components re-initialised at
-//! random, optionally with a changed config (a wider DiT, a deeper connector), the rest of the
-//! weights kept. This is how an ablation swaps a component before retraining it.
+//! `unilip checkpoint reinit` and `graft`: a copy of a checkpoint with some components
+//! replaced — drawn afresh at random (`reinit`, optionally under an edited config: a wider DiT, a
+//! deeper connector) or taken from another checkpoint with their config fields (`graft`: a DiT
+//! trained elsewhere, a wider pixel decoder) — every other tensor kept byte-identical. This is how
+//! an ablation swaps a component.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -32,6 +34,9 @@ pub enum Component {
     Dit,
     /// The latent head and the DC-AE pixel decoder.
     Decoder,
+    /// The DC-AE pixel decoder alone: the latent head is kept, so the latent space, its
+    /// calibration and a DiT trained on it stay valid (e.g. a wider decoder).
+    PixelDecoder,
 }
 
 impl Component {
@@ -46,6 +51,23 @@ impl Component {
             Self::Connector => &["model.llm_connector.", "model.projector."],
             Self::Dit => &["model.dit."],
             Self::Decoder => &["model.vae_decoder."],
+            Self::PixelDecoder => &["model.vae_decoder.decoder."],
+        }
+    }
+
+    /// Top-level `config.json` fields that describe this component: `graft` takes them from the
+    /// donor along with the tensors.
+    fn config_fields(self) -> &'static [&'static str] {
+        match self {
+            Self::Vision => &["vision_config"],
+            Self::Projector => &["downsample_ratio", "projector_hidden_act"],
+            Self::Llm => &["text_config", "image_token_id"],
+            Self::LmHead => &[],
+            Self::Queries => &["n_query"],
+            Self::Connector => &["connect_layer"],
+            Self::Dit => &["dit_config", "dit_pos_embed", "scheduler_config"],
+            Self::Decoder => &["vae_config", "unilip_factor", "unilip_shift"],
+            Self::PixelDecoder => &["vae_config"],
         }
     }
 
@@ -57,23 +79,36 @@ impl Component {
     }
 }
 
-/// What `reinit` does.
-pub struct ReinitArgs<'a> {
+/// Where the replaced components' tensors come from.
+#[derive(Clone, Copy, Debug)]
+pub enum Source<'a> {
+    /// Drawn at random with this seed (`reinit`).
+    Random {
+        /// Seed of the random weights.
+        seed: u64,
+    },
+    /// Read from this checkpoint, whose config fields for the components are taken too (`graft`).
+    Donor(&'a Path),
+}
+
+/// What `reinit` / `graft` does.
+pub struct ComposeArgs<'a> {
     /// Checkpoint to start from.
     pub base: &'a Path,
     /// Output directory.
     pub out: &'a Path,
-    /// Components drawn at random.
+    /// Components replaced.
     pub components: &'a [Component],
-    /// `path.to.field=json-value` edits of `config.json`.
+    /// `path.to.field=json-value` edits of `config.json`, applied last.
     pub sets: &'a [String],
-    /// Seed of the random weights.
-    pub seed: u64,
+    /// Where the replacements come from.
+    pub source: Source<'a>,
 }
 
-/// Writes `out`: `base`'s config with `sets` applied, `components` at random (seed), every other
-/// tensor copied from `base` (which must match the new config's shape), and `base`'s tokenizer.
-pub fn reinit(args: &ReinitArgs<'_>) -> Result<(), CliError> {
+/// Writes `out`: `base`'s config (with the donor's fields of `components`, then `sets`),
+/// `components` from `source`, every other tensor copied from `base` (which must match the new
+/// config's shape), and the tokenizer (the donor's when its LLM is grafted).
+pub fn compose(args: &ComposeArgs<'_>) -> Result<(), CliError> {
     let usage = |e: String| CliError::Usage(e);
     let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
@@ -81,39 +116,64 @@ pub fn reinit(args: &ReinitArgs<'_>) -> Result<(), CliError> {
     };
     if same(args.out, args.base) {
         return Err(usage(format!(
-            "--out {} is the base checkpoint; write the re-initialised copy elsewhere",
+            "--out {} is the base checkpoint; write the new checkpoint elsewhere",
             args.out.display()
         )));
     }
+    let donor = match args.source {
+        Source::Donor(dir) if same(args.out, dir) => {
+            return Err(usage(format!(
+                "--out {} is the donor checkpoint; write the new checkpoint elsewhere",
+                args.out.display()
+            )))
+        }
+        Source::Donor(dir) => Some(Donor::open(dir)?),
+        Source::Random { .. } => None,
+    };
     let config_path = args.base.join("config.json");
     let mut json = weights::read_json(&config_path).map_err(|e| usage(e.to_string()))?;
+    if let Some(donor) = &donor {
+        for field in args.components.iter().flat_map(|c| c.config_fields()) {
+            donor.copy_config_field(&mut json, field);
+        }
+    }
     for set in args.sets {
         apply_set(&mut json, set)?;
     }
     let config = UnilipConfig::from_json(json).map_err(|e| {
         usage(format!(
-            "{} with the --set edits: {e}",
+            "{} with the component's config fields and --set edits: {e}",
             config_path.display()
         ))
     })?;
     let base = Checkpoint::open(args.base).map_err(|e| usage(e.to_string()))?;
     let style = KeyStyle::detect(&base);
     let dtype = save_dtype(&base);
-    let (_, random) = Unilip::<B>::random(config.clone(), args.seed, &device())
-        .map_err(|e| usage(e.to_string()))?;
+    let seed = match args.source {
+        Source::Random { seed } => seed,
+        Source::Donor(_) => 0,
+    };
+    // The random model gives every key and shape of the new config (and, for `reinit`, the
+    // replacement tensors themselves).
+    let (_, random) =
+        Unilip::<B>::random(config.clone(), seed, &device()).map_err(|e| usage(e.to_string()))?;
 
     let mut out: BTreeMap<String, HostTensor> = BTreeMap::new();
-    let mut drawn = 0usize;
+    let mut replaced = 0usize;
     for (nested, fresh) in random {
         let key = style.spell(&nested);
         if args.components.iter().any(|c| c.owns(&key, style)) {
-            drawn += fresh.data.len();
-            out.insert(key, fresh);
+            let tensor = match &donor {
+                Some(donor) => donor.tensor(&nested, &fresh.shape)?,
+                None => fresh,
+            };
+            replaced += tensor.data.len();
+            out.insert(key, tensor);
             continue;
         }
         let kept = base.read(&key).map_err(|e| {
             usage(format!(
-                "{e}; re-initialise the component that owns `{key}` (--component) or undo the \
+                "{e}; replace the component that owns `{key}` (--component) or undo the \
                  --set that changed it"
             ))
         })?;
@@ -129,7 +189,7 @@ pub fn reinit(args: &ReinitArgs<'_>) -> Result<(), CliError> {
         out.insert(key, kept);
     }
     // Tensors the model does not build (e.g. UniDiff heads) travel unchanged; those of the
-    // re-initialised components are dropped.
+    // replaced components are dropped.
     for key in base.unread_keys() {
         if out.contains_key(key) || args.components.iter().any(|c| c.owns(key, style)) {
             continue;
@@ -147,21 +207,89 @@ pub fn reinit(args: &ReinitArgs<'_>) -> Result<(), CliError> {
         .map_err(write)?;
     let text = serde_json::to_string_pretty(&config.to_json()).expect("config serialises");
     weights::atomic_write(&args.out.join("config.json"), text.as_bytes()).map_err(write)?;
-    let tok = args.base.join("tokenizer.json");
+    let tokenizer_from = match (&donor, args.components.contains(&Component::Llm)) {
+        (Some(donor), true) => donor.dir,
+        _ => args.base,
+    };
+    let tok = tokenizer_from.join("tokenizer.json");
     if tok.exists() {
         let bytes =
             std::fs::read(&tok).map_err(|e| CliError::Run(format!("{}: {e}", tok.display())))?;
         weights::atomic_write(&args.out.join("tokenizer.json"), &bytes).map_err(write)?;
     }
     let total: usize = out.values().map(|t| t.data.len()).sum();
+    let origin = match args.source {
+        Source::Random { seed } => format!("drawn at random (seed {seed})"),
+        Source::Donor(dir) => format!("taken from {}", dir.display()),
+    };
     println!(
-        "wrote {}: {:.3} M parameters, {:.3} M drawn at random (seed {})",
+        "wrote {}: {:.3} M parameters, {:.3} M {origin}",
         args.out.display(),
         total as f64 / 1e6,
-        drawn as f64 / 1e6,
-        args.seed
+        replaced as f64 / 1e6,
     );
     Ok(())
+}
+
+/// The checkpoint `graft` takes components from.
+struct Donor<'a> {
+    dir: &'a Path,
+    checkpoint: Checkpoint,
+    style: KeyStyle,
+    config: Value,
+}
+
+impl<'a> Donor<'a> {
+    fn open(dir: &'a Path) -> Result<Self, CliError> {
+        let usage = |e: String| CliError::Usage(format!("--from: {e}"));
+        let config =
+            weights::read_json(&dir.join("config.json")).map_err(|e| usage(e.to_string()))?;
+        let checkpoint = Checkpoint::open(dir).map_err(|e| usage(e.to_string()))?;
+        let style = KeyStyle::detect(&checkpoint);
+        Ok(Self {
+            dir,
+            checkpoint,
+            style,
+            config,
+        })
+    }
+
+    /// Sets `json[field]` to the donor's value, or removes it where the donor has none (an
+    /// uncalibrated donor has no `unilip_shift`).
+    fn copy_config_field(&self, json: &mut Value, field: &str) {
+        let Some(obj) = json.as_object_mut() else {
+            return;
+        };
+        match self.config.get(field) {
+            Some(v) => {
+                obj.insert(field.to_string(), v.clone());
+            }
+            None => {
+                obj.remove(field);
+            }
+        }
+    }
+
+    /// The donor's tensor for the nested-style key `nested`, which must have `shape`.
+    fn tensor(&self, nested: &str, shape: &[usize]) -> Result<HostTensor, CliError> {
+        let key = self.style.spell(nested);
+        let tensor = self.checkpoint.read(&key).map_err(|e| {
+            CliError::Usage(format!(
+                "--from {}: {e}; graft a component it has",
+                self.dir.display()
+            ))
+        })?;
+        if tensor.shape != shape {
+            return Err(CliError::Usage(format!(
+                "`{key}` is {:?} in {} but {shape:?} under the composed config (base config with \
+                 the donor's fields of the grafted components); graft the components it depends \
+                 on too",
+                tensor.shape,
+                self.dir.display(),
+            )));
+        }
+        Ok(tensor)
+    }
 }
 
 /// Applies one `a.b.c=value` edit; `value` is JSON (`4`, `true`, `[1,2]`) or else a string.
@@ -233,5 +361,17 @@ mod tests {
             Err(CliError::Usage(m)) if m.contains("`n_query` is not an object")
         ));
         assert!(apply_set(&mut json, "n_query").is_err());
+    }
+
+    #[test]
+    fn the_pixel_decoder_leaves_the_latent_head_to_the_base() {
+        for style in [KeyStyle::Nested, KeyStyle::Legacy] {
+            let decoder = "model.vae_decoder.decoder.conv_in.weight";
+            let head = "model.vae_decoder.down_mlp.1.weight";
+            assert!(Component::PixelDecoder.owns(decoder, style));
+            assert!(!Component::PixelDecoder.owns(head, style));
+            assert!(Component::Decoder.owns(decoder, style));
+            assert!(Component::Decoder.owns(head, style));
+        }
     }
 }
