@@ -52,6 +52,17 @@ fn graft(donor: &Path, out: &Path, component: &str) -> std::process::Output {
     ])
 }
 
+/// A usage error naming the connector's projector and `--component`, with nothing written.
+fn assert_refused_for_the_projector(output: &std::process::Output, out: &Path) {
+    assert_eq!(output.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        err.contains("`model.projector.") && err.contains("--component"),
+        "{err}"
+    );
+    assert!(!out.join("model.safetensors").exists());
+}
+
 fn config(dir: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap()
 }
@@ -105,13 +116,7 @@ fn reinit_names_what_blocks_the_request() {
     let out = temp("reinit-bad");
     // A wider caption width changes the connector's projector, which is not being redrawn.
     let narrow = reinit(&out, &["--set", "dit_config.caption_channels=48"]);
-    assert_eq!(narrow.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&narrow.stderr);
-    assert!(
-        err.contains("`model.projector.") && err.contains("--component"),
-        "{err}"
-    );
-    assert!(!out.join("model.safetensors").exists());
+    assert_refused_for_the_projector(&narrow, &out);
 
     let typo = reinit(&out, &["--set", "dit_config.num_layer=3"]);
     assert_eq!(typo.status.code(), Some(2));
@@ -169,14 +174,7 @@ fn graft_names_the_tensor_that_does_not_fit() {
     args.extend(["--set", "dit_config.caption_channels=48"]);
     ok(&unilip(&args));
     let out = temp("graft-bad");
-    let narrow = graft(&donor, &out, "dit");
-    assert_eq!(narrow.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&narrow.stderr);
-    assert!(
-        err.contains("`model.projector.") && err.contains("--component"),
-        "{err}"
-    );
-    assert!(!out.join("model.safetensors").exists());
+    assert_refused_for_the_projector(&graft(&donor, &out, "dit"), &out);
 
     let missing = graft(&out.join("nowhere"), &out, "dit");
     assert_eq!(missing.status.code(), Some(2));

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use clap::{Subcommand, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 use unilip_nodes::backend::{device, B};
 use unilip_nodes::models::unilip::{
     write_random_checkpoint, ComponentSet, KeyStyle, Unilip, UnilipConfig,
@@ -67,12 +67,8 @@ pub enum CheckpointCommand {
         /// Output directory.
         #[arg(long)]
         out: PathBuf,
-        /// Components to draw at random (repeat or comma-separate).
-        #[arg(long = "component", value_enum, value_delimiter = ',', required = true)]
-        components: Vec<Component>,
-        /// Config edit FIELD=VALUE (JSON value), e.g. dit_config.num_layers=4 (repeatable).
-        #[arg(long = "set")]
-        sets: Vec<String>,
+        #[command(flatten)]
+        replace: Replace,
         /// Seed of the random weights.
         #[arg(long, default_value_t = 0)]
         seed: u64,
@@ -89,13 +85,21 @@ pub enum CheckpointCommand {
         /// Output directory.
         #[arg(long)]
         out: PathBuf,
-        /// Components to take from `--from` (repeat or comma-separate).
-        #[arg(long = "component", value_enum, value_delimiter = ',', required = true)]
-        components: Vec<Component>,
-        /// Config edit FIELD=VALUE (JSON value), applied after the donor's fields (repeatable).
-        #[arg(long = "set")]
-        sets: Vec<String>,
+        #[command(flatten)]
+        replace: Replace,
     },
+}
+
+/// What `reinit` and `graft` replace.
+#[derive(Args)]
+pub struct Replace {
+    /// Components to replace (repeat or comma-separate).
+    #[arg(long = "component", value_enum, value_delimiter = ',', required = true)]
+    components: Vec<Component>,
+    /// Config edit FIELD=VALUE (JSON value), e.g. dit_config.num_layers=4, applied last
+    /// (repeatable).
+    #[arg(long = "set")]
+    sets: Vec<String>,
 }
 
 fn err(e: impl std::fmt::Display) -> CliError {
@@ -184,27 +188,25 @@ pub fn checkpoint_cmd(cmd: CheckpointCommand) -> Result<(), CliError> {
         CheckpointCommand::Reinit {
             base,
             out,
-            components,
-            sets,
+            replace,
             seed,
         } => compose(&ComposeArgs {
             base: &base,
             out: &out,
-            components: &components,
-            sets: &sets,
+            components: &replace.components,
+            sets: &replace.sets,
             source: Source::Random { seed },
         }),
         CheckpointCommand::Graft {
             base,
             from,
             out,
-            components,
-            sets,
+            replace,
         } => compose(&ComposeArgs {
             base: &base,
             out: &out,
-            components: &components,
-            sets: &sets,
+            components: &replace.components,
+            sets: &replace.sets,
             source: Source::Donor(&from),
         }),
     }
