@@ -1,5 +1,5 @@
 //! Training: each task lowers its loss on a fixed batch, frozen weights stay bit-identical,
-//! resume equals an uninterrupted run, NaN stops the run with a named error, bad setups are
+//! resume equals an uninterrupted run, parallel micro-batches equal serial ones, NaN stops the run with a named error, bad setups are
 //! refused, and a trained model saves in the layout the loader reads.
 
 mod common;
@@ -223,6 +223,44 @@ fn resumed_run_equals_uninterrupted_run() {
     let last_logged = resumed.log.last().unwrap().loss;
     assert_eq!(finished.final_loss, Some(last_logged));
     assert_eq!(resumed.final_loss, Some(last_logged));
+}
+
+#[test]
+fn parallel_micro_batches_equal_serial_ones() {
+    let root = temp("workers");
+    let base = checkpoint(&root);
+    let data = Squares {
+        kind: DatasetKind::Edits,
+        n: 4,
+        poison: None,
+    };
+    let trainable = Trainable {
+        connector: true,
+        dit: true,
+        ..Trainable::default()
+    };
+    let mut cfg = config(vec![term(FLOW)], trainable, 3);
+    cfg.grad_accum = 3;
+    cfg.caption_dropout = 0.5;
+    let outputs: Vec<(String, Vec<u8>)> = [1, 2]
+        .into_iter()
+        .map(|workers| {
+            cfg.workers = workers;
+            let out = root.join(format!("workers-{workers}"));
+            run(&base, &out, &data, &cfg);
+            (
+                std::fs::read_to_string(out.join("log.csv")).unwrap(),
+                std::fs::read(out.join("model/model.safetensors")).unwrap(),
+            )
+        })
+        .collect();
+    assert_ne!(
+        outputs[0].1,
+        std::fs::read(base.join("model.safetensors")).unwrap()
+    );
+    // Three micro-batches on two workers: one full wave and one of a single micro-batch.
+    assert_eq!(outputs[0].0, outputs[1].0, "loss curves differ");
+    assert!(outputs[0].1 == outputs[1].1, "weights differ");
 }
 
 #[test]

@@ -53,6 +53,10 @@ pub struct TrainConfig {
     pub batch_size: usize,
     /// Micro-batches per optimizer step.
     pub grad_accum: usize,
+    /// Threads computing micro-batches at once (0 = one per CPU core, at most `grad_accum`). The
+    /// result does not depend on it: every micro-batch keeps its samples and noise, and the
+    /// gradients are summed in micro-batch order.
+    pub workers: usize,
     /// Peak learning rate.
     pub lr: f64,
     /// Final learning rate of the cosine.
@@ -80,11 +84,12 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
-    /// Everything but `steps` and `save_every`, which a resumed run may change.
+    /// Everything but `steps`, `save_every` and `workers`, which a resumed run may change.
     fn fingerprint(&self) -> String {
         let mut c = self.clone();
         c.save_every = 0;
         c.steps = 0;
+        c.workers = 0;
         blake3::hash(format!("{c:?}").as_bytes())
             .to_hex()
             .to_string()
@@ -351,6 +356,7 @@ impl Session {
             |d| d.display().to_string(),
         );
         let mut history = Vec::new();
+        let workers = worker_count(cfg);
         for step in start..cfg.steps {
             if hooks.stop_after.is_some_and(|s| step >= s) {
                 return Ok(TrainReport {
@@ -362,18 +368,27 @@ impl Session {
                 });
             }
             let lr = learning_rate(step, cfg.steps, cfg.lr, cfg.min_lr, cfg.warmup);
-            let mut accumulator = GradientsAccumulator::<Unilip<TrainB>>::new();
-            let mut term_sums = vec![0.0; cfg.losses.len()];
+            let mut micros = Vec::with_capacity(cfg.grad_accum);
             for micro in 0..cfg.grad_accum {
                 let samples = (0..cfg.batch_size as u64)
                     .map(|k| req.data.get(order.index(position + k)))
                     .collect::<Result<Vec<Sample>, _>>()?;
                 position += cfg.batch_size as u64;
-                let mut rng = StdRng::seed_from_u64(mix(mix(cfg.seed, step as u64), micro as u64));
-                let terms = objective.losses(&model, &samples, &mut rng)?;
-                let total = weighted_sum(terms, cfg, &mut term_sums, step, &last_good)?;
-                let grads = GradientsParams::from_grads(total.backward(), &model);
+                let rng = StdRng::seed_from_u64(mix(mix(cfg.seed, step as u64), micro as u64));
+                micros.push(MicroBatch { samples, rng });
+            }
+            let pass = MicroPass {
+                objective: &objective,
+                cfg,
+                step,
+                last_good: &last_good,
+            };
+            let mut accumulator = GradientsAccumulator::<Unilip<TrainB>>::new();
+            let mut term_sums = vec![0.0; cfg.losses.len()];
+            for result in pass.run_all(&model, micros, workers) {
+                let (grads, values) = result?;
                 accumulator.accumulate(&model, grads);
+                term_sums.iter_mut().zip(values).for_each(|(s, v)| *s += v);
             }
             let mut grads = accumulator.grads();
             let norm = clip_global_norm(&model, &mut grads, cfg.grad_clip);
@@ -438,33 +453,96 @@ impl Session {
     }
 }
 
-/// `Σ wᵢ·termᵢ / grad_accum`, adding each term's value to `sums`; a NaN/Inf term stops the run.
-fn weighted_sum(
-    terms: Vec<Tensor<TrainB, 1>>,
-    cfg: &TrainConfig,
-    sums: &mut [f64],
+/// `cfg.workers`, with 0 resolved to the CPU cores, never more than the micro-batches.
+fn worker_count(cfg: &TrainConfig) -> usize {
+    let wanted = match cfg.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    wanted.clamp(1, cfg.grad_accum)
+}
+
+/// One micro-batch: its samples and the generator of its noise, timesteps and dropout.
+struct MicroBatch {
+    samples: Vec<Sample>,
+    rng: StdRng,
+}
+
+/// Forward and backward of micro-batches within one optimizer step.
+struct MicroPass<'a> {
+    objective: &'a Objective<'a>,
+    cfg: &'a TrainConfig,
     step: usize,
-    last_good: &str,
-) -> Result<Tensor<TrainB, 1>, TrainError> {
-    let mut total: Option<Tensor<TrainB, 1>> = None;
-    for (i, (t, spec)) in terms.into_iter().zip(&cfg.losses).enumerate() {
-        let value = t.clone().into_scalar().elem::<f64>();
-        if !value.is_finite() {
-            return Err(TrainError::NonFinite {
-                step: step + 1,
-                term: format!("loss `{}`", spec.kind.name()),
-                value,
-                last_good: last_good.to_string(),
+    last_good: &'a str,
+}
+
+/// A micro-batch's gradients and the (unweighted) value of each loss term.
+type MicroResult = Result<(GradientsParams, Vec<f64>), TrainError>;
+
+impl MicroPass<'_> {
+    /// Every micro-batch's result, in micro-batch order, `workers` at a time. A worker runs on
+    /// its own fork of the model (same parameter ids, its own autodiff graph), so the workers'
+    /// backward passes do not serialise on one graph.
+    fn run_all(
+        &self,
+        model: &Unilip<TrainB>,
+        micros: Vec<MicroBatch>,
+        workers: usize,
+    ) -> Vec<MicroResult> {
+        if workers <= 1 {
+            return micros.into_iter().map(|m| self.run(model, m)).collect();
+        }
+        let device = crate::backend::device();
+        let mut results = Vec::with_capacity(micros.len());
+        let mut pending = micros.into_iter().peekable();
+        while pending.peek().is_some() {
+            let wave: Vec<MicroBatch> = pending.by_ref().take(workers).collect();
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = wave
+                    .into_iter()
+                    .map(|micro| {
+                        let replica = model.clone().fork(&device);
+                        scope.spawn(move || self.run(&replica, micro))
+                    })
+                    .collect();
+                results.extend(handles.into_iter().map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(TrainError::Setup(
+                            "a training worker thread panicked".into(),
+                        ))
+                    })
+                }));
             });
         }
-        sums[i] += value;
-        let weighted = t.mul_scalar(spec.weight / cfg.grad_accum as f64);
-        total = Some(match total {
-            Some(acc) => acc + weighted,
-            None => weighted,
-        });
+        results
     }
-    total.ok_or_else(|| TrainError::Setup("no loss terms".into()))
+
+    /// Forward and backward of one micro-batch; a NaN/Inf term stops the run.
+    fn run(&self, model: &Unilip<TrainB>, micro: MicroBatch) -> MicroResult {
+        let MicroBatch { samples, mut rng } = micro;
+        let terms = self.objective.losses(model, &samples, &mut rng)?;
+        let mut values = Vec::with_capacity(terms.len());
+        let mut total: Option<Tensor<TrainB, 1>> = None;
+        for (t, spec) in terms.into_iter().zip(&self.cfg.losses) {
+            let value = t.clone().into_scalar().elem::<f64>();
+            if !value.is_finite() {
+                return Err(TrainError::NonFinite {
+                    step: self.step + 1,
+                    term: format!("loss `{}`", spec.kind.name()),
+                    value,
+                    last_good: self.last_good.to_string(),
+                });
+            }
+            values.push(value);
+            let weighted = t.mul_scalar(spec.weight / self.cfg.grad_accum as f64);
+            total = Some(match total {
+                Some(acc) => acc + weighted,
+                None => weighted,
+            });
+        }
+        let total = total.ok_or_else(|| TrainError::Setup("no loss terms".into()))?;
+        Ok((GradientsParams::from_grads(total.backward(), model), values))
+    }
 }
 
 /// `base` with UniDiff heads: as it is when it has them (a fine-tuned UniDiff model), else plus

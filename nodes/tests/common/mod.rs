@@ -111,6 +111,7 @@ pub fn config(losses: Vec<LossTerm>, trainable: Trainable, steps: usize) -> Trai
         steps,
         batch_size: 2,
         grad_accum: 1,
+        workers: 1,
         lr: 3e-3,
         min_lr: 3e-3,
         warmup: 0,

@@ -54,6 +54,14 @@ impl Train {
             ParamSpec::int("steps", 100, 1, 10_000_000, "Optimizer steps"),
             ParamSpec::int("batch_size", 4, 1, 4096, "Samples per micro-batch"),
             ParamSpec::int("grad_accum", 1, 1, 1024, "Micro-batches per step"),
+            ParamSpec::int(
+                "workers",
+                0,
+                0,
+                1024,
+                "Threads computing micro-batches at once (0 = one per core, at most grad_accum); \
+                 the result does not depend on it",
+            ),
             ParamSpec::float("lr", 1e-4, 1e-8, 1.0, "Peak learning rate"),
             ParamSpec::float("min_lr", 1e-5, 0.0, 1.0, "Final learning rate (cosine)"),
             ParamSpec::int("warmup", 0, 0, 1_000_000, "Linear warmup steps"),
@@ -149,6 +157,7 @@ fn config(
         steps: count("steps")?,
         batch_size: count("batch_size")?,
         grad_accum: count("grad_accum")?,
+        workers: count("workers")?,
         lr: ctx.float("lr")?,
         min_lr: ctx.float("min_lr")?,
         warmup: count("warmup")?,
