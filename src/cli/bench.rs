@@ -24,6 +24,20 @@ pub enum BenchCommand {
         #[arg(long, value_name = "PYTHON")]
         torch: Option<std::path::PathBuf>,
     },
+    /// Training steps per second of the recipe's generation stage on the embedded model: the
+    /// batch as one micro-batch, then split into `--workers` micro-batches on 1 and on
+    /// `--workers` threads (`train.run`'s `grad_accum` and `workers`).
+    Train {
+        /// Timed optimizer steps per configuration (after one untimed step).
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        /// Samples per optimizer step.
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        /// Micro-batches and threads of the parallel configuration.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+    },
     /// Executor overhead on a chain of cheap nodes, and a fully cached re-run.
     Executor {
         /// Chain length.
@@ -36,6 +50,11 @@ pub enum BenchCommand {
 pub fn bench_cmd(cmd: BenchCommand) -> Result<(), CliError> {
     match cmd {
         BenchCommand::Executor { nodes } => bench_executor(nodes),
+        BenchCommand::Train {
+            steps,
+            batch,
+            workers,
+        } => super::bench_train::bench_train(steps.max(1), batch, workers),
         BenchCommand::Models { reps, torch } => {
             super::bench_models::bench_models(reps.max(1), torch.as_deref())
         }

@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_models;
+mod bench_train;
 mod checkpoint;
 mod compose;
 mod graph;
