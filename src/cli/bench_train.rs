@@ -24,7 +24,7 @@ struct Split {
 /// step: one micro-batch, then `workers` micro-batches on 1 and on `workers` threads.
 pub fn bench_train(steps: usize, batch: usize, workers: usize) -> Result<(), CliError> {
     let workers = workers.max(2);
-    if batch < workers || batch % workers != 0 {
+    if batch < workers || !batch.is_multiple_of(workers) {
         return Err(CliError::Usage(format!(
             "--batch {batch} must be a multiple of --workers {workers}"
         )));
