@@ -397,7 +397,7 @@ impl UnilipConfig {
     /// `vocab_size` tokens with the given special ids (`<IMG_CONTEXT>`, `<|im_end|>` as EOS): ViT patch 4 (16×16 grid,
     /// 32 wide, 2 layers) → pixel shuffle → 64 tokens of width 64; LLM 64 wide with 2 layers;
     /// 16 queries and a 1-layer connector; a 4-layer DiT of width 128 on an 8×8×16 latent; a
-    /// 4-stage DC-AE decoder (×8) back to 64×64.
+    /// 4-stage DC-AE decoder (×8, 16–64 channels) back to 64×64.
     pub fn shapes(vocab_size: usize, special: SpecialIds) -> Self {
         let mut vision = vision_json(32, 2, 2, 64);
         vision["image_size"] = json!([64, 64]);
@@ -424,7 +424,7 @@ impl UnilipConfig {
         json["vae_config"] = json!({
             "in_channels": 3, "latent_channels": 16, "attention_head_dim": 8,
             "decoder_block_types": ["ResBlock", "ResBlock", "EfficientViTBlock", "EfficientViTBlock"],
-            "decoder_block_out_channels": [8, 16, 32, 32], "decoder_layers_per_block": [1, 1, 1, 1],
+            "decoder_block_out_channels": [16, 32, 64, 64], "decoder_layers_per_block": [1, 1, 1, 1],
             "decoder_qkv_multiscales": [[], [], [5], [5]], "decoder_norm_types": "rms_norm",
             "decoder_act_fns": "silu", "upsample_block_type": "interpolate"
         });
