@@ -16,10 +16,6 @@ fn scores(task: EvalTask, n: usize) -> BTreeMap<String, f64> {
     eval_shapesworld(&dir, &opts).expect("evaluation runs")
 }
 
-fn score(task: EvalTask, n: usize, metric: &str) -> f64 {
-    scores(task, n)[metric]
-}
-
 #[test]
 fn default_model_reconstructs_far_better_than_random_weights() {
     // Random init: 10.1 dB; the session-3 default 24.8 dB on 50 items; the shipped model 29.7 dB
@@ -29,7 +25,10 @@ fn default_model_reconstructs_far_better_than_random_weights() {
     let psnr = metrics["psnr_db"];
     assert!(psnr > 26.0, "reconstruction PSNR {psnr:.2} dB");
     let checks = metrics["recon_geneval_checks"];
-    assert!(checks >= 0.5, "reconstructions pass {checks:.2} of their captions' checks");
+    assert!(
+        checks >= 0.5,
+        "reconstructions pass {checks:.2} of their captions' checks"
+    );
 }
 
 #[test]
