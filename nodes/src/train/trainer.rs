@@ -385,11 +385,10 @@ impl Session {
             };
             let mut accumulator = GradientsAccumulator::<Unilip<TrainB>>::new();
             let mut term_sums = vec![0.0; cfg.losses.len()];
-            for result in pass.run_all(&model, micros, workers) {
-                let (grads, values) = result?;
+            pass.run_all(&model, micros, workers, |grads, values| {
                 accumulator.accumulate(&model, grads);
                 term_sums.iter_mut().zip(values).for_each(|(s, v)| *s += v);
-            }
+            })?;
             let mut grads = accumulator.grads();
             let norm = clip_global_norm(&model, &mut grads, cfg.grad_clip);
             if !norm.is_finite() {
@@ -480,24 +479,29 @@ struct MicroPass<'a> {
 type MicroResult = Result<(GradientsParams, Vec<f64>), TrainError>;
 
 impl MicroPass<'_> {
-    /// Every micro-batch's result, in micro-batch order, `workers` at a time. A worker runs on
-    /// its own fork of the model (same parameter ids, its own autodiff graph), so the workers'
-    /// backward passes do not serialise on one graph.
+    /// Hands every micro-batch's gradients and term values to `consume`, in micro-batch order,
+    /// computing `workers` at a time (so at most `workers` gradient sets are held at once). A
+    /// worker runs on its own fork of the model (same parameter ids, its own autodiff graph), so
+    /// the workers' backward passes do not serialise on one graph.
     fn run_all(
         &self,
         model: &Unilip<TrainB>,
         micros: Vec<MicroBatch>,
         workers: usize,
-    ) -> Vec<MicroResult> {
+        mut consume: impl FnMut(GradientsParams, Vec<f64>),
+    ) -> Result<(), TrainError> {
         if workers <= 1 {
-            return micros.into_iter().map(|m| self.run(model, m)).collect();
+            for micro in micros {
+                let (grads, values) = self.run(model, micro)?;
+                consume(grads, values);
+            }
+            return Ok(());
         }
         let device = crate::backend::device();
-        let mut results = Vec::with_capacity(micros.len());
         let mut pending = micros.into_iter().peekable();
         while pending.peek().is_some() {
             let wave: Vec<MicroBatch> = pending.by_ref().take(workers).collect();
-            std::thread::scope(|scope| {
+            let results: Vec<MicroResult> = std::thread::scope(|scope| {
                 let handles: Vec<_> = wave
                     .into_iter()
                     .map(|micro| {
@@ -505,16 +509,23 @@ impl MicroPass<'_> {
                         scope.spawn(move || self.run(&replica, micro))
                     })
                     .collect();
-                results.extend(handles.into_iter().map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(TrainError::Setup(
-                            "a training worker thread panicked".into(),
-                        ))
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(TrainError::Setup(
+                                "a training worker thread panicked".into(),
+                            ))
+                        })
                     })
-                }));
+                    .collect()
             });
+            for result in results {
+                let (grads, values) = result?;
+                consume(grads, values);
+            }
         }
-        results
+        Ok(())
     }
 
     /// Forward and backward of one micro-batch; a NaN/Inf term stops the run.
