@@ -169,10 +169,15 @@ fn graft_takes_the_donors_dit_and_its_config_and_keeps_the_rest() {
 fn graft_names_the_tensor_that_does_not_fit() {
     // The donor's DiT reads 48-wide captions; the base's connector projector writes 128.
     let donor = temp("graft-narrow-donor");
-    let mut args = vec!["checkpoint", "reinit", BASE, "--out", s(&donor)];
-    args.extend(["--component", "dit,connector"]);
-    args.extend(["--set", "dit_config.caption_channels=48"]);
-    ok(&unilip(&args));
+    ok(&reinit(
+        &donor,
+        &[
+            "--component",
+            "connector",
+            "--set",
+            "dit_config.caption_channels=48",
+        ],
+    ));
     let out = temp("graft-bad");
     assert_refused_for_the_projector(&graft(&donor, &out, "dit"), &out);
 

@@ -490,42 +490,42 @@ impl MicroPass<'_> {
         workers: usize,
         mut consume: impl FnMut(GradientsParams, Vec<f64>),
     ) -> Result<(), TrainError> {
-        if workers <= 1 {
-            for micro in micros {
-                let (grads, values) = self.run(model, micro)?;
-                consume(grads, values);
-            }
-            return Ok(());
-        }
-        let device = crate::backend::device();
         let mut pending = micros.into_iter().peekable();
         while pending.peek().is_some() {
-            let wave: Vec<MicroBatch> = pending.by_ref().take(workers).collect();
-            let results: Vec<MicroResult> = std::thread::scope(|scope| {
-                let handles: Vec<_> = wave
-                    .into_iter()
-                    .map(|micro| {
-                        let replica = model.clone().fork(&device);
-                        scope.spawn(move || self.run(&replica, micro))
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join().unwrap_or_else(|_| {
-                            Err(TrainError::Setup(
-                                "a training worker thread panicked".into(),
-                            ))
-                        })
-                    })
-                    .collect()
-            });
-            for result in results {
+            let wave: Vec<MicroBatch> = pending.by_ref().take(workers.max(1)).collect();
+            for result in self.run_wave(model, wave) {
                 let (grads, values) = result?;
                 consume(grads, values);
             }
         }
         Ok(())
+    }
+
+    /// The results of `wave`, in order: inline for one micro-batch, else one thread each.
+    fn run_wave(&self, model: &Unilip<TrainB>, wave: Vec<MicroBatch>) -> Vec<MicroResult> {
+        if wave.len() == 1 {
+            return wave.into_iter().map(|m| self.run(model, m)).collect();
+        }
+        let device = crate::backend::device();
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = wave
+                .into_iter()
+                .map(|micro| {
+                    let replica = model.clone().fork(&device);
+                    scope.spawn(move || self.run(&replica, micro))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(TrainError::Setup(
+                            "a training worker thread panicked".into(),
+                        ))
+                    })
+                })
+                .collect()
+        })
     }
 
     /// Forward and backward of one micro-batch; a NaN/Inf term stops the run.
