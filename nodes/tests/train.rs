@@ -10,9 +10,11 @@ use std::sync::Arc;
 use common::*;
 use unilip_nodes::backend::{device, TrainB};
 use unilip_nodes::models::unilip::{Unilip, UnilipConfig};
-use unilip_nodes::train::data::{Dataset, DatasetKind, MixDataset};
+use unilip_nodes::shapesworld::{Domain, GenConfig, Split};
+use unilip_nodes::train::data::{CopyEdits, Dataset, DatasetKind, MixDataset};
 use unilip_nodes::train::loss::LossKind;
 use unilip_nodes::train::objective::Task;
+use unilip_nodes::train::shapes::ShapesDataset;
 use unilip_nodes::train::{train, Hooks, TrainConfig, TrainError, TrainRequest, Trainable};
 
 #[test]
@@ -429,4 +431,40 @@ fn editing_mixed_with_captions_lowers_both_and_mixing_checks_kinds() {
         let after = eval_loss(&model, task, &terms, &part);
         assert!(after < 0.8 * before, "{task:?}: {before} → {after}");
     }
+}
+
+#[test]
+fn copy_edits_keep_the_source_as_target_under_one_instruction() {
+    let config = GenConfig {
+        resolution: 32,
+        seed: 3,
+        split: Split::Train,
+        domain: Domain::Default,
+    };
+    let edits = Arc::new(ShapesDataset::new(config.clone(), DatasetKind::Edits, 4).unwrap());
+    let copies = CopyEdits::new(edits.clone(), " make nothing ").unwrap();
+    assert_eq!((copies.kind(), copies.len()), (DatasetKind::Edits, 4));
+    for i in 0..4 {
+        let (edit, copy) = (edits.get(i).unwrap(), copies.get(i).unwrap());
+        let source = edit.source.unwrap();
+        assert_ne!(source, edit.image, "edit {i} changes nothing");
+        assert_eq!(copy.source.as_ref(), Some(&source));
+        assert_eq!(copy.image, source);
+        assert_eq!(copy.text, "make nothing");
+    }
+    assert_ne!(copies.fingerprint(), edits.fingerprint());
+
+    let captions = Arc::new(ShapesDataset::new(config.clone(), DatasetKind::Captions, 2).unwrap());
+    let copy = CopyEdits::new(captions.clone(), "make nothing")
+        .unwrap()
+        .get(1)
+        .unwrap();
+    assert_eq!(copy.image, captions.get(1).unwrap().image);
+    assert_eq!(copy.source, Some(copy.image.clone()));
+
+    let vqa = Arc::new(ShapesDataset::new(config, DatasetKind::Vqa, 2).unwrap());
+    assert!(CopyEdits::new(vqa, "make nothing")
+        .unwrap_err()
+        .contains("VQA"));
+    assert!(CopyEdits::new(edits, "  ").unwrap_err().contains("empty"));
 }

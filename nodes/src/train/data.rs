@@ -402,6 +402,66 @@ impl Dataset for MixDataset {
     }
 }
 
+/// Identity edits made from another dataset: each sample's image (an edit's source) becomes both
+/// the source and the target, under one fixed instruction. Mixed into editing data as a
+/// curriculum aid, it teaches the DiT to read the source layout from the image tokens of the
+/// condition — the "keep everything else" half of every edit.
+#[derive(Debug)]
+pub struct CopyEdits {
+    inner: Arc<dyn Dataset>,
+    instruction: String,
+}
+
+impl CopyEdits {
+    /// Identity edits of `inner`'s images (sources for edit data) with `instruction`.
+    pub fn new(inner: Arc<dyn Dataset>, instruction: &str) -> Result<Self, String> {
+        if inner.kind() == DatasetKind::Vqa {
+            return Err("copy edits need captioned images or edit triplets, not VQA items".into());
+        }
+        let instruction = instruction.trim();
+        if instruction.is_empty() {
+            return Err("the copy instruction is empty".into());
+        }
+        Ok(Self {
+            inner,
+            instruction: instruction.to_string(),
+        })
+    }
+}
+
+impl Dataset for CopyEdits {
+    fn kind(&self) -> DatasetKind {
+        DatasetKind::Edits
+    }
+
+    fn len(&self) -> usize {
+        self.inner.len()
+    }
+
+    fn get(&self, index: usize) -> Result<Sample, DataError> {
+        let s = self.inner.get(index)?;
+        let image = s.source.unwrap_or(s.image);
+        Ok(Sample {
+            source: Some(image.clone()),
+            image,
+            text: self.instruction.clone(),
+            answer: None,
+        })
+    }
+
+    fn fingerprint(&self) -> String {
+        format!("copy({}, {:?})", self.inner.fingerprint(), self.instruction)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "identity edits \"{}\" of {}",
+            self.instruction,
+            self.inner.describe()
+        )
+    }
+}
+
 /// A seeded, reshuffled-every-epoch order over `len` samples: position `p` of the stream is
 /// sample `perm(epoch = p / len)[p % len]`, so the data position alone restores the order on resume.
 #[derive(Debug)]

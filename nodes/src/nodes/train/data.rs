@@ -13,7 +13,7 @@ use crate::nodes::unilip::payload::payload;
 use crate::nodes::{failed, path_param};
 use crate::register_node;
 use crate::shapesworld::{Domain, GenConfig, Split};
-use crate::train::data::{Dataset, DatasetKind, FolderDataset, MixDataset};
+use crate::train::data::{CopyEdits, Dataset, DatasetKind, FolderDataset, MixDataset};
 use crate::train::shapes::ShapesDataset;
 
 /// A dataset on a wire.
@@ -218,3 +218,57 @@ impl Node for MixData {
 }
 
 register_node!(MixData);
+
+/// `data.copy_edits`.
+pub struct CopyEditsData {
+    schema: NodeSchema,
+}
+
+impl CopyEditsData {
+    /// The node.
+    pub fn new() -> Self {
+        Self {
+            schema: NodeSchema {
+                id: "data.copy_edits".into(),
+                version: 1,
+                category: "train/data".into(),
+                description: "Identity edits: every image (an edit's source image) becomes both \
+                              source and target under one instruction. Mixed with edit triplets \
+                              (`data.mix`), it teaches the DiT to keep the source layout, which \
+                              every edit needs."
+                    .into(),
+                inputs: vec![PortSpec::new(
+                    "data",
+                    PortType::Dataset,
+                    "Captioned images or edit triplets",
+                )],
+                outputs: vec![PortSpec::new("data", PortType::Dataset, "Identity edits")],
+                params: vec![ParamSpec::string(
+                    "instruction",
+                    "make nothing",
+                    "Instruction of every identity edit (words the tokenizer knows)",
+                )],
+                output_node: false,
+            },
+        }
+    }
+}
+
+impl Node for CopyEditsData {
+    fn schema(&self) -> &NodeSchema {
+        &self.schema
+    }
+
+    fn execute(&self, ctx: &mut ExecCtx<'_>) -> Result<Vec<Value>, NodeError> {
+        let inner = input::<DatasetValue>(ctx, "data")?.0.clone();
+        let instruction = ctx
+            .params
+            .get("instruction")
+            .and_then(ParamValue::as_str)
+            .unwrap_or("make nothing");
+        let copies = CopyEdits::new(inner, instruction).map_err(failed)?;
+        Ok(vec![Value::Data(Arc::new(DatasetValue(Arc::new(copies))))])
+    }
+}
+
+register_node!(CopyEditsData);
