@@ -441,7 +441,7 @@ fn copy_edits_keep_the_source_as_target_under_one_instruction() {
         split: Split::Train,
         domain: Domain::Default,
     };
-    let edits = Arc::new(ShapesDataset::new(config.clone(), DatasetKind::Edits, 4).unwrap());
+    let edits = Arc::new(ShapesDataset::new(config, DatasetKind::Edits, 4).unwrap());
     let copies = CopyEdits::new(edits.clone(), " make nothing ").unwrap();
     assert_eq!((copies.kind(), copies.len()), (DatasetKind::Edits, 4));
     for i in 0..4 {
@@ -454,7 +454,7 @@ fn copy_edits_keep_the_source_as_target_under_one_instruction() {
     }
     assert_ne!(copies.fingerprint(), edits.fingerprint());
 
-    let captions = Arc::new(ShapesDataset::new(config.clone(), DatasetKind::Captions, 2).unwrap());
+    let captions = Arc::new(ShapesDataset::new(config, DatasetKind::Captions, 2).unwrap());
     let copy = CopyEdits::new(captions.clone(), "make nothing")
         .unwrap()
         .get(1)
