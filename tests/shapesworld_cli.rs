@@ -95,7 +95,16 @@ fn miniature_recipe_trains_every_stage_and_eval_reports_json() {
             vec!["psnr_db", "ssim", "recon_geneval", "recon_geneval_checks"],
         ),
         ("generate", vec!["geneval", "geneval_checks"]),
-        ("edit", vec!["edit", "edit_change_made", "edit_preserved"]),
+        (
+            "edit",
+            vec![
+                "edit",
+                "edit_change_made",
+                "edit_preserved",
+                "edit_target_psnr_db",
+                "edit_source_psnr_db",
+            ],
+        ),
         ("vqa", vec!["vqa_accuracy"]),
     ] {
         let out = ok(&unilip(&[

@@ -27,7 +27,11 @@ pub enum EvalTask {
     Recon,
     /// Text-to-image: `geneval` (fraction of prompts fully correct), `geneval_checks`.
     Generate,
-    /// Editing: `edit` (mean score), `edit_change_made`, `edit_preserved`.
+    /// Editing: `edit` (mean score), `edit_change_made`, `edit_preserved`, and two graded
+    /// pixel measures that move before the strict score does: `edit_target_psnr_db` (output
+    /// against the ground-truth target) and `edit_source_psnr_db` (against the source: high when
+    /// the source is kept, as every edit but the changed object should be). Each item's PSNR is
+    /// capped at 100 dB, so an exact copy does not make the mean infinite.
     Edit,
     /// Understanding: `vqa_accuracy`, and `vqa_<kind>` per question kind (count, colour, …).
     Vqa,
@@ -66,6 +70,9 @@ impl EvalOptions {
         }
     }
 }
+
+/// Per-item PSNR cap of the edit metrics (an exact copy would be infinite).
+const MAX_PSNR_DB: f64 = 100.0;
 
 /// Metric name → value.
 pub type Metrics = BTreeMap<String, f64>;
@@ -233,6 +240,7 @@ impl Eval<'_> {
             .image_tokens(self.size, self.size)
             .map_err(|e| e.to_string())?;
         let (mut score, mut change, mut kept) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut to_target, mut to_source) = (Vec::new(), Vec::new());
         for i in 0..self.opts.n {
             let e = self.generator.edit_item(i as u64);
             let features = self
@@ -241,12 +249,15 @@ impl Eval<'_> {
                 .map_err(|e| e.to_string())?;
             let pos = edit_prompt(&e.item.instruction, n_img);
             let img = self.generated(tok, &pos, &edit_negative(n_img), Some(&features), i)?;
-            let r = edit_score(
-                &e.source_image,
-                &resize_to(&img, &e.source_image),
-                &e.item,
-                &style,
-            );
+            let img = resize_to(&img, &e.source_image);
+            let r = edit_score(&e.source_image, &img, &e.item, &style);
+            let db = |reference: &RgbImage| {
+                psnr(reference, &img)
+                    .map(|v| v.min(MAX_PSNR_DB))
+                    .map_err(|e| e.to_string())
+            };
+            to_target.push(db(&e.target_image)?);
+            to_source.push(db(&e.source_image)?);
             score.push(f64::from(r.score));
             change.push(f64::from(u8::from(r.change_made)));
             kept.push(f64::from(u8::from(r.preserved)));
@@ -255,6 +266,8 @@ impl Eval<'_> {
             ("edit".to_string(), mean(&score)),
             ("edit_change_made".to_string(), mean(&change)),
             ("edit_preserved".to_string(), mean(&kept)),
+            ("edit_target_psnr_db".to_string(), mean(&to_target)),
+            ("edit_source_psnr_db".to_string(), mean(&to_source)),
         ]))
     }
 
