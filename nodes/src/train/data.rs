@@ -402,10 +402,15 @@ impl Dataset for MixDataset {
     }
 }
 
+/// The instruction of [`CopyEdits`] unless a graph names another (words of the ShapesWorld
+/// tokenizer).
+pub const DEFAULT_COPY_INSTRUCTION: &str = "make nothing";
+
 /// Identity edits made from another dataset: each sample's image (an edit's source) becomes both
-/// the source and the target, under one fixed instruction. Mixed into editing data as a
-/// curriculum aid, it teaches the DiT to read the source layout from the image tokens of the
-/// condition — the "keep everything else" half of every edit.
+/// the source and the target, under one fixed instruction. A curriculum aid mixed into editing
+/// data: its only lesson is reading the source layout from the image tokens of the condition,
+/// the "keep everything else" half of every edit (README, session 9, for how far 1,000 steps of
+/// it got the ShapesWorld model: not far).
 #[derive(Debug)]
 pub struct CopyEdits {
     inner: Arc<dyn Dataset>,

@@ -13,7 +13,9 @@ use crate::nodes::unilip::payload::payload;
 use crate::nodes::{failed, path_param};
 use crate::register_node;
 use crate::shapesworld::{Domain, GenConfig, Split};
-use crate::train::data::{CopyEdits, Dataset, DatasetKind, FolderDataset, MixDataset};
+use crate::train::data::{
+    CopyEdits, Dataset, DatasetKind, FolderDataset, MixDataset, DEFAULT_COPY_INSTRUCTION,
+};
 use crate::train::shapes::ShapesDataset;
 
 /// A dataset on a wire.
@@ -234,8 +236,8 @@ impl CopyEditsData {
                 category: "train/data".into(),
                 description: "Identity edits: every image (an edit's source image) becomes both \
                               source and target under one instruction. Mixed with edit triplets \
-                              (`data.mix`), it teaches the DiT to keep the source layout, which \
-                              every edit needs."
+                              (`data.mix`), a curriculum aid whose only lesson is keeping the \
+                              source layout, which every edit needs."
                     .into(),
                 inputs: vec![PortSpec::new(
                     "data",
@@ -245,7 +247,7 @@ impl CopyEditsData {
                 outputs: vec![PortSpec::new("data", PortType::Dataset, "Identity edits")],
                 params: vec![ParamSpec::string(
                     "instruction",
-                    "make nothing",
+                    DEFAULT_COPY_INSTRUCTION,
                     "Instruction of every identity edit (words the tokenizer knows)",
                 )],
                 output_node: false,
@@ -265,7 +267,7 @@ impl Node for CopyEditsData {
             .params
             .get("instruction")
             .and_then(ParamValue::as_str)
-            .unwrap_or("make nothing");
+            .unwrap_or(DEFAULT_COPY_INSTRUCTION);
         let copies = CopyEdits::new(inner, instruction).map_err(failed)?;
         Ok(vec![Value::Data(Arc::new(DatasetValue(Arc::new(copies))))])
     }
