@@ -263,12 +263,7 @@ impl Node for CopyEditsData {
 
     fn execute(&self, ctx: &mut ExecCtx<'_>) -> Result<Vec<Value>, NodeError> {
         let inner = input::<DatasetValue>(ctx, "data")?.0.clone();
-        let instruction = ctx
-            .params
-            .get("instruction")
-            .and_then(ParamValue::as_str)
-            .unwrap_or(DEFAULT_COPY_INSTRUCTION);
-        let copies = CopyEdits::new(inner, instruction).map_err(failed)?;
+        let copies = CopyEdits::new(inner, ctx.str("instruction")?).map_err(failed)?;
         Ok(vec![Value::Data(Arc::new(DatasetValue(Arc::new(copies))))])
     }
 }
