@@ -92,7 +92,13 @@ fn miniature_recipe_trains_every_stage_and_eval_reports_json() {
     for (task, keys) in [
         (
             "recon",
-            vec!["psnr_db", "ssim", "recon_geneval", "recon_geneval_checks"],
+            vec![
+                "psnr_db",
+                "ssim",
+                "recon_geneval",
+                "recon_geneval_checks",
+                "feature_position_share",
+            ],
         ),
         ("generate", vec!["geneval", "geneval_checks"]),
         (

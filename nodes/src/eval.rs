@@ -24,6 +24,8 @@ use crate::shapesworld::{
 pub enum EvalTask {
     /// Encoder → decoder reconstruction: `psnr_db`, `ssim`, and `recon_geneval(_checks)`, the
     /// GenEval-like score of the reconstruction against its caption (the ceiling for generation).
+    /// Also `feature_position_share`: how much the image features of a blank background vary
+    /// with token position alone (see [`feature_position_share`]).
     Recon,
     /// Text-to-image: `geneval` (fraction of prompts fully correct), `geneval_checks`.
     Generate,
@@ -176,7 +178,20 @@ impl Eval<'_> {
             checks.push(f64::from(r.fraction()));
             colours.push(f64::from(u8::from(r.colours)));
         }
+        let blank = RgbImage::from_pixel(
+            self.size as u32,
+            self.size as u32,
+            image::Rgb(style.background()),
+        );
+        let features = self
+            .model
+            .image_features(self.pixels(&blank)?)
+            .map_err(|e| e.to_string())?;
         Ok(Metrics::from([
+            (
+                "feature_position_share".to_string(),
+                feature_position_share(features)?,
+            ),
             ("psnr_db".to_string(), mean(&p)),
             ("ssim".to_string(), mean(&s)),
             ("recon_geneval".to_string(), mean(&correct)),
@@ -309,6 +324,25 @@ impl Eval<'_> {
 }
 
 /// `img` resized (bilinear) to `like`'s size when they differ.
+/// How much image features `[1, n, H]` of a uniform image vary with token position: the RMS
+/// distance of the tokens from their mean, over their RMS norm. Near 0, the features carry no
+/// absolute position, so only attention with relative positions (the LLM's and connector's RoPE)
+/// can tell where an object is — the DiT's cross-attention, which copies the source layout when
+/// editing, has no position of its own on the condition side. The InternViT position table is
+/// what puts position into the features.
+pub fn feature_position_share(features: Tensor<B, 3>) -> Result<f64, String> {
+    let tokens = features.squeeze_dim::<2>(0);
+    let centred = tokens.clone() - tokens.clone().mean_dim(0);
+    let spread = centred.powf_scalar(2.0).sum_dim(1).mean().into_scalar();
+    let norm = tokens.powf_scalar(2.0).sum_dim(1).mean().into_scalar();
+    let (spread, norm): (f64, f64) = (spread.elem(), norm.elem());
+    if norm > 0.0 {
+        Ok((spread / norm).sqrt())
+    } else {
+        Err("image features are all zero".to_string())
+    }
+}
+
 fn resize_to(img: &RgbImage, like: &RgbImage) -> RgbImage {
     if img.dimensions() == like.dimensions() {
         return img.clone();
@@ -319,4 +353,28 @@ fn resize_to(img: &RgbImage, like: &RgbImage) -> RgbImage {
         like.height(),
         image::imageops::FilterType::Triangle,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn share(tokens: &[[f32; 2]]) -> Result<f64, String> {
+        let flat: Vec<f32> = tokens.iter().flatten().copied().collect();
+        let t =
+            Tensor::<B, 1>::from_floats(flat.as_slice(), &device()).reshape([1, tokens.len(), 2]);
+        feature_position_share(t)
+    }
+
+    #[test]
+    fn position_share_is_the_spread_over_the_norm() {
+        // Identical tokens: no position at all.
+        assert!(share(&[[0.5, -1.0]; 4]).unwrap().abs() < 1e-6);
+        // Opposite tokens: all of the norm is spread.
+        assert!((share(&[[1.0, 0.0], [-1.0, 0.0]]).unwrap() - 1.0).abs() < 1e-6);
+        // Mean [1, 0]: spread² 1, norm² (4 + 0) / 2 = 2.
+        let half = share(&[[2.0, 0.0], [0.0, 0.0]]).unwrap();
+        assert!((half - 0.5f64.sqrt()).abs() < 1e-6, "{half}");
+        assert!(share(&[[0.0, 0.0]; 3]).is_err());
+    }
 }
