@@ -35,7 +35,9 @@ pub enum EvalTask {
     /// the source is kept, as every edit but the changed object should be). Each item's PSNR is
     /// capped at 100 dB, so an exact copy does not make the mean infinite.
     Edit,
-    /// Understanding: `vqa_accuracy`, and `vqa_<kind>` per question kind (count, colour, …).
+    /// Understanding: `vqa_accuracy`, and `vqa_<kind>` per question kind (count, colour, …) with
+    /// `vqa_<kind>_items`, how many of the `n` items were of that kind (relation questions are
+    /// rare, so their accuracy rests on few items).
     Vqa,
 }
 
@@ -318,12 +320,14 @@ impl Eval<'_> {
                 .push(correct);
         }
         let mut metrics = Metrics::from([("vqa_accuracy".to_string(), mean(&right))]);
-        metrics.extend(by_kind.into_iter().map(|(k, v)| (k, mean(&v))));
+        for (kind, v) in by_kind {
+            metrics.insert(format!("{kind}_items"), v.len() as f64);
+            metrics.insert(kind, mean(&v));
+        }
         Ok(metrics)
     }
 }
 
-/// `img` resized (bilinear) to `like`'s size when they differ.
 /// How much image features `[1, n, H]` of a uniform image vary with token position: the RMS
 /// distance of the tokens from their mean, over their RMS norm. Near 0, the features carry no
 /// absolute position, so only attention with relative positions (the LLM's and connector's RoPE)
@@ -343,6 +347,7 @@ pub fn feature_position_share(features: Tensor<B, 3>) -> Result<f64, String> {
     }
 }
 
+/// `img` resized (bilinear) to `like`'s size when they differ.
 fn resize_to(img: &RgbImage, like: &RgbImage) -> RgbImage {
     if img.dimensions() == like.dimensions() {
         return img.clone();
