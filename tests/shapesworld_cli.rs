@@ -112,7 +112,13 @@ fn miniature_recipe_trains_every_stage_and_eval_reports_json() {
             ],
         ),
         ("vqa", vec!["vqa_accuracy"]),
+        (
+            "probe",
+            vec!["probe_shape", "probe_colour_majority", "probe_row"],
+        ),
     ] {
+        // A probe needs objects in both its training and held-out splits.
+        let n = if task == "probe" { "8" } else { "2" };
         let out = ok(&unilip(&[
             "eval",
             "shapesworld",
@@ -121,7 +127,7 @@ fn miniature_recipe_trains_every_stage_and_eval_reports_json() {
             "--checkpoint",
             s(&model),
             "--n",
-            "2",
+            n,
             "--steps",
             "2",
             "--json",

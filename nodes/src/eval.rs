@@ -15,8 +15,10 @@ use crate::models::tokenizer::{
     edit_negative, edit_prompt, generation_negative, generation_prompt, Tokenizer,
 };
 use crate::models::unilip::{encode_prompts, ComponentSet, ConditionMode, SampleOptions, Unilip};
+use crate::probe::{linear_probe, ProbeData};
 use crate::shapesworld::{
-    edit_score, geneval_score, psnr, ssim, vqa_answer_correct, Domain, GenConfig, Generator, Split,
+    edit_score, geneval_score, psnr, ssim, vqa_answer_correct, Colour, Domain, GenConfig,
+    Generator, Object, Shape, Size, Split,
 };
 
 /// What to evaluate.
@@ -35,6 +37,12 @@ pub enum EvalTask {
     /// the source is kept, as every edit but the changed object should be). Each item's PSNR is
     /// capped at 100 dB, so an exact copy does not make the mean infinite.
     Edit,
+    /// Linear probes of the image features (the LLM's image embeddings and the latent head's
+    /// input) at each object's token of `n` validation scenes: `probe_shape`, `probe_colour`,
+    /// `probe_size`, `probe_row`, `probe_column`, and `probe_shape_neighbourhood` (the 3 × 3
+    /// tokens around it, zero outside the grid), each with `<name>_majority`, the accuracy of
+    /// always answering the most common class. Held-out accuracy (the last 20 % of the objects).
+    Probe,
     /// Understanding: `vqa_accuracy`, and `vqa_<kind>` per question kind (count, colour, …) with
     /// `vqa_<kind>_items`, how many of the `n` items were of that kind (relation questions are
     /// rare, so their accuracy rests on few items).
@@ -88,6 +96,7 @@ pub fn eval_shapesworld(dir: &Path, opts: &EvalOptions) -> Result<Metrics, Strin
         EvalTask::Generate => ComponentSet::GENERATION,
         EvalTask::Edit => ComponentSet::EDITING,
         EvalTask::Vqa => ComponentSet::UNDERSTANDING,
+        EvalTask::Probe => ComponentSet::VISION,
     };
     let model = Unilip::<B>::load(dir, components, &device()).map_err(|e| e.to_string())?;
     let size = model.config.vision.vision_config.image_size.hw()[0];
@@ -110,6 +119,7 @@ pub fn eval_shapesworld(dir: &Path, opts: &EvalOptions) -> Result<Metrics, Strin
         EvalTask::Generate => eval.generate(&tokenizer()?),
         EvalTask::Edit => eval.edit(&tokenizer()?),
         EvalTask::Vqa => eval.vqa(&tokenizer()?),
+        EvalTask::Probe => eval.probe(),
     }
 }
 
@@ -288,6 +298,42 @@ impl Eval<'_> {
         ]))
     }
 
+    fn probe(&self) -> Result<Metrics, String> {
+        let [rows, cols] = self
+            .model
+            .vision
+            .as_ref()
+            .ok_or("the checkpoint has no vision tower")?
+            .feature_grid(self.size, self.size);
+        let mut sets = ObjectProbes::default();
+        for i in 0..self.opts.n {
+            let item = self.generator.caption_item(i as u64);
+            let features = self
+                .model
+                .image_features(self.pixels(&item.image)?)
+                .map_err(|e| e.to_string())?;
+            let [_, tokens, width] = features.dims();
+            let flat: Vec<f32> = features
+                .into_data()
+                .convert::<f32>()
+                .to_vec()
+                .map_err(|e| format!("{e:?}"))?;
+            let grid = TokenGrid {
+                rows,
+                cols,
+                width,
+                flat: &flat[..tokens * width],
+            };
+            for object in &item.scene.objects {
+                let cell = |centre: f32, cells: usize| {
+                    ((centre / self.size as f32 * cells as f32) as usize).min(cells - 1)
+                };
+                sets.add(object, &grid, cell(object.cy, rows), cell(object.cx, cols));
+            }
+        }
+        sets.metrics()
+    }
+
     fn vqa(&self, tok: &Tokenizer) -> Result<Metrics, String> {
         let special = tok.special();
         let generation = GenerationConfig {
@@ -323,6 +369,105 @@ impl Eval<'_> {
         for (kind, v) in by_kind {
             metrics.insert(format!("{kind}_items"), v.len() as f64);
             metrics.insert(kind, mean(&v));
+        }
+        Ok(metrics)
+    }
+}
+
+/// Image features of one picture as a `rows × cols` grid of `width`-vectors.
+struct TokenGrid<'a> {
+    rows: usize,
+    cols: usize,
+    width: usize,
+    flat: &'a [f32],
+}
+
+impl TokenGrid<'_> {
+    fn token(&self, row: usize, col: usize) -> Vec<f32> {
+        let at = (row * self.cols + col) * self.width;
+        self.flat[at..at + self.width].to_vec()
+    }
+
+    /// The 3 × 3 tokens around `(row, col)`, concatenated; zeros outside the grid.
+    fn neighbourhood(&self, row: usize, col: usize) -> Vec<f32> {
+        let mut out = Vec::with_capacity(9 * self.width);
+        for r in row as isize - 1..=row as isize + 1 {
+            for c in col as isize - 1..=col as isize + 1 {
+                let inside =
+                    (0..self.rows as isize).contains(&r) && (0..self.cols as isize).contains(&c);
+                if inside {
+                    out.extend(self.token(r as usize, c as usize));
+                } else {
+                    out.extend(std::iter::repeat_n(0.0, self.width));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Position of `v` in `all` (every ShapesWorld attribute is in its `ALL` list).
+fn class_of<T: PartialEq>(all: &[T], v: T) -> usize {
+    all.iter().position(|x| *x == v).unwrap_or(0)
+}
+
+/// The probe datasets of `--task probe`, one example per object.
+#[derive(Default)]
+struct ObjectProbes {
+    shape: ProbeData,
+    colour: ProbeData,
+    size: ProbeData,
+    row: ProbeData,
+    column: ProbeData,
+    shape_neighbourhood: ProbeData,
+}
+
+impl ObjectProbes {
+    fn add(&mut self, object: &Object, grid: &TokenGrid<'_>, row: usize, col: usize) {
+        let token = grid.token(row, col);
+        for (set, label, classes) in [
+            (
+                &mut self.shape,
+                class_of(&Shape::ALL, object.shape),
+                Shape::ALL.len(),
+            ),
+            (
+                &mut self.colour,
+                class_of(&Colour::ALL, object.colour),
+                Colour::ALL.len(),
+            ),
+            (
+                &mut self.size,
+                class_of(&Size::ALL, object.size),
+                Size::ALL.len(),
+            ),
+            (&mut self.row, row, grid.rows),
+            (&mut self.column, col, grid.cols),
+        ] {
+            set.features.push(token.clone());
+            set.labels.push(label);
+            set.classes = classes;
+        }
+        let n = &mut self.shape_neighbourhood;
+        n.features.push(grid.neighbourhood(row, col));
+        n.labels.push(class_of(&Shape::ALL, object.shape));
+        n.classes = Shape::ALL.len();
+    }
+
+    fn metrics(&self) -> Result<Metrics, String> {
+        let mut metrics = Metrics::new();
+        for (name, set) in [
+            ("shape", &self.shape),
+            ("colour", &self.colour),
+            ("size", &self.size),
+            ("row", &self.row),
+            ("column", &self.column),
+            ("shape_neighbourhood", &self.shape_neighbourhood),
+        ] {
+            let score = linear_probe(set)
+                .ok_or_else(|| format!("too few objects to probe {name}: raise --n"))?;
+            metrics.insert(format!("probe_{name}"), score.accuracy);
+            metrics.insert(format!("probe_{name}_majority"), score.majority);
         }
         Ok(metrics)
     }

@@ -8,6 +8,7 @@ pub mod fixtures;
 pub mod models;
 pub mod nodes;
 pub mod param_keys;
+pub mod probe;
 pub mod shapesworld;
 pub mod train;
 pub mod unidiff;

@@ -109,6 +109,9 @@ pub enum TaskArg {
     Edit,
     /// VQA accuracy.
     Vqa,
+    /// Linear probes of the image features at each object's token (shape, colour, size, row,
+    /// column): what the encoder keeps.
+    Probe,
 }
 
 /// `unilip eval shapesworld`.
@@ -152,6 +155,7 @@ pub fn eval(args: EvalArgs) -> Result<(), CliError> {
             TaskArg::Generate => EvalTask::Generate,
             TaskArg::Edit => EvalTask::Edit,
             TaskArg::Vqa => EvalTask::Vqa,
+            TaskArg::Probe => EvalTask::Probe,
         },
         args.n,
     );

@@ -541,6 +541,16 @@ impl ComponentSet {
         decoder: false,
         unidiff: false,
     };
+    /// Image features only: the vision tower and `mlp1` (feature probes).
+    pub const VISION: Self = Self {
+        vision: true,
+        llm: false,
+        lm_head: false,
+        connector: false,
+        dit: false,
+        decoder: false,
+        unidiff: false,
+    };
 }
 
 /// How a checkpoint spells the InternVL prefixes (spec §4.2), decided once from the key list.
