@@ -92,13 +92,7 @@ fn miniature_recipe_trains_every_stage_and_eval_reports_json() {
     for (task, keys) in [
         (
             "recon",
-            vec![
-                "psnr_db",
-                "ssim",
-                "recon_geneval",
-                "recon_geneval_checks",
-                "feature_position_share",
-            ],
+            vec!["psnr_db", "ssim", "recon_geneval", "recon_geneval_checks"],
         ),
         ("generate", vec!["geneval", "geneval_checks"]),
         (

@@ -26,8 +26,6 @@ use crate::shapesworld::{
 pub enum EvalTask {
     /// Encoder → decoder reconstruction: `psnr_db`, `ssim`, and `recon_geneval(_checks)`, the
     /// GenEval-like score of the reconstruction against its caption (the ceiling for generation).
-    /// Also `feature_position_share`: how much the image features of a blank background vary
-    /// with token position alone (see [`feature_position_share`]).
     Recon,
     /// Text-to-image: `geneval` (fraction of prompts fully correct), `geneval_checks`.
     Generate,
@@ -42,6 +40,8 @@ pub enum EvalTask {
     /// `probe_size`, `probe_row`, `probe_column`, and `probe_shape_neighbourhood` (the 3 × 3
     /// tokens around it, zero outside the grid), each with `<name>_majority`, the accuracy of
     /// always answering the most common class. Held-out accuracy (the last 20 % of the objects).
+    /// Also `feature_position_share`: how much the features of a blank background vary with token
+    /// position alone (see [`feature_position_share`]).
     Probe,
     /// Understanding: `vqa_accuracy`, and `vqa_<kind>` per question kind (count, colour, …) with
     /// `vqa_<kind>_items`, how many of the `n` items were of that kind (relation questions are
@@ -190,20 +190,7 @@ impl Eval<'_> {
             checks.push(f64::from(r.fraction()));
             colours.push(f64::from(u8::from(r.colours)));
         }
-        let blank = RgbImage::from_pixel(
-            self.size as u32,
-            self.size as u32,
-            image::Rgb(style.background()),
-        );
-        let features = self
-            .model
-            .image_features(self.pixels(&blank)?)
-            .map_err(|e| e.to_string())?;
         Ok(Metrics::from([
-            (
-                "feature_position_share".to_string(),
-                feature_position_share(features)?,
-            ),
             ("psnr_db".to_string(), mean(&p)),
             ("ssim".to_string(), mean(&s)),
             ("recon_geneval".to_string(), mean(&correct)),
@@ -331,7 +318,18 @@ impl Eval<'_> {
                 sets.add(object, &grid, cell(object.cy, rows), cell(object.cx, cols));
             }
         }
-        sets.metrics()
+        let mut metrics = sets.metrics()?;
+        let background = image::Rgb(self.generator.style().background());
+        let blank = RgbImage::from_pixel(self.size as u32, self.size as u32, background);
+        let features = self
+            .model
+            .image_features(self.pixels(&blank)?)
+            .map_err(|e| e.to_string())?;
+        metrics.insert(
+            "feature_position_share".to_string(),
+            feature_position_share(features)?,
+        );
+        Ok(metrics)
     }
 
     fn vqa(&self, tok: &Tokenizer) -> Result<Metrics, String> {
