@@ -3,6 +3,13 @@
 //! token (shape, colour, size, grid row and column), the standard way to ask what an encoder
 //! keeps — e.g. whether understanding training or self-distillation threw shape away.
 
+use std::collections::BTreeMap;
+
+use burn::prelude::*;
+
+use crate::backend::B;
+use crate::shapesworld::{Colour, Object, Shape, Size};
+
 /// A labelled set of feature vectors (all the same length), in a fixed order.
 #[derive(Debug, Clone, Default)]
 pub struct ProbeData {
@@ -147,9 +154,134 @@ fn fit(x: &[Vec<f32>], y: &[usize], classes: usize) -> Vec<Vec<f32>> {
     w
 }
 
+/// Image features of one picture as a `rows × cols` grid of `width`-vectors.
+pub struct TokenGrid<'a> {
+    /// Grid rows.
+    pub rows: usize,
+    /// Grid columns.
+    pub cols: usize,
+    /// Feature width.
+    pub width: usize,
+    /// `rows · cols · width` values, row-major.
+    pub flat: &'a [f32],
+}
+
+impl TokenGrid<'_> {
+    fn token(&self, row: usize, col: usize) -> Vec<f32> {
+        let at = (row * self.cols + col) * self.width;
+        self.flat[at..at + self.width].to_vec()
+    }
+
+    /// The 3 × 3 tokens around `(row, col)`, concatenated; zeros outside the grid.
+    fn neighbourhood(&self, row: usize, col: usize) -> Vec<f32> {
+        let mut out = Vec::with_capacity(9 * self.width);
+        for r in row as isize - 1..=row as isize + 1 {
+            for c in col as isize - 1..=col as isize + 1 {
+                let inside =
+                    (0..self.rows as isize).contains(&r) && (0..self.cols as isize).contains(&c);
+                if inside {
+                    out.extend(self.token(r as usize, c as usize));
+                } else {
+                    out.extend(std::iter::repeat_n(0.0, self.width));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Position of `v` in `all` (every ShapesWorld attribute is in its `ALL` list).
+fn class_of<T: PartialEq>(all: &[T], v: T) -> usize {
+    all.iter().position(|x| *x == v).unwrap_or(0)
+}
+
+/// The probe datasets of `--task probe`, one example per object.
+#[derive(Default)]
+pub struct ObjectProbes {
+    shape: ProbeData,
+    colour: ProbeData,
+    size: ProbeData,
+    row: ProbeData,
+    column: ProbeData,
+    shape_neighbourhood: ProbeData,
+}
+
+impl ObjectProbes {
+    /// Adds `object`, whose centre lies in token `(row, col)` of `grid`.
+    pub fn add(&mut self, object: &Object, grid: &TokenGrid<'_>, row: usize, col: usize) {
+        let token = grid.token(row, col);
+        for (set, label, classes) in [
+            (
+                &mut self.shape,
+                class_of(&Shape::ALL, object.shape),
+                Shape::ALL.len(),
+            ),
+            (
+                &mut self.colour,
+                class_of(&Colour::ALL, object.colour),
+                Colour::ALL.len(),
+            ),
+            (
+                &mut self.size,
+                class_of(&Size::ALL, object.size),
+                Size::ALL.len(),
+            ),
+            (&mut self.row, row, grid.rows),
+            (&mut self.column, col, grid.cols),
+        ] {
+            set.features.push(token.clone());
+            set.labels.push(label);
+            set.classes = classes;
+        }
+        let n = &mut self.shape_neighbourhood;
+        n.features.push(grid.neighbourhood(row, col));
+        n.labels.push(class_of(&Shape::ALL, object.shape));
+        n.classes = Shape::ALL.len();
+    }
+
+    /// Fits and scores every probe: `probe_<name>` and `probe_<name>_majority`.
+    pub fn metrics(&self) -> Result<BTreeMap<String, f64>, String> {
+        let mut metrics = BTreeMap::new();
+        for (name, set) in [
+            ("shape", &self.shape),
+            ("colour", &self.colour),
+            ("size", &self.size),
+            ("row", &self.row),
+            ("column", &self.column),
+            ("shape_neighbourhood", &self.shape_neighbourhood),
+        ] {
+            let score = linear_probe(set)
+                .ok_or_else(|| format!("too few objects to probe {name}: raise --n"))?;
+            metrics.insert(format!("probe_{name}"), score.accuracy);
+            metrics.insert(format!("probe_{name}_majority"), score.majority);
+        }
+        Ok(metrics)
+    }
+}
+
+/// How much image features `[1, n, H]` of a uniform image vary with token position: the RMS
+/// distance of the tokens from their mean, over their RMS norm. Near 0, the features carry no
+/// absolute position, so only attention with relative positions (the LLM's and connector's RoPE)
+/// can tell where an object is — the DiT's cross-attention, which copies the source layout when
+/// editing, has no position of its own on the condition side. The InternViT position table is
+/// what puts position into the features.
+pub fn feature_position_share(features: Tensor<B, 3>) -> Result<f64, String> {
+    let tokens = features.squeeze_dim::<2>(0);
+    let centred = tokens.clone() - tokens.clone().mean_dim(0);
+    let spread = centred.powf_scalar(2.0).sum_dim(1).mean().into_scalar();
+    let norm = tokens.powf_scalar(2.0).sum_dim(1).mean().into_scalar();
+    let (spread, norm): (f64, f64) = (spread.elem(), norm.elem());
+    if norm > 0.0 {
+        Ok((spread / norm).sqrt())
+    } else {
+        Err("image features are all zero".to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::device;
 
     /// A tiny deterministic generator (no rand dependency in the test).
     fn noise(state: &mut u64) -> f32 {
@@ -195,5 +327,24 @@ mod tests {
         d.features.truncate(1);
         d.labels.truncate(1);
         assert_eq!(linear_probe(&d), None);
+    }
+
+    fn share(tokens: &[[f32; 2]]) -> Result<f64, String> {
+        let flat: Vec<f32> = tokens.iter().flatten().copied().collect();
+        let t =
+            Tensor::<B, 1>::from_floats(flat.as_slice(), &device()).reshape([1, tokens.len(), 2]);
+        feature_position_share(t)
+    }
+
+    #[test]
+    fn position_share_is_the_spread_over_the_norm() {
+        // Identical tokens: no position at all.
+        assert!(share(&[[0.5, -1.0]; 4]).unwrap().abs() < 1e-6);
+        // Opposite tokens: all of the norm is spread.
+        assert!((share(&[[1.0, 0.0], [-1.0, 0.0]]).unwrap() - 1.0).abs() < 1e-6);
+        // Mean [1, 0]: spread² 1, norm² (4 + 0) / 2 = 2.
+        let half = share(&[[2.0, 0.0], [0.0, 0.0]]).unwrap();
+        assert!((half - 0.5f64.sqrt()).abs() < 1e-6, "{half}");
+        assert!(share(&[[0.0, 0.0]; 3]).is_err());
     }
 }
