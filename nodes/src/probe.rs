@@ -10,17 +10,6 @@ use burn::prelude::*;
 use crate::backend::B;
 use crate::shapesworld::{Colour, Object, Shape, Size};
 
-/// A labelled set of feature vectors (all the same length), in a fixed order.
-#[derive(Debug, Clone, Default)]
-pub struct ProbeData {
-    /// One feature vector per example.
-    pub features: Vec<Vec<f32>>,
-    /// The class of each example, `< classes`.
-    pub labels: Vec<usize>,
-    /// Number of classes.
-    pub classes: usize,
-}
-
 /// Held-out accuracy of a probe, next to always answering the most common class.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ProbeScore {
@@ -39,19 +28,19 @@ const STEP: f32 = 0.5;
 /// L2 weight penalty.
 const L2: f32 = 1e-3;
 
-/// Fits a softmax regression on the first 80 % of `data` (features standardised with that split's
-/// mean and standard deviation) and scores it on the rest. Deterministic. `None` when either split
-/// would be empty.
-pub fn linear_probe(data: &ProbeData) -> Option<ProbeScore> {
-    let n = data.features.len();
+/// Fits a softmax regression from `features` (one vector per example, all the same length) to
+/// `labels` (each `< classes`) on the first 80 % of the examples (features standardised with that
+/// split's mean and standard deviation) and scores it on the rest. Deterministic. `None` when
+/// either split would be empty.
+pub fn linear_probe(features: &[Vec<f32>], labels: &[usize], classes: usize) -> Option<ProbeScore> {
+    let n = features.len().min(labels.len());
     let split = (n as f64 * TRAIN_FRACTION).round() as usize;
-    if split == 0 || split == n || data.classes == 0 {
+    if split == 0 || split == n || classes == 0 {
         return None;
     }
-    let dim = data.features[0].len();
-    let (mean, scale) = standardisation(&data.features[..split], dim);
-    let x: Vec<Vec<f32>> = data
-        .features
+    let dim = features[0].len();
+    let (mean, scale) = standardisation(&features[..split], dim);
+    let x: Vec<Vec<f32>> = features[..n]
         .iter()
         .map(|f| {
             let mut z: Vec<f32> = f
@@ -64,16 +53,16 @@ pub fn linear_probe(data: &ProbeData) -> Option<ProbeScore> {
             z
         })
         .collect();
-    let weights = fit(&x[..split], &data.labels[..split], data.classes);
+    let weights = fit(&x[..split], &labels[..split], classes);
     let held_out = &x[split..];
-    let truth = &data.labels[split..];
+    let truth = &labels[split..];
     let right = held_out
         .iter()
         .zip(truth)
         .filter(|(xi, &y)| argmax(&logits(&weights, xi)) == y)
         .count();
-    let mut counts = vec![0usize; data.classes];
-    for &y in &data.labels[..split] {
+    let mut counts = vec![0usize; classes];
+    for &y in &labels[..split] {
         counts[y] += 1;
     }
     let common = argmax(&counts.iter().map(|&c| c as f32).collect::<Vec<_>>());
@@ -195,62 +184,51 @@ fn class_of<T: PartialEq>(all: &[T], v: T) -> usize {
     all.iter().position(|x| *x == v).unwrap_or(0)
 }
 
-/// The probe datasets of `--task probe`, one example per object.
+/// The examples of `--task probe`: per object, the feature vector of its token and of the 3 × 3
+/// tokens around it, and its attribute classes.
 #[derive(Default)]
 pub struct ObjectProbes {
-    shape: ProbeData,
-    colour: ProbeData,
-    size: ProbeData,
-    row: ProbeData,
-    column: ProbeData,
-    shape_neighbourhood: ProbeData,
+    tokens: Vec<Vec<f32>>,
+    neighbourhoods: Vec<Vec<f32>>,
+    shape: Vec<usize>,
+    colour: Vec<usize>,
+    size: Vec<usize>,
+    row: Vec<usize>,
+    column: Vec<usize>,
+    grid: [usize; 2],
 }
 
 impl ObjectProbes {
     /// Adds `object`, whose centre lies in token `(row, col)` of `grid`.
     pub fn add(&mut self, object: &Object, grid: &TokenGrid<'_>, row: usize, col: usize) {
-        let token = grid.token(row, col);
-        for (set, label, classes) in [
-            (
-                &mut self.shape,
-                class_of(&Shape::ALL, object.shape),
-                Shape::ALL.len(),
-            ),
-            (
-                &mut self.colour,
-                class_of(&Colour::ALL, object.colour),
-                Colour::ALL.len(),
-            ),
-            (
-                &mut self.size,
-                class_of(&Size::ALL, object.size),
-                Size::ALL.len(),
-            ),
-            (&mut self.row, row, grid.rows),
-            (&mut self.column, col, grid.cols),
-        ] {
-            set.features.push(token.clone());
-            set.labels.push(label);
-            set.classes = classes;
-        }
-        let n = &mut self.shape_neighbourhood;
-        n.features.push(grid.neighbourhood(row, col));
-        n.labels.push(class_of(&Shape::ALL, object.shape));
-        n.classes = Shape::ALL.len();
+        self.tokens.push(grid.token(row, col));
+        self.neighbourhoods.push(grid.neighbourhood(row, col));
+        self.shape.push(class_of(&Shape::ALL, object.shape));
+        self.colour.push(class_of(&Colour::ALL, object.colour));
+        self.size.push(class_of(&Size::ALL, object.size));
+        self.row.push(row);
+        self.column.push(col);
+        self.grid = [grid.rows, grid.cols];
     }
 
     /// Fits and scores every probe: `probe_<name>` and `probe_<name>_majority`.
     pub fn metrics(&self) -> Result<BTreeMap<String, f64>, String> {
+        let [rows, cols] = self.grid;
         let mut metrics = BTreeMap::new();
-        for (name, set) in [
-            ("shape", &self.shape),
-            ("colour", &self.colour),
-            ("size", &self.size),
-            ("row", &self.row),
-            ("column", &self.column),
-            ("shape_neighbourhood", &self.shape_neighbourhood),
+        for (name, features, labels, classes) in [
+            ("shape", &self.tokens, &self.shape, Shape::ALL.len()),
+            ("colour", &self.tokens, &self.colour, Colour::ALL.len()),
+            ("size", &self.tokens, &self.size, Size::ALL.len()),
+            ("row", &self.tokens, &self.row, rows),
+            ("column", &self.tokens, &self.column, cols),
+            (
+                "shape_neighbourhood",
+                &self.neighbourhoods,
+                &self.shape,
+                Shape::ALL.len(),
+            ),
         ] {
-            let score = linear_probe(set)
+            let score = linear_probe(features, labels, classes)
                 .ok_or_else(|| format!("too few objects to probe {name}: raise --n"))?;
             metrics.insert(format!("probe_{name}"), score.accuracy);
             metrics.insert(format!("probe_{name}_majority"), score.majority);
@@ -291,29 +269,29 @@ mod tests {
         ((*state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
     }
 
-    fn data(separable: bool) -> ProbeData {
+    /// 300 examples of 3 classes; the class adds 2 to its own feature when `separable`.
+    fn data(separable: bool) -> (Vec<Vec<f32>>, Vec<usize>) {
         let mut s = 7;
-        let mut d = ProbeData {
-            classes: 3,
-            ..Default::default()
-        };
+        let (mut features, mut labels) = (Vec::new(), Vec::new());
         for i in 0..300 {
             let label = (i * 7 + i / 5) % 3;
             let mut f: Vec<f32> = (0..8).map(|_| noise(&mut s)).collect();
             if separable {
                 f[label] += 2.0;
             }
-            d.features.push(f);
-            d.labels.push(label);
+            features.push(f);
+            labels.push(label);
         }
-        d
+        (features, labels)
     }
 
     #[test]
     fn a_linearly_coded_label_is_read_and_noise_is_not() {
-        let coded = linear_probe(&data(true)).unwrap();
+        let (x, y) = data(true);
+        let coded = linear_probe(&x, &y, 3).unwrap();
         assert!(coded.accuracy > 0.95, "{coded:?}");
-        let uncoded = linear_probe(&data(false)).unwrap();
+        let (x, y) = data(false);
+        let uncoded = linear_probe(&x, &y, 3).unwrap();
         assert!(uncoded.accuracy < 0.55, "{uncoded:?}");
         assert!(
             uncoded.majority > 0.2 && uncoded.majority < 0.5,
@@ -323,10 +301,8 @@ mod tests {
 
     #[test]
     fn too_few_examples_give_no_score() {
-        let mut d = data(true);
-        d.features.truncate(1);
-        d.labels.truncate(1);
-        assert_eq!(linear_probe(&d), None);
+        let (x, y) = data(true);
+        assert_eq!(linear_probe(&x[..1], &y[..1], 3), None);
     }
 
     fn share(tokens: &[[f32; 2]]) -> Result<f64, String> {
