@@ -291,6 +291,10 @@ impl Eval<'_> {
             .as_ref()
             .ok_or("the checkpoint has no vision tower")?
             .feature_grid(self.size, self.size);
+        // The token whose cell holds a pixel coordinate.
+        let cell = |centre: f32, cells: usize| {
+            ((centre / self.size as f32 * cells as f32) as usize).min(cells - 1)
+        };
         let mut sets = ObjectProbes::default();
         for i in 0..self.opts.n {
             let item = self.generator.caption_item(i as u64);
@@ -311,9 +315,6 @@ impl Eval<'_> {
                 flat: &flat[..tokens * width],
             };
             for object in &item.scene.objects {
-                let cell = |centre: f32, cells: usize| {
-                    ((centre / self.size as f32 * cells as f32) as usize).min(cells - 1)
-                };
                 sets.add(object, &grid, cell(object.cy, rows), cell(object.cx, cols));
             }
         }
