@@ -303,6 +303,11 @@ impl Eval<'_> {
                 .image_features(self.pixels(&item.image)?)
                 .map_err(|e| e.to_string())?;
             let [_, tokens, width] = features.dims();
+            if tokens != rows * cols {
+                return Err(format!(
+                    "the vision tower gave {tokens} image tokens, not its {rows} × {cols} grid"
+                ));
+            }
             let flat: Vec<f32> = features
                 .into_data()
                 .convert::<f32>()
@@ -312,7 +317,7 @@ impl Eval<'_> {
                 rows,
                 cols,
                 width,
-                flat: &flat[..tokens * width],
+                flat: &flat,
             };
             for object in &item.scene.objects {
                 sets.add(object, &grid, cell(object.cy, rows), cell(object.cx, cols));

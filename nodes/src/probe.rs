@@ -55,7 +55,7 @@ pub fn linear_probe(features: &[Vec<f32>], labels: &[usize], classes: usize) -> 
         .collect();
     let weights = fit(&x[..split], &labels[..split], classes);
     let held_out = &x[split..];
-    let truth = &labels[split..];
+    let truth = &labels[split..n];
     let right = held_out
         .iter()
         .zip(truth)
