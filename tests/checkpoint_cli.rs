@@ -8,19 +8,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::{ok, s, temp, unilip};
+use common::{ok, s, temp, tensors, unilip};
 
 const BASE: &str = "models/shapesworld";
-
-/// Every tensor of `dir/model.safetensors` as (shape, raw bytes).
-fn tensors(dir: &Path) -> BTreeMap<String, (Vec<usize>, Vec<u8>)> {
-    let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    st.tensors()
-        .into_iter()
-        .map(|(k, v)| (k, (v.shape().to_vec(), v.data().to_vec())))
-        .collect()
-}
 
 /// `unilip checkpoint reinit BASE --out OUT --component dit EXTRA...`.
 fn reinit(out: &Path, extra: &[&str]) -> std::process::Output {

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{ok, s, temp, unilip};
+use common::{ok, s, temp, tensors, unilip};
 
 #[test]
 fn data_writes_captions_edits_and_vqa() {
@@ -75,6 +75,23 @@ fn miniature_recipe_trains_every_stage_and_eval_reports_json() {
             "{stage} has no model"
         );
     }
+    // The understanding stage trains the LLM over the ViT as initialised (training the ViT on
+    // VQA from random init collapses its features to colour): vision tower and `mlp1` are
+    // bit-identical to the initial model, the LLM is not.
+    let (init, understood) = (
+        tensors(&dir.join("init")),
+        tensors(&dir.join("understand/model")),
+    );
+    let encoder = |k: &str| {
+        k.starts_with("model.vision_tower.") || k.starts_with("model.multi_modal_projector.")
+    };
+    assert!(init.keys().filter(|k| encoder(k)).count() > 10);
+    for (k, v) in init.iter().filter(|(k, _)| encoder(k)) {
+        assert!(understood[k] == *v, "understanding stage changed {k}");
+    }
+    assert!(init
+        .iter()
+        .any(|(k, v)| k.starts_with("model.language_model.") && understood[k] != *v));
     // Re-running resumes every stage from its last checkpoint: nothing is trained again.
     let log = |d: &Path| std::fs::read_to_string(d.join("generate/log.csv")).unwrap();
     let before = log(&dir);

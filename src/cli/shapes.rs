@@ -237,8 +237,8 @@ fn set(doc: &mut GraphDoc, node: &str, param: &str, value: ParamValue) -> Result
     Ok(())
 }
 
-/// `unilip train-recipe shapesworld --out DIR`: a random ShapesWorld model, then understanding,
-/// encoder stage 1 and 2 (after which `unilip_shift` and `unilip_factor` are calibrated so the
+/// `unilip train-recipe shapesworld --out DIR`: a random ShapesWorld model, then understanding
+/// (the LLM only, over the vision tower as initialised), encoder stage 1 and 2 (after which `unilip_shift` and `unilip_factor` are calibrated so the
 /// DiT sees zero-mean, unit-variance latents),
 /// generation and editing, each stage starting from the previous one's model and resuming when
 /// re-run.

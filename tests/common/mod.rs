@@ -1,6 +1,7 @@
 //! Helpers for the tests that run the real `unilip` binary.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -34,4 +35,14 @@ pub fn temp(name: &str) -> PathBuf {
 /// A path as a CLI argument.
 pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
+}
+
+/// Every tensor of `dir/model.safetensors` as (shape, raw bytes).
+pub fn tensors(dir: &Path) -> BTreeMap<String, (Vec<usize>, Vec<u8>)> {
+    let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .map(|(k, v)| (k, (v.shape().to_vec(), v.data().to_vec())))
+        .collect()
 }
