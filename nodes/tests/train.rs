@@ -351,6 +351,26 @@ fn bad_setups_are_refused_with_reasons() {
     changed.lr = 1e-4;
     changed.min_lr = 1e-4;
     assert!(attempt(&changed, true).contains("settings differ"));
+    // The vision tower's learning-rate multiplier changes nothing while the tower is frozen, so
+    // a resume may differ in it (the finished run then trains no further step)...
+    let mut frozen_vision_mult = ok.clone();
+    frozen_vision_mult.vision_lr_mult = 1.0;
+    let resumed = train(
+        TrainRequest {
+            base: &base,
+            data: &captions,
+            config: &frozen_vision_mult,
+            out: &root.join("out"),
+            resume: true,
+        },
+        Hooks::default(),
+    )
+    .expect("a frozen tower's multiplier does not block a resume");
+    assert_eq!(resumed.steps_done, 1);
+    // ... but not once the tower trains.
+    let mut trained_vision = frozen_vision_mult.clone();
+    trained_vision.trainable.vision = true;
+    assert!(attempt(&trained_vision, true).contains("settings differ"));
 }
 
 #[test]

@@ -18,7 +18,9 @@ pub mod run_dir;
 pub mod shapes;
 mod trainer;
 
-pub use trainer::{train, Hooks, OnStep, TrainConfig, TrainReport, TrainRequest, Trainable};
+pub use trainer::{
+    train, Hooks, OnStep, TrainConfig, TrainReport, TrainRequest, Trainable, DEFAULT_VISION_LR_MULT,
+};
 
 use crate::models::unilip::UnilipError;
 use crate::weights::WeightError;

@@ -42,6 +42,9 @@ pub struct Trainable {
     pub heads: bool,
 }
 
+/// UniLIP's learning-rate multiplier of the vision tower (spec §3).
+pub const DEFAULT_VISION_LR_MULT: f64 = 0.1;
+
 /// Hyperparameters of a run (spec §3 gives UniLIP's values).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainConfig {
@@ -75,7 +78,7 @@ pub struct TrainConfig {
     pub seed: u64,
     /// What is trained.
     pub trainable: Trainable,
-    /// Learning-rate multiplier of the vision tower (UniLIP: 0.1).
+    /// Learning-rate multiplier of the vision tower (UniLIP: [`DEFAULT_VISION_LR_MULT`]).
     pub vision_lr_mult: f64,
     /// Probability of training a sample with the null prompt (generation / editing).
     pub caption_dropout: f64,
@@ -84,12 +87,17 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
-    /// Everything but `steps`, `save_every` and `workers`, which a resumed run may change.
+    /// Everything but `steps`, `save_every` and `workers`, which a resumed run may change, and
+    /// `vision_lr_mult` while the vision tower is frozen (it then changes nothing; it is hashed
+    /// at its default so runs saved before this rule still resume).
     fn fingerprint(&self) -> String {
         let mut c = self.clone();
         c.save_every = 0;
         c.steps = 0;
         c.workers = 0;
+        if !c.trainable.vision {
+            c.vision_lr_mult = DEFAULT_VISION_LR_MULT;
+        }
         blake3::hash(format!("{c:?}").as_bytes())
             .to_hex()
             .to_string()

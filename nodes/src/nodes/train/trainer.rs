@@ -12,7 +12,9 @@ use crate::models::unilip::ConditionMode;
 use crate::nodes::unilip::checkpoint::{load_resident, model_input, model_port};
 use crate::nodes::unilip::payload::input;
 use crate::register_node;
-use crate::train::{train, Hooks, TrainConfig, TrainError, TrainRequest, Trainable};
+use crate::train::{
+    train, Hooks, TrainConfig, TrainError, TrainRequest, Trainable, DEFAULT_VISION_LR_MULT,
+};
 
 /// `train.run`.
 pub struct Train {
@@ -101,7 +103,7 @@ impl Train {
             ),
             ParamSpec::float(
                 "vision_lr_mult",
-                0.1,
+                DEFAULT_VISION_LR_MULT,
                 0.0,
                 10.0,
                 "Learning-rate multiplier of the vision tower",
