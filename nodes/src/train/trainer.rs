@@ -200,8 +200,9 @@ pub fn train(req: TrainRequest<'_>, mut hooks: Hooks<'_>) -> Result<TrainReport,
 fn check_resume(s: &TrainState, cfg: &TrainConfig, data: &dyn Dataset) -> Result<(), TrainError> {
     if s.settings != cfg.fingerprint() || s.seed != cfg.seed {
         return Err(TrainError::Setup(
-            "cannot resume: the training settings differ from the checkpoint's (only `steps` and \
-             `save_every` may change); use a new output directory"
+            "cannot resume: the training settings differ from the checkpoint's (only `steps`, \
+             `save_every`, `workers` and, while the vision tower is frozen, `vision_lr_mult` may \
+             change); use a new output directory"
                 .into(),
         ));
     }
