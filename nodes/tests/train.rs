@@ -326,7 +326,7 @@ fn bad_setups_are_refused_with_reasons() {
         decoder: true,
         ..Trainable::default()
     };
-    let attempt = |cfg: &TrainConfig, resume: bool| {
+    let submit = |cfg: &TrainConfig, resume: bool| {
         train(
             TrainRequest {
                 base: &base,
@@ -337,9 +337,9 @@ fn bad_setups_are_refused_with_reasons() {
             },
             Hooks::default(),
         )
-        .expect_err("refused")
-        .to_string()
     };
+    let attempt =
+        |cfg: &TrainConfig, resume: bool| submit(cfg, resume).expect_err("refused").to_string();
     let mixed = config(vec![term(LossKind::PixelMse), term(FLOW)], all, 2);
     assert!(attempt(&mixed, false).contains("mix tasks"));
     let frozen = config(vec![term(LossKind::PixelMse)], Trainable::default(), 2);
@@ -355,17 +355,8 @@ fn bad_setups_are_refused_with_reasons() {
     // a resume may differ in it (the finished run then trains no further step)...
     let mut frozen_vision_mult = ok.clone();
     frozen_vision_mult.vision_lr_mult = 1.0;
-    let resumed = train(
-        TrainRequest {
-            base: &base,
-            data: &captions,
-            config: &frozen_vision_mult,
-            out: &root.join("out"),
-            resume: true,
-        },
-        Hooks::default(),
-    )
-    .expect("a frozen tower's multiplier does not block a resume");
+    let resumed = submit(&frozen_vision_mult, true)
+        .expect("a frozen tower's multiplier does not block a resume");
     assert_eq!(resumed.steps_done, 1);
     // ... but not once the tower trains.
     let mut trained_vision = frozen_vision_mult.clone();
