@@ -238,10 +238,10 @@ fn set(doc: &mut GraphDoc, node: &str, param: &str, value: ParamValue) -> Result
 }
 
 /// `unilip train-recipe shapesworld --out DIR`: a random ShapesWorld model, then understanding
-/// (the LLM only, over the vision tower as initialised), encoder stage 1 and 2 (after which `unilip_shift` and `unilip_factor` are calibrated so the
-/// DiT sees zero-mean, unit-variance latents),
-/// generation and editing, each stage starting from the previous one's model and resuming when
-/// re-run.
+/// (the LLM only, over the vision tower as initialised), encoder stage 1 and 2 (after which
+/// `unilip_shift` and `unilip_factor` are calibrated so the DiT sees zero-mean, unit-variance
+/// latents), generation and editing, each stage starting from the previous one's model and
+/// resuming when re-run.
 pub fn recipe(args: RecipeArgs) -> Result<(), CliError> {
     let World::Shapesworld = args.world;
     if !(args.scale > 0.0 && args.scale.is_finite()) {
