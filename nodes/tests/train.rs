@@ -350,7 +350,14 @@ fn bad_setups_are_refused_with_reasons() {
     let mut changed = ok.clone();
     changed.lr = 1e-4;
     changed.min_lr = 1e-4;
-    assert!(attempt(&changed, true).contains("settings differ"));
+    let refusal = attempt(&changed, true);
+    assert!(refusal.contains("settings differ"), "{refusal}");
+    assert!(
+        refusal.contains(&format!("`lr` {} in the checkpoint, 0.0001 now", ok.lr))
+            && refusal.contains("`min_lr`")
+            && !refusal.contains("`warmup`"),
+        "the refusal names exactly what changed: {refusal}"
+    );
     // The vision tower's learning-rate multiplier changes nothing while the tower is frozen, so
     // a resume may differ in it (the finished run then trains no further step)...
     let mut frozen_vision_mult = ok.clone();
@@ -361,7 +368,23 @@ fn bad_setups_are_refused_with_reasons() {
     // ... but not once the tower trains.
     let mut trained_vision = frozen_vision_mult.clone();
     trained_vision.trainable.vision = true;
-    assert!(attempt(&trained_vision, true).contains("settings differ"));
+    let refusal = attempt(&trained_vision, true);
+    assert!(
+        refusal.contains("`train_vision` false in the checkpoint, true now")
+            && refusal.contains("`vision_lr_mult` unset in the checkpoint, 1 now"),
+        "{refusal}"
+    );
+    // Checkpoints written before the settings were stored by name resume by their hash.
+    let state_file = root.join("out/checkpoints/step-000001/train_state/state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_file).unwrap()).unwrap();
+    state.as_object_mut().unwrap().remove("settings_by_name");
+    std::fs::write(&state_file, state.to_string()).unwrap();
+    assert!(attempt(&changed, true).contains("settings differ"));
+    let mut longer = ok.clone();
+    longer.steps = 2;
+    let resumed = submit(&longer, true).expect("same settings, more steps");
+    assert_eq!(resumed.steps_done, 2);
 }
 
 #[test]

@@ -983,6 +983,11 @@ pub enum ConditionMode {
 impl ConditionMode {
     /// The names graphs and the CLI use, in declaration order.
     pub const NAMES: [&'static str; 3] = ["dual", "hidden_only", "query_only"];
+
+    /// The name graphs and the CLI use for this mode.
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
 }
 
 impl std::str::FromStr for ConditionMode {

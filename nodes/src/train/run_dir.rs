@@ -13,6 +13,7 @@
 //! A checkpoint is written into a hidden staging directory and renamed into place, and `latest` is
 //! replaced atomically after that, so an interrupted write never damages the last good checkpoint.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,10 @@ pub struct TrainState {
     pub seed: u64,
     /// Fingerprint of the settings that must not change on resume.
     pub settings: String,
+    /// The same settings by their `train.run` parameter names, as written, so a refused resume
+    /// can name what changed (empty in checkpoints written before it was added).
+    #[serde(default)]
+    pub settings_by_name: BTreeMap<String, String>,
     /// Fingerprint of the dataset.
     pub data: String,
 }

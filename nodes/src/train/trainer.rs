@@ -87,20 +87,89 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
-    /// Everything but `steps`, `save_every` and `workers`, which a resumed run may change, and
-    /// `vision_lr_mult` while the vision tower is frozen (it then changes nothing; it is hashed
-    /// at its default so runs saved before this rule still resume).
+    /// Hash of everything but `steps`, `save_every` and `workers`, which a resumed run may
+    /// change, with `vision_lr_mult` at its default while the vision tower is frozen (it then
+    /// changes nothing).
     fn fingerprint(&self) -> String {
+        let mut c = self.clone();
+        if !c.trainable.vision {
+            c.vision_lr_mult = DEFAULT_VISION_LR_MULT;
+        }
+        c.raw_fingerprint()
+    }
+
+    /// [`Self::fingerprint`] without the `vision_lr_mult` rule, as checkpoints written before
+    /// the rule hashed it.
+    fn raw_fingerprint(&self) -> String {
         let mut c = self.clone();
         c.save_every = 0;
         c.steps = 0;
         c.workers = 0;
-        if !c.trainable.vision {
-            c.vision_lr_mult = DEFAULT_VISION_LR_MULT;
-        }
         blake3::hash(format!("{c:?}").as_bytes())
             .to_hex()
             .to_string()
+    }
+
+    /// The settings a resumed run must keep, by their `train.run` parameter names: what
+    /// [`Self::fingerprint`] hashes, with `vision_lr_mult` only while the vision tower trains.
+    fn resume_settings(&self) -> BTreeMap<String, String> {
+        let Self {
+            losses,
+            steps: _,
+            batch_size,
+            grad_accum,
+            workers: _,
+            lr,
+            min_lr,
+            warmup,
+            weight_decay,
+            grad_clip,
+            ema_decay,
+            save_every: _,
+            seed,
+            trainable,
+            vision_lr_mult,
+            caption_dropout,
+            condition_mode,
+        } = self;
+        let Trainable {
+            vision,
+            llm,
+            connector,
+            dit,
+            latent_head,
+            decoder,
+            heads,
+        } = *trainable;
+        let losses: Vec<String> = losses
+            .iter()
+            .map(|t| format!("{}×{:?}", t.weight, t.kind))
+            .collect();
+        let mut named = vec![
+            ("losses", losses.join(" + ")),
+            ("batch_size", batch_size.to_string()),
+            ("grad_accum", grad_accum.to_string()),
+            ("lr", lr.to_string()),
+            ("min_lr", min_lr.to_string()),
+            ("warmup", warmup.to_string()),
+            ("weight_decay", weight_decay.to_string()),
+            ("grad_clip", grad_clip.to_string()),
+            ("ema_decay", ema_decay.to_string()),
+            ("seed", seed.to_string()),
+            ("train_vision", vision.to_string()),
+            ("train_llm", llm.to_string()),
+            ("train_connector", connector.to_string()),
+            ("train_dit", dit.to_string()),
+            ("train_latent_head", latent_head.to_string()),
+            ("train_decoder", decoder.to_string()),
+            ("train_heads", heads.to_string()),
+            ("caption_dropout", caption_dropout.to_string()),
+            ("condition", condition_mode.name().to_string()),
+        ];
+        if vision {
+            named.push(("vision_lr_mult", vision_lr_mult.to_string()));
+        }
+        named.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
     }
 
     fn validate(&self) -> Result<(), TrainError> {
@@ -198,13 +267,20 @@ pub fn train(req: TrainRequest<'_>, mut hooks: Hooks<'_>) -> Result<TrainReport,
 }
 
 fn check_resume(s: &TrainState, cfg: &TrainConfig, data: &dyn Dataset) -> Result<(), TrainError> {
-    if s.settings != cfg.fingerprint() || s.seed != cfg.seed {
-        return Err(TrainError::Setup(
-            "cannot resume: the training settings differ from the checkpoint's (only `steps`, \
-             `save_every`, `workers` and, while the vision tower is frozen, `vision_lr_mult` may \
-             change); use a new output directory"
-                .into(),
-        ));
+    let changed = if s.settings_by_name.is_empty() {
+        // Written before the settings were stored by name: only the hash can be compared.
+        let same = s.settings == cfg.fingerprint() || s.settings == cfg.raw_fingerprint();
+        (!same || s.seed != cfg.seed).then(|| "see the run's graph".to_string())
+    } else {
+        let diffs = settings_diff(&s.settings_by_name, &cfg.resume_settings());
+        (!diffs.is_empty()).then(|| diffs.join("; "))
+    };
+    if let Some(changed) = changed {
+        return Err(TrainError::Setup(format!(
+            "cannot resume: the training settings differ from the checkpoint's ({changed}); only \
+             `steps`, `save_every`, `workers` and, while the vision tower is frozen, \
+             `vision_lr_mult` may change; use a new output directory or the checkpoint's settings"
+        )));
     }
     if s.data != data.fingerprint() {
         return Err(TrainError::Setup(format!(
@@ -213,6 +289,23 @@ fn check_resume(s: &TrainState, cfg: &TrainConfig, data: &dyn Dataset) -> Result
         )));
     }
     Ok(())
+}
+
+/// One line per setting that differs: "`lr` 0.0003 in the checkpoint, 0.0001 now".
+fn settings_diff(saved: &BTreeMap<String, String>, now: &BTreeMap<String, String>) -> Vec<String> {
+    let show = |v: Option<&String>| v.map_or("unset".to_string(), Clone::clone);
+    let names: std::collections::BTreeSet<&String> = saved.keys().chain(now.keys()).collect();
+    names
+        .into_iter()
+        .filter(|&k| saved.get(k) != now.get(k))
+        .map(|k| {
+            format!(
+                "`{k}` {} in the checkpoint, {} now",
+                show(saved.get(k)),
+                show(now.get(k))
+            )
+        })
+        .collect()
 }
 
 /// Everything loaded for a run.
@@ -349,6 +442,7 @@ impl Session {
                 position: 0,
                 seed: cfg.seed,
                 settings: cfg.fingerprint(),
+                settings_by_name: cfg.resume_settings(),
                 data: req.data.fingerprint(),
             },
         };
