@@ -1,5 +1,6 @@
 //! Building blocks shared by every architecture: norms, softmax attention (with GQA), rotate-half
-//! RoPE, ReLU linear attention, SwiGLU MLP, pixel (un)shuffle and conv loading.
+//! RoPE, ReLU linear attention, SwiGLU MLP, pixel (un)shuffle, conv loading and channel-last
+//! pointwise/depthwise convs.
 //!
 //! Field names follow the PyTorch modules (`weight`, `bias`), so a model's Burn module tree has the
 //! same paths as the checkpoint keys.
@@ -9,6 +10,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Linear, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::{silu, softmax};
+use burn::tensor::ops::PadMode;
 
 use crate::weights::{Result, VarBuilder};
 
@@ -303,6 +305,65 @@ impl ConvSpec {
     }
 }
 
+/// A 1×1 conv (stride 1, one group) applied to channel-last tokens `[b, n, c_in] -> [b, n, c_out]`
+/// as one matmul: the same result as the conv on NCHW, without moving to that layout and back
+/// (on the CPU backends a conv's backward pass costs several times its matmul).
+pub fn pointwise_conv_tokens<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    let [c_out, c_in, kh, kw] = conv.weight.dims();
+    debug_assert!((kh, kw) == (1, 1), "pointwise conv needs a 1×1 kernel");
+    let [b, n, _] = x.dims();
+    let weight = conv.weight.val().reshape([c_out, c_in]).transpose();
+    let y = x.reshape([b * n, c_in]).matmul(weight);
+    let y = match &conv.bias {
+        Some(bias) => y + bias.val().unsqueeze::<2>(),
+        None => y,
+    };
+    y.reshape([b, n, c_out])
+}
+
+/// A depthwise k×k conv (stride 1, "same" zero padding, `groups = channels`) on channel-last
+/// `[b, h, w, c]`: the same result as the conv on NCHW.
+///
+/// The padded input is flattened to rows `[b·h'·w', c]`; the tap at `(i, j)` then reads the rows
+/// `i·w' + j` further on, a contiguous block, so each tap is one broadcast multiply-add on
+/// contiguous memory (forward and backward), instead of a grouped conv whose backward is a naive
+/// transposed conv on the CPU backends. Rows that straddle a padded border are computed and
+/// dropped.
+pub fn depthwise_conv_channels_last<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [c, per_group, k, kw] = conv.weight.dims();
+    debug_assert!(
+        per_group == 1 && k == kw && k % 2 == 1,
+        "depthwise odd square kernel"
+    );
+    let [b, h, w, _] = x.dims();
+    let p = k / 2;
+    let (hp, wp) = (h + 2 * p, w + 2 * p);
+    let rows = b * hp * wp;
+    let reach = (k - 1) * wp + (k - 1);
+    let flat = x
+        .pad([(p, p), (p, p), (0, 0)], PadMode::Constant(0.0))
+        .reshape([rows, c])
+        .pad([(0, reach), (0, 0)], PadMode::Constant(0.0));
+    let taps = conv.weight.val().reshape([c, k * k]).transpose();
+    let mut out: Option<Tensor<B, 2>> = None;
+    for i in 0..k {
+        for j in 0..k {
+            let tap = taps.clone().narrow(0, i * k + j, 1);
+            let term = flat.clone().narrow(0, i * wp + j, rows) * tap;
+            out = Some(match out {
+                Some(acc) => acc + term,
+                None => term,
+            });
+        }
+    }
+    let out = out.expect("a kernel has at least one tap");
+    let out = match &conv.bias {
+        Some(bias) => out + bias.val().unsqueeze::<2>(),
+        None => out,
+    };
+    out.reshape([b, hp, wp, c]).slice([0..b, 0..h, 0..w, 0..c])
+}
+
 /// `torch.pixel_shuffle(x, r)`: `[n, c·r², h, w] -> [n, c, h·r, w·r]`.
 pub fn pixel_shuffle<B: Backend>(x: Tensor<B, 4>, r: usize) -> Tensor<B, 4> {
     let [n, crr, h, w] = x.dims();
@@ -319,4 +380,52 @@ pub fn pixel_unshuffle<B: Backend>(x: Tensor<B, 4>, r: usize) -> Tensor<B, 4> {
     x.reshape([n, c, h, r, w, r])
         .permute([0, 1, 3, 5, 2, 4])
         .reshape([n, c * r * r, h, w])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    type B = burn::backend::Flex;
+
+    fn random_conv(c_in: usize, c_out: usize, kernel: usize, groups: usize) -> Conv2d<B> {
+        let dev = Default::default();
+        let p = kernel / 2;
+        let mut conv = Conv2dConfig::new([c_in, c_out], [kernel, kernel])
+            .with_groups(groups)
+            .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+            .init::<B>(&dev);
+        let normal = Distribution::Normal(0., 1.);
+        conv.weight = Param::from_tensor(Tensor::random(conv.weight.dims(), normal, &dev));
+        conv.bias = Some(Param::from_tensor(Tensor::random([c_out], normal, &dev)));
+        conv
+    }
+
+    fn max_diff(a: Tensor<B, 4>, b: Tensor<B, 4>) -> f32 {
+        (a - b).abs().max().into_scalar()
+    }
+
+    #[test]
+    fn channel_last_convs_match_nchw_convs() {
+        let (b, c, h, w) = (2, 6, 5, 4);
+        let x = Tensor::<B, 4>::random(
+            [b, c, h, w],
+            Distribution::Normal(0., 1.),
+            &Default::default(),
+        );
+        let tokens = x.clone().permute([0, 2, 3, 1]);
+
+        let depthwise = random_conv(c, c, 3, c);
+        let ours = depthwise_conv_channels_last(&depthwise, tokens.clone()).permute([0, 3, 1, 2]);
+        let diff = max_diff(ours, depthwise.forward(x.clone()));
+        assert!(diff < 1e-4, "depthwise conv differs by {diff}");
+
+        let pointwise = random_conv(c, 7, 1, 1);
+        let ours = pointwise_conv_tokens(&pointwise, tokens.reshape([b, h * w, c]))
+            .reshape([b, h, w, 7])
+            .permute([0, 3, 1, 2]);
+        let diff = max_diff(ours, pointwise.forward(x));
+        assert!(diff < 1e-4, "pointwise conv differs by {diff}");
+    }
 }

@@ -12,7 +12,10 @@ use burn::prelude::*;
 use burn::tensor::activation::{gelu_approximate, relu, silu};
 use serde::Deserialize;
 
-use crate::models::layers::{attention, linear_attention, ConvSpec, LayerNorm, RmsNorm};
+use crate::models::layers::{
+    attention, depthwise_conv_channels_last, linear_attention, pointwise_conv_tokens, ConvSpec,
+    LayerNorm, RmsNorm,
+};
 use crate::weights::{Result, VarBuilder, WeightError};
 
 /// Channels of the sinusoidal timestep projection (`Timesteps(256, flip_sin_to_cos=True)`).
@@ -410,13 +413,16 @@ impl<B: Backend> GluMbConv<B> {
         })
     }
 
-    /// NCHW in and out.
-    fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let x = self.conv_depth.forward(silu(self.conv_inverted.forward(x)));
-        let mut halves = x.chunk(2, 1);
+    /// Channel-last tokens `[b, h·w, width]` of an `h × w` grid in and out (the same result as
+    /// the reference's NCHW convs).
+    fn forward(&self, x: Tensor<B, 3>, h: usize, w: usize) -> Tensor<B, 3> {
+        let x = silu(pointwise_conv_tokens(&self.conv_inverted, x));
+        let [b, n, c] = x.dims();
+        let x = depthwise_conv_channels_last(&self.conv_depth, x.reshape([b, h, w, c]));
+        let mut halves = x.reshape([b, n, c]).chunk(2, 2);
         let gate = halves.pop().expect("chunk(2) gives two halves");
-        let h = halves.pop().expect("chunk(2) gives two halves");
-        self.conv_point.forward(h * silu(gate))
+        let hidden = halves.pop().expect("chunk(2) gives two halves");
+        pointwise_conv_tokens(&self.conv_point, hidden * silu(gate))
     }
 }
 
@@ -472,7 +478,7 @@ impl<B: Backend> SanaBlock<B> {
 
     /// `x` `[b, h*w, d]`; `t6` `[b, 6d]`; `caption` `[b, l, d]`; `bias` `[b, 1, 1, l]`.
     fn forward(&self, x: Tensor<B, 3>, cond: &Conditioning<B>, h: usize, w: usize) -> Tensor<B, 3> {
-        let [b, n, d] = x.dims();
+        let [b, _, d] = x.dims();
         let m = modulation(
             &self.scale_shift_table,
             cond.timestep.clone().reshape([b, 6, d]),
@@ -488,8 +494,7 @@ impl<B: Backend> SanaBlock<B> {
             + x;
 
         let normed = modulate(self.norm2.forward(x.clone()), shift_mlp, scale_mlp);
-        let spatial = normed.reshape([b, h, w, d]).permute([0, 3, 1, 2]);
-        let ff = self.ff.forward(spatial).reshape([b, d, n]).swap_dims(1, 2);
+        let ff = self.ff.forward(normed, h, w);
         x + gate_mlp.clone() * ff
     }
 }
