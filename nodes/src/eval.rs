@@ -225,6 +225,7 @@ impl Eval<'_> {
     fn generate(&self, tok: &Tokenizer) -> Result<Metrics, String> {
         let style = self.generator.style();
         let (mut correct, mut checks, mut colours) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut found, mut asked, mut empty) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..self.opts.n {
             let item = self.generator.caption_item(i as u64);
             let img = self.generated(
@@ -238,11 +239,17 @@ impl Eval<'_> {
             correct.push(f64::from(u8::from(r.correct)));
             checks.push(f64::from(r.fraction()));
             colours.push(f64::from(u8::from(r.colours)));
+            found.push(f64::from(r.objects_found));
+            asked.push(f64::from(r.objects_asked));
+            empty.push(f64::from(u8::from(r.objects_found == 0)));
         }
         Ok(Metrics::from([
             ("geneval".to_string(), mean(&correct)),
             ("geneval_checks".to_string(), mean(&checks)),
             ("geneval_colours".to_string(), mean(&colours)),
+            ("geneval_objects_found".to_string(), mean(&found)),
+            ("geneval_objects_asked".to_string(), mean(&asked)),
+            ("geneval_empty".to_string(), mean(&empty)),
         ]))
     }
 

@@ -385,6 +385,10 @@ fn geneval_scores_ground_truth_renders_and_rejects_wrong_prompts() {
             total += 1;
             let result = geneval_score(&item.image, &item.spec, &style);
             assert_eq!(result.correct, result.checks_passed == result.checks_total);
+            assert_eq!(result.objects_asked as usize, item.spec.object_count());
+            if result.correct {
+                assert_eq!(result.objects_found, result.objects_asked);
+            }
             clean += usize::from(result.correct);
             noisy += usize::from(
                 geneval_score(&add_noise(&item.image, 8.0, &mut rng), &item.spec, &style).correct,
@@ -438,6 +442,8 @@ fn geneval_counts_checks() {
             checks_passed: 0,
             checks_total: 3,
             colours: false,
+            objects_found: 0,
+            objects_asked: 2,
         }
     );
     let two = SceneSpec::parse("a red circle above a blue square").expect("parses");

@@ -38,6 +38,10 @@ pub struct GenEvalResult {
     pub checks_total: u32,
     /// Every requested colour is on at least one object (not one of the checks).
     pub colours: bool,
+    /// Objects found in the image, whatever they are.
+    pub objects_found: u32,
+    /// Objects the prompt asks for.
+    pub objects_asked: u32,
 }
 
 impl GenEvalResult {
@@ -87,6 +91,8 @@ pub fn geneval_objects(objects: &[Object], spec: &SceneSpec, resolution: u32) ->
         checks_passed: passed,
         checks_total: checks.len() as u32,
         colours,
+        objects_found: objects.len() as u32,
+        objects_asked: spec.object_count() as u32,
     }
 }
 
