@@ -325,10 +325,9 @@ pub fn pointwise_conv_tokens<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 3>) -> T
 /// `[b, h, w, c]`: the same result as the conv on NCHW.
 ///
 /// The padded input is flattened to rows `[b·h'·w', c]`; the tap at `(i, j)` then reads the rows
-/// `i·w' + j` further on, a contiguous block, so each tap is one broadcast multiply-add on
-/// contiguous memory (forward and backward), instead of a grouped conv whose backward is a naive
-/// transposed conv on the CPU backends. Rows that straddle a padded border are computed and
-/// dropped.
+/// `i·w' + j` further on, one block of rows, so each tap is one broadcast multiply-add (forward
+/// and backward) instead of a grouped conv, whose backward is a naive transposed conv on the CPU
+/// backends. Rows that straddle a padded border are computed and dropped.
 pub fn depthwise_conv_channels_last<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
     let [c, per_group, k, kw] = conv.weight.dims();
     debug_assert!(

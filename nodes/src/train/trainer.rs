@@ -110,8 +110,9 @@ impl TrainConfig {
             .to_string()
     }
 
-    /// The settings a resumed run must keep, by their `train.run` parameter names: what
-    /// [`Self::fingerprint`] hashes, with `vision_lr_mult` only while the vision tower trains.
+    /// The settings a resumed run must keep, by their `train.run` parameter names (`losses` for
+    /// the loss nodes' terms): what [`Self::fingerprint`] hashes, with `vision_lr_mult` only while
+    /// the vision tower trains.
     fn resume_settings(&self) -> BTreeMap<String, String> {
         let Self {
             losses,
