@@ -5,7 +5,8 @@
 //! OUT/checkpoints/step-000120/   a resumable checkpoint: the same HF files (EMA weights) plus
 //!     train_state/raw.safetensors     the raw (non-EMA) weights of the loaded components
 //!     train_state/optim-*.bin         AdamW moments per parameter group
-//!     train_state/state.json          step, data position, seed, settings and data fingerprints
+//!     train_state/state.json          step, data position, seed, settings (by name and hashed)
+//!                                     and data fingerprint
 //! OUT/latest                     name of the newest complete checkpoint
 //! OUT/log.csv, OUT/loss.png      per-step losses and learning rate, and their plot
 //! ```
