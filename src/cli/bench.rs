@@ -11,6 +11,9 @@ use unilip_core::{
 
 use super::CliError;
 
+/// Whether benchmarks run on the GPU (the backend of `--features cuda` builds).
+pub(super) const ON_GPU: bool = cfg!(feature = "cuda");
+
 /// Benchmarks.
 #[derive(Subcommand)]
 pub enum BenchCommand {

@@ -1,6 +1,7 @@
-//! `unilip bench models`: one real-size block of each UniLIP-1B component on the CPU, with
-//! random weights, timed and compared with the machine's FMA peak, and optionally with the same
-//! block in PyTorch eager (`--torch PYTHON`, the reference transformers / diffusers classes).
+//! `unilip bench models`: one real-size block of each UniLIP-1B component on the selected device
+//! (the CPU, or the GPU in `--features cuda` builds), with random weights, timed (and on the CPU
+//! compared with the machine's FMA peak), and optionally with the same block in PyTorch eager on
+//! the same device (`--torch PYTHON`, the reference transformers / diffusers classes).
 //! A few single ops at block sizes follow, so a gap can be traced to a kernel.
 
 use std::io::Write;
@@ -22,6 +23,7 @@ use unilip_nodes::models::sana::SanaTransformer;
 use unilip_nodes::models::unilip::UnilipConfig;
 use unilip_nodes::weights::VarBuilder;
 
+use super::bench::ON_GPU;
 use super::CliError;
 
 /// The PyTorch side, run as `PYTHON -c SCRIPT` with the block list on stdin.
@@ -238,6 +240,7 @@ fn single_ops(reps: usize) -> Result<Vec<Block>, CliError> {
 fn torch_times(python: &Path, blocks: &[Block]) -> Result<Vec<Result<f64, String>>, CliError> {
     let job = json!({
         "threads": cores(),
+        "device": if ON_GPU { "cuda" } else { "cpu" },
         "blocks": blocks
             .iter()
             .map(|b| {
@@ -277,8 +280,9 @@ fn torch_times(python: &Path, blocks: &[Block]) -> Result<Vec<Result<f64, String
         .collect();
     if let Some(header) = lines.iter().find(|v| v.get("torch").is_some()) {
         println!(
-            "PyTorch {} eager, {} threads",
+            "PyTorch {} eager on {}, {} CPU threads",
             header["torch"].as_str().unwrap_or("?"),
+            header["device"].as_str().unwrap_or("cpu"),
             header["threads"]
         );
     }
@@ -321,8 +325,18 @@ pub fn bench_models(reps: usize, torch: Option<&Path>) -> Result<(), CliError> {
     if let Some(python) = torch {
         check_python(python)?;
     }
-    let (peak, how) = peak_gflops();
-    println!("CPU peak ≈ {peak:.0} GFLOP/s ({how}); median of {reps} runs, random weights, f32");
+    // The CPU's FMA peak; no peak is printed for the GPU, whose f32 rate depends on the kernels
+    // (CUDA cores or tensor cores) the backend picks.
+    let peak = if ON_GPU {
+        println!("CUDA device 0; median of {reps} runs, random weights, f32");
+        None
+    } else {
+        let (peak, how) = peak_gflops();
+        println!(
+            "CPU peak ≈ {peak:.0} GFLOP/s ({how}); median of {reps} runs, random weights, f32"
+        );
+        Some(peak)
+    };
     let blocks = burn_blocks(reps)?;
     let torch = torch.map(|py| torch_times(py, &blocks)).transpose()?;
     print!(
@@ -336,17 +350,16 @@ pub fn bench_models(reps: usize, torch: Option<&Path>) -> Result<(), CliError> {
     for (i, b) in blocks.iter().enumerate() {
         let gflops = b.flop / b.ms / 1e6;
         if b.flop > 0.0 {
-            print!(
-                "{:<42} {:>10.1} {gflops:>8.1} {:>6.1}%",
-                b.name,
-                b.ms,
-                100.0 * gflops / peak
-            );
+            print!("{:<42} {:>10.2} {gflops:>8.1}", b.name, b.ms);
+            match peak {
+                Some(peak) => print!(" {:>6.1}%", 100.0 * gflops / peak),
+                None => print!(" {:>7}", "-"),
+            }
         } else {
-            print!("{:<42} {:>10.1} {:>8} {:>7}", b.name, b.ms, "-", "-");
+            print!("{:<42} {:>10.2} {:>8} {:>7}", b.name, b.ms, "-", "-");
         }
         match torch.as_ref().map(|t| &t[i]) {
-            Some(Ok(ms)) => print!(" {ms:>10.1} {:>11.2}×", b.ms / ms),
+            Some(Ok(ms)) => print!(" {ms:>10.2} {:>11.2}×", b.ms / ms),
             Some(Err(e)) => print!("  torch failed: {e}"),
             None => {}
         }

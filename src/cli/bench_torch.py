@@ -4,8 +4,9 @@
 # "reps"}]}, builds each block with the reference implementation (transformers / diffusers, the
 # libraries the parity fixtures come from) at the same configuration and input shapes as the Burn
 # side (kind "op": a single tensor op), times it in eager mode under torch.inference_mode() the
-# same way (one warm-up, median of `reps` runs) and prints one JSON line per block: {"name", "ms"}
-# or {"name", "error"}.
+# same way (one warm-up, median of `reps` runs, on the job's "device": "cpu" or "cuda", waiting for
+# the GPU before each clock read) and prints one JSON line per block: {"name", "ms"} or
+# {"name", "error"}.
 import json
 import statistics
 import sys
@@ -13,13 +14,22 @@ import time
 
 import torch
 
+DEVICE = torch.device("cpu")
+
+
+def synchronize():
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
 
 def median_ms(reps, f):
     f()
     times = []
     for _ in range(reps):
+        synchronize()
         start = time.perf_counter()
         f()
+        synchronize()
         times.append((time.perf_counter() - start) * 1e3)
     return statistics.median(times)
 
@@ -27,28 +37,28 @@ def median_ms(reps, f):
 def internvit(cfg):
     from transformers import InternVLVisionConfig, InternVLVisionModel
 
-    model = InternVLVisionModel(InternVLVisionConfig(**cfg)).eval()
+    model = InternVLVisionModel(InternVLVisionConfig(**cfg)).eval().to(DEVICE)
     size = cfg["image_size"][0]
-    px = torch.randn(1, cfg.get("num_channels", 3), size, size)
+    px = torch.randn(1, cfg.get("num_channels", 3), size, size, device=DEVICE)
     return lambda: model(pixel_values=px).last_hidden_state
 
 
 def qwen2(cfg, tokens):
     from transformers import Qwen2Config, Qwen2Model
 
-    model = Qwen2Model(Qwen2Config(**cfg)).eval()
-    x = torch.randn(1, tokens, cfg["hidden_size"])
+    model = Qwen2Model(Qwen2Config(**cfg)).eval().to(DEVICE)
+    x = torch.randn(1, tokens, cfg["hidden_size"], device=DEVICE)
     return lambda: model(inputs_embeds=x, use_cache=False).last_hidden_state
 
 
 def sana(cfg, latent, caption_tokens):
     from diffusers import SanaTransformer2DModel
 
-    model = SanaTransformer2DModel(**cfg).eval()
-    lat = torch.randn(1, cfg["in_channels"], latent, latent)
-    cap = torch.randn(1, caption_tokens, cfg["caption_channels"])
-    mask = torch.ones(1, caption_tokens)
-    t = torch.tensor([500.0])
+    model = SanaTransformer2DModel(**cfg).eval().to(DEVICE)
+    lat = torch.randn(1, cfg["in_channels"], latent, latent, device=DEVICE)
+    cap = torch.randn(1, caption_tokens, cfg["caption_channels"], device=DEVICE)
+    mask = torch.ones(1, caption_tokens, device=DEVICE)
+    t = torch.tensor([500.0], device=DEVICE)
     return lambda: model(
         hidden_states=lat, encoder_hidden_states=cap, timestep=t, encoder_attention_mask=mask
     ).sample
@@ -57,17 +67,17 @@ def sana(cfg, latent, caption_tokens):
 def dcae(cfg, latent):
     from diffusers import AutoencoderDC
 
-    decoder = AutoencoderDC(**cfg).decoder.eval()
-    z = torch.randn(1, cfg["latent_channels"], latent, latent)
+    decoder = AutoencoderDC(**cfg).decoder.eval().to(DEVICE)
+    z = torch.randn(1, cfg["latent_channels"], latent, latent, device=DEVICE)
     return lambda: decoder(z)
 
 
 def op(kind, shape):
-    x = torch.randn(*shape)
+    x = torch.randn(*shape, device=DEVICE)
     if kind == "matmul":
         return lambda: x @ x
     if kind == "conv3x3":
-        w = torch.randn(shape[1], shape[1], 3, 3)
+        w = torch.randn(shape[1], shape[1], 3, 3, device=DEVICE)
         return lambda: torch.nn.functional.conv2d(x, w, padding=1)
     if kind == "softmax":
         return lambda: x.softmax(-1)
@@ -92,10 +102,17 @@ def build(block):
 
 
 def main():
+    global DEVICE
     job = json.load(sys.stdin)
+    DEVICE = torch.device(job.get("device", "cpu"))
     torch.set_num_threads(job["threads"])
     torch.manual_seed(0)
-    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads()}), flush=True)
+    print(
+        json.dumps(
+            {"torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(DEVICE)}
+        ),
+        flush=True,
+    )
     for block in job["blocks"]:
         try:
             with torch.inference_mode():

@@ -48,9 +48,14 @@ pub fn bench_train(steps: usize, batch: usize, workers: usize) -> Result<(), Cli
         },
     ];
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let device = if super::bench::ON_GPU {
+        format!("CUDA device 0, {cores} CPU cores")
+    } else {
+        format!("{cores} CPU cores")
+    };
     println!(
         "training benchmark: graphs/recipe/shapes_4_generate.ron on the embedded model, {batch} \
-         samples per step, {steps} timed steps, {cores} CPU cores"
+         samples per step, {steps} timed steps, {device}"
     );
     println!("  micro-batch × micro-batches  workers   s/step   samples/s");
     let mut baseline = None;
