@@ -61,12 +61,48 @@ fn make_device(kind: DeviceKind) -> Result<Device, String> {
 #[cfg(feature = "cuda")]
 fn make_device(kind: DeviceKind) -> Result<Device, String> {
     match kind {
-        DeviceKind::Cuda => Ok(burn::backend::cuda::CudaDevice { index: 0 }),
+        DeviceKind::Cuda => {
+            cuda_ready()?;
+            Ok(burn::backend::cuda::CudaDevice { index: 0 })
+        }
         DeviceKind::Cpu => Err(
             "this binary was built with the CUDA backend; build without `--features cuda` for CPU"
                 .into(),
         ),
     }
+}
+
+/// Checks that the CUDA driver and NVRTC (which compiles the backend's kernels at run time) load
+/// and that a device is present, so that a machine without them gets an error naming what is
+/// missing rather than a panic inside the backend.
+#[cfg(feature = "cuda")]
+fn cuda_ready() -> Result<(), String> {
+    // SAFETY: each call only tries to open the library under its usual names.
+    if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        return Err(
+            "`--device cuda`: the CUDA driver library (libcuda.so) was not found; \
+                    install the NVIDIA driver, or add the folder holding libcuda.so to \
+                    LD_LIBRARY_PATH"
+                .into(),
+        );
+    }
+    // SAFETY: as above.
+    if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+        return Err(
+            "`--device cuda`: NVRTC (libnvrtc.so), which compiles the GPU kernels at \
+                    run time, was not found; add the CUDA toolkit's library folder (e.g. \
+                    /usr/local/cuda/lib64) to LD_LIBRARY_PATH"
+                .into(),
+        );
+    }
+    cudarc::driver::result::init()
+        .map_err(|e| format!("`--device cuda`: the CUDA driver did not start: {e}"))?;
+    let count = cudarc::driver::result::device::get_count()
+        .map_err(|e| format!("`--device cuda`: cannot count CUDA devices: {e}"))?;
+    if count == 0 {
+        return Err("`--device cuda`: the CUDA driver sees no GPU".into());
+    }
+    Ok(())
 }
 
 /// The selected device (the default device when [`select`] was not called).
