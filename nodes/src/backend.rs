@@ -27,6 +27,25 @@ pub enum DeviceKind {
     Cuda,
 }
 
+impl DeviceKind {
+    /// The device this build computes on: CUDA in `--features cuda` builds, else the CPU.
+    pub const fn native() -> Self {
+        if cfg!(feature = "cuda") {
+            DeviceKind::Cuda
+        } else {
+            DeviceKind::Cpu
+        }
+    }
+
+    /// The name `--device` takes.
+    pub const fn name(self) -> &'static str {
+        match self {
+            DeviceKind::Cpu => "cpu",
+            DeviceKind::Cuda => "cuda",
+        }
+    }
+}
+
 impl std::str::FromStr for DeviceKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -108,4 +127,24 @@ fn cuda_ready() -> Result<(), String> {
 /// The selected device (the default device when [`select`] was not called).
 pub fn device() -> Device {
     DEVICE.get().cloned().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_names_round_trip_and_the_native_device_is_selectable() {
+        for kind in [DeviceKind::Cpu, DeviceKind::Cuda] {
+            assert_eq!(kind.name().parse::<DeviceKind>(), Ok(kind));
+        }
+        assert!("gpu".parse::<DeviceKind>().unwrap_err().contains("`gpu`"));
+        let native = DeviceKind::native();
+        assert_eq!(native == DeviceKind::Cuda, cfg!(feature = "cuda"));
+        if native == DeviceKind::Cpu {
+            assert!(select(native).is_ok());
+            let err = select(DeviceKind::Cuda).unwrap_err();
+            assert!(err.contains("--features cuda"), "{err}");
+        }
+    }
 }

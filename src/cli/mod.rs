@@ -21,8 +21,8 @@ use unilip_core::ValidationError;
 #[derive(Parser)]
 #[command(name = "unilip", version, about)]
 struct Cli {
-    /// Compute device (`cpu`, or `cuda` in builds with `--features cuda`).
-    #[arg(long, global = true, default_value = "cpu")]
+    /// Compute device: `cpu`, or `cuda` in builds with `--features cuda` (the default there).
+    #[arg(long, global = true, default_value = unilip_nodes::backend::DeviceKind::native().name())]
     device: String,
     #[command(subcommand)]
     command: Command,
