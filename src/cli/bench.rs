@@ -9,10 +9,12 @@ use unilip_core::{
     Registry, RunEnv, RunOptions, Value,
 };
 
+use unilip_nodes::backend::DeviceKind;
+
 use super::CliError;
 
 /// Whether benchmarks run on the GPU (the backend of `--features cuda` builds).
-pub(super) const ON_GPU: bool = cfg!(feature = "cuda");
+pub(super) const ON_GPU: bool = matches!(DeviceKind::native(), DeviceKind::Cuda);
 
 /// Benchmarks.
 #[derive(Subcommand)]

@@ -240,7 +240,7 @@ fn single_ops(reps: usize) -> Result<Vec<Block>, CliError> {
 fn torch_times(python: &Path, blocks: &[Block]) -> Result<Vec<Result<f64, String>>, CliError> {
     let job = json!({
         "threads": cores(),
-        "device": if ON_GPU { "cuda" } else { "cpu" },
+        "device": unilip_nodes::backend::DeviceKind::native().name(),
         "blocks": blocks
             .iter()
             .map(|b| {
