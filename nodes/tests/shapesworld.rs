@@ -905,3 +905,80 @@ fn write_split_writes_the_expected_files() {
         Err(WriteError::Config(ConfigError::Resolution(8)))
     ));
 }
+
+/// `data.shapesworld`'s params with `kind = vqa` and the given `questions`.
+fn vqa_params(questions: &str) -> std::collections::BTreeMap<String, unilip_core::ParamValue> {
+    use unilip_core::ParamValue;
+    [
+        ("kind".to_string(), ParamValue::Str("vqa".into())),
+        ("n".to_string(), ParamValue::Int(200)),
+        ("questions".to_string(), ParamValue::Str(questions.into())),
+    ]
+    .into()
+}
+
+#[test]
+fn vqa_streams_of_one_question_kind_hold_only_that_kind_and_all_is_unchanged() {
+    use unilip_nodes::nodes::train::data::shapes_dataset;
+    use unilip_nodes::train::data::Dataset;
+
+    let generator = Generator::new(GenConfig::default()).unwrap();
+    let all = shapes_dataset(&vqa_params("all")).unwrap();
+    for i in 0..20 {
+        let want = generator.vqa_item(i as u64);
+        let got = all.get(i).unwrap();
+        assert_eq!((got.text, got.answer), (want.question, Some(want.answer)));
+    }
+    assert!(!all.fingerprint().contains("position"));
+
+    let position = shapes_dataset(&vqa_params("position")).unwrap();
+    let again = shapes_dataset(&vqa_params("position")).unwrap();
+    let (mut answers, mut images) = (BTreeSet::new(), BTreeSet::new());
+    for i in 0..60 {
+        let s = position.get(i).unwrap();
+        assert_eq!(
+            s.answer,
+            again.get(i).unwrap().answer,
+            "item {i} is deterministic"
+        );
+        let answer = s.answer.unwrap();
+        assert!(
+            ["left", "right", "top", "bottom"].contains(&answer.as_str()),
+            "item {i}: `{}` → `{answer}` is not a position question",
+            s.text
+        );
+        answers.insert(answer);
+        images.insert(
+            s.image
+                .data
+                .iter()
+                .map(|v| v.to_bits())
+                .collect::<Vec<u32>>(),
+        );
+    }
+    assert_eq!(answers.len(), 4, "all four answers occur: {answers:?}");
+    assert_eq!(images.len(), 60, "every item has its own scene");
+    assert_ne!(position.fingerprint(), all.fingerprint());
+
+    for kind in QuestionKind::ALL {
+        let data = shapes_dataset(&vqa_params(kind.name())).unwrap();
+        let item = Generator::new(GenConfig::default())
+            .unwrap()
+            .vqa_item_of_kind(3, kind);
+        assert_eq!(item.kind, kind);
+        assert_eq!(data.get(3).unwrap().answer, Some(item.answer));
+    }
+
+    let mut captions = vqa_params("position");
+    captions.insert(
+        "kind".into(),
+        unilip_core::ParamValue::Str("captions".into()),
+    );
+    let err = shapes_dataset(&captions).unwrap_err();
+    assert!(
+        err.contains("`position`") && err.contains("`captions`"),
+        "{err}"
+    );
+    let err = shapes_dataset(&vqa_params("size")).unwrap_err();
+    assert!(err.contains("`size`"), "{err}");
+}

@@ -16,7 +16,7 @@ use super::render::render;
 use super::scene::{Scene, MAX_RESOLUTION, MIN_RESOLUTION};
 use super::spec::SceneSpec;
 use super::style::{Domain, Style};
-use super::vqa::{sample_question, QuestionKind};
+use super::vqa::{ask, sample_question, QuestionKind};
 
 /// Dataset split.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -167,6 +167,29 @@ impl Generator {
             question: question.question,
             answer: question.answer,
         }
+    }
+
+    /// VQA item `index` of the stream holding only questions of `kind`: the first scene, in a
+    /// run of caption scenes reserved for this index, about which such a question can be asked
+    /// (a position question needs an object clear of the centre line, say).
+    pub fn vqa_item_of_kind(&self, index: u64, kind: QuestionKind) -> VqaItem {
+        // Each index owns `RUN` scenes; a run without a fitting scene (vanishingly rare for every
+        // kind) continues into the next index's scenes, which stays deterministic.
+        const RUN: u64 = 64;
+        let first = index.wrapping_mul(RUN);
+        (first..)
+            .find_map(|scene_index| {
+                let (scene, _) = self.caption_scene(scene_index);
+                let question = ask(kind, &scene, &mut self.rng(Task::Vqa, scene_index))?;
+                Some(VqaItem {
+                    image: render(&scene),
+                    scene,
+                    kind: question.kind,
+                    question: question.question,
+                    answer: question.answer,
+                })
+            })
+            .expect("an unbounded run of scenes holds one that fits")
     }
 
     fn caption_scene(&self, index: u64) -> (Scene, SceneSpec) {

@@ -37,6 +37,6 @@ pub use score::{
 };
 pub use spec::{GroupSpec, ParseError, RelatedGroup, Relation, SceneSpec};
 pub use style::{Domain, Style};
-pub use vqa::{sample_question, QuestionKind, VqaQuestion};
+pub use vqa::{ask, sample_question, QuestionKind, VqaQuestion};
 pub use words::vocabulary;
 pub use write::{write_split, WriteError};

@@ -37,6 +37,28 @@ pub enum QuestionKind {
     Relation,
 }
 
+impl QuestionKind {
+    /// Every kind, in the order of its documentation.
+    pub const ALL: [QuestionKind; 5] = [
+        QuestionKind::Count,
+        QuestionKind::Colour,
+        QuestionKind::Shape,
+        QuestionKind::Position,
+        QuestionKind::Relation,
+    ];
+
+    /// The kind's name (as in JSON and in `data.shapesworld`'s `questions` param).
+    pub const fn name(self) -> &'static str {
+        match self {
+            QuestionKind::Count => "count",
+            QuestionKind::Colour => "colour",
+            QuestionKind::Shape => "shape",
+            QuestionKind::Position => "position",
+            QuestionKind::Relation => "relation",
+        }
+    }
+}
+
 /// A question with its answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VqaQuestion {
@@ -51,13 +73,7 @@ pub struct VqaQuestion {
 /// Samples a question about `scene`: a random kind, falling back to other kinds when the
 /// scene has nothing unambiguous to ask for it (counting always works).
 pub fn sample_question(scene: &Scene, rng: &mut StdRng) -> VqaQuestion {
-    let mut kinds = [
-        QuestionKind::Count,
-        QuestionKind::Colour,
-        QuestionKind::Shape,
-        QuestionKind::Position,
-        QuestionKind::Relation,
-    ];
+    let mut kinds = QuestionKind::ALL;
     kinds.shuffle(rng);
     kinds
         .into_iter()
@@ -65,7 +81,9 @@ pub fn sample_question(scene: &Scene, rng: &mut StdRng) -> VqaQuestion {
         .unwrap_or_else(|| count_question(scene, rng))
 }
 
-fn ask(kind: QuestionKind, scene: &Scene, rng: &mut StdRng) -> Option<VqaQuestion> {
+/// A question of `kind` about `scene`, or `None` when the scene has nothing unambiguous to ask
+/// of that kind.
+pub fn ask(kind: QuestionKind, scene: &Scene, rng: &mut StdRng) -> Option<VqaQuestion> {
     let (question, answer) = match kind {
         QuestionKind::Count => return Some(count_question(scene, rng)),
         QuestionKind::Colour => colour_question(scene, rng)?,

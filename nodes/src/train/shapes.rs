@@ -3,7 +3,7 @@
 
 use super::data::{DataError, Dataset, DatasetKind, HostImage, Sample};
 use crate::models::tokenizer::{build_word_level, Tokenizer, TokenizerError, TEMPLATE_WORDS};
-use crate::shapesworld::{vocabulary, GenConfig, Generator};
+use crate::shapesworld::{vocabulary, GenConfig, Generator, QuestionKind};
 
 /// `n` procedural samples of one kind, rendered on demand (nothing is stored).
 #[derive(Debug, Clone)]
@@ -11,13 +11,34 @@ pub struct ShapesDataset {
     generator: Generator,
     kind: DatasetKind,
     n: usize,
+    /// VQA only: ask questions of this kind alone (`None`: every kind, as drawn).
+    questions: Option<QuestionKind>,
 }
 
 impl ShapesDataset {
     /// Items `0..n` of the stream `config` for `kind`.
     pub fn new(config: GenConfig, kind: DatasetKind, n: usize) -> Result<Self, String> {
         let generator = Generator::new(config).map_err(|e| e.to_string())?;
-        Ok(Self { generator, kind, n })
+        Ok(Self {
+            generator,
+            kind,
+            n,
+            questions: None,
+        })
+    }
+
+    /// The same VQA stream holding only questions of `kind` (a curriculum, or a per-kind
+    /// ablation); refused for captions and edits.
+    pub fn only_questions(mut self, kind: QuestionKind) -> Result<Self, String> {
+        if self.kind != DatasetKind::Vqa {
+            return Err(format!(
+                "questions `{}` asks for VQA items, but the dataset's kind is `{}`",
+                kind.name(),
+                self.kind
+            ));
+        }
+        self.questions = Some(kind);
+        Ok(self)
     }
 
     /// The generator underneath.
@@ -57,7 +78,10 @@ impl Dataset for ShapesDataset {
                 }
             }
             DatasetKind::Vqa => {
-                let item = self.generator.vqa_item(i);
+                let item = match self.questions {
+                    Some(kind) => self.generator.vqa_item_of_kind(i, kind),
+                    None => self.generator.vqa_item(i),
+                };
                 Sample {
                     image: HostImage::from(&item.image),
                     source: None,
@@ -69,8 +93,13 @@ impl Dataset for ShapesDataset {
     }
 
     fn fingerprint(&self) -> String {
+        // Unfiltered streams keep the fingerprint they had before the filter existed, so their
+        // runs still resume.
+        let filter = self
+            .questions
+            .map_or(String::new(), |k| format!(":{}", k.name()));
         format!(
-            "shapesworld:{:?}:{}:{}",
+            "shapesworld:{:?}:{}:{}{filter}",
             self.generator.config(),
             self.kind,
             self.n
@@ -79,8 +108,11 @@ impl Dataset for ShapesDataset {
 
     fn describe(&self) -> String {
         let c = self.generator.config();
+        let filter = self
+            .questions
+            .map_or(String::new(), |k| format!(", {} questions only", k.name()));
         format!(
-            "{} ShapesWorld {} samples ({:?} split, {} domain, {}px, seed {})",
+            "{} ShapesWorld {} samples ({:?} split, {} domain, {}px, seed {}{filter})",
             self.n,
             self.kind,
             c.split,

@@ -12,7 +12,7 @@ use crate::nodes::unilip::payload::input;
 use crate::nodes::unilip::payload::payload;
 use crate::nodes::{failed, path_param};
 use crate::register_node;
-use crate::shapesworld::{Domain, GenConfig, Split};
+use crate::shapesworld::{Domain, GenConfig, QuestionKind, Split};
 use crate::train::data::{
     CopyEdits, Dataset, DatasetKind, FolderDataset, MixDataset, DEFAULT_COPY_INSTRUCTION,
 };
@@ -122,12 +122,28 @@ impl ShapesWorldData {
                     ParamSpec::seed("seed", 0, "Generator seed"),
                     ParamSpec::int("resolution", 64, 32, 256, "Image side in pixels"),
                     ParamSpec::choice("domain", "default", &domains, "Style and vocabulary"),
+                    ParamSpec::choice(
+                        "questions",
+                        "all",
+                        &QUESTION_CHOICES,
+                        "VQA: every question kind, or one alone",
+                    ),
                 ],
                 output_node: false,
             },
         }
     }
 }
+
+/// The `questions` choices: `all`, then each question kind.
+const QUESTION_CHOICES: [&str; 6] = [
+    "all",
+    QuestionKind::ALL[0].name(),
+    QuestionKind::ALL[1].name(),
+    QuestionKind::ALL[2].name(),
+    QuestionKind::ALL[3].name(),
+    QuestionKind::ALL[4].name(),
+];
 
 /// The ShapesWorld dataset described by a node's params.
 pub fn shapes_dataset(params: &BTreeMap<String, ParamValue>) -> Result<ShapesDataset, String> {
@@ -156,11 +172,21 @@ pub fn shapes_dataset(params: &BTreeMap<String, ParamValue>) -> Result<ShapesDat
         split,
         domain,
     };
-    ShapesDataset::new(
+    let data = ShapesDataset::new(
         config,
         dataset_kind(&s("kind", "captions"))?,
         i("n", 4096).max(1) as usize,
-    )
+    )?;
+    match s("questions", "all").as_str() {
+        "all" => Ok(data),
+        name => {
+            let kind = QuestionKind::ALL
+                .into_iter()
+                .find(|k| k.name() == name)
+                .ok_or_else(|| format!("unknown question kind `{name}`"))?;
+            data.only_questions(kind)
+        }
+    }
 }
 
 impl Node for ShapesWorldData {
