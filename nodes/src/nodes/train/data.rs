@@ -99,6 +99,9 @@ impl ShapesWorldData {
     /// The node.
     pub fn new() -> Self {
         let domains: Vec<&str> = Domain::ALL.iter().map(|d| d.name()).collect();
+        let questions: Vec<&str> = std::iter::once("all")
+            .chain(QuestionKind::ALL.iter().map(|k| k.name()))
+            .collect();
         Self {
             schema: NodeSchema {
                 id: "data.shapesworld".into(),
@@ -125,7 +128,7 @@ impl ShapesWorldData {
                     ParamSpec::choice(
                         "questions",
                         "all",
-                        &QUESTION_CHOICES,
+                        &questions,
                         "VQA: every question kind, or one alone",
                     ),
                 ],
@@ -134,16 +137,6 @@ impl ShapesWorldData {
         }
     }
 }
-
-/// The `questions` choices: `all`, then each question kind.
-const QUESTION_CHOICES: [&str; 6] = [
-    "all",
-    QuestionKind::ALL[0].name(),
-    QuestionKind::ALL[1].name(),
-    QuestionKind::ALL[2].name(),
-    QuestionKind::ALL[3].name(),
-    QuestionKind::ALL[4].name(),
-];
 
 /// The ShapesWorld dataset described by a node's params.
 pub fn shapes_dataset(params: &BTreeMap<String, ParamValue>) -> Result<ShapesDataset, String> {
