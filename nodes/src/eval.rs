@@ -369,9 +369,8 @@ impl Eval<'_> {
                 .map_err(|e| e.to_string())?;
             let correct = f64::from(u8::from(vqa_answer_correct(&answer, &item.answer)));
             right.push(correct);
-            let kind = serde_json::to_value(item.kind).map_err(|e| e.to_string())?;
             by_kind
-                .entry(format!("vqa_{}", kind.as_str().unwrap_or("other")))
+                .entry(format!("vqa_{}", item.kind.name()))
                 .or_default()
                 .push(correct);
         }

@@ -16,7 +16,7 @@ use super::render::render;
 use super::scene::{Scene, MAX_RESOLUTION, MIN_RESOLUTION};
 use super::spec::SceneSpec;
 use super::style::{Domain, Style};
-use super::vqa::{ask, sample_question, QuestionKind};
+use super::vqa::{ask, sample_question, QuestionKind, VqaQuestion};
 
 /// Dataset split.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -101,6 +101,19 @@ pub struct VqaItem {
     pub answer: String,
 }
 
+impl VqaItem {
+    /// The item asking `question` about `scene`, rendered.
+    fn rendered(scene: Scene, question: VqaQuestion) -> Self {
+        VqaItem {
+            image: render(&scene),
+            scene,
+            kind: question.kind,
+            question: question.question,
+            answer: question.answer,
+        }
+    }
+}
+
 /// Which item stream an rng belongs to.
 #[derive(Debug, Clone, Copy)]
 enum Task {
@@ -160,13 +173,7 @@ impl Generator {
     pub fn vqa_item(&self, index: u64) -> VqaItem {
         let (scene, _) = self.caption_scene(index);
         let question = sample_question(&scene, &mut self.rng(Task::Vqa, index));
-        VqaItem {
-            image: render(&scene),
-            scene,
-            kind: question.kind,
-            question: question.question,
-            answer: question.answer,
-        }
+        VqaItem::rendered(scene, question)
     }
 
     /// VQA item `index` of the stream holding only questions of `kind`: the first scene, in a
@@ -181,13 +188,7 @@ impl Generator {
             .find_map(|scene_index| {
                 let (scene, _) = self.caption_scene(scene_index);
                 let question = ask(kind, &scene, &mut self.rng(Task::Vqa, scene_index))?;
-                Some(VqaItem {
-                    image: render(&scene),
-                    scene,
-                    kind: question.kind,
-                    question: question.question,
-                    answer: question.answer,
-                })
+                Some(VqaItem::rendered(scene, question))
             })
             .expect("an unbounded run of scenes holds one that fits")
     }
