@@ -187,3 +187,104 @@ fn condition_ablation_trains_each_mode_in_its_own_run_and_scores_it() {
         assert!(log.exists(), "{} missing", log.display());
     }
 }
+
+/// Reads `dir/items.jsonl` as JSON records.
+fn dumped_items(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("items.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Asserts that `dir/name` is a 64 × 64 PNG.
+fn assert_png(dir: &Path, name: &serde_json::Value) {
+    let path = dir.join(name.as_str().expect("an image file name"));
+    let img = image::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!((img.width(), img.height()), (64, 64), "{}", path.display());
+}
+
+#[test]
+fn eval_dump_writes_every_item_with_the_scores_behind_the_metrics() {
+    let dir = temp("dump-vqa");
+    let stdout = ok(&unilip(&[
+        "eval",
+        "shapesworld",
+        "--task",
+        "vqa",
+        "--n",
+        "12",
+        "--json",
+        "--dump",
+        s(&dir),
+    ]));
+    let metrics: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let items = dumped_items(&dir);
+    assert_eq!(items.len(), 12);
+    let right = items.iter().filter(|r| r["correct"] == true).count();
+    assert_eq!(
+        right as f64 / 12.0,
+        metrics["vqa_accuracy"].as_f64().unwrap()
+    );
+    for r in &items {
+        assert!(r["question"].as_str().unwrap().ends_with('?'), "{r}");
+        assert!(!r["answer"].as_str().unwrap().is_empty(), "{r}");
+        assert!(r["predicted"].is_string(), "{r}");
+        assert_png(&dir, &r["image"]);
+    }
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(saved, metrics);
+
+    // A second run never overwrites the first one's records.
+    let before = std::fs::read(dir.join("items.jsonl")).unwrap();
+    let again = unilip(&[
+        "eval",
+        "shapesworld",
+        "--task",
+        "vqa",
+        "--n",
+        "2",
+        "--dump",
+        s(&dir),
+    ]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("items.jsonl already exists"));
+    assert_eq!(std::fs::read(dir.join("items.jsonl")).unwrap(), before);
+
+    let probe = unilip(&["eval", "shapesworld", "--task", "probe", "--dump", s(&dir)]);
+    assert!(String::from_utf8_lossy(&probe.stderr).contains("not probe"));
+
+    // Generation: each record holds what the scorer detected and its checks.
+    let gen = temp("dump-generate");
+    let stdout = ok(&unilip(&[
+        "eval",
+        "shapesworld",
+        "--task",
+        "generate",
+        "--n",
+        "3",
+        "--steps",
+        "2",
+        "--json",
+        "--dump",
+        s(&gen),
+    ]));
+    let metrics: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let items = dumped_items(&gen);
+    assert_eq!(items.len(), 3);
+    let mut checks = 0.0;
+    for r in &items {
+        let g = &r["geneval"];
+        let found = g["objects_found"].as_u64().unwrap() as usize;
+        assert_eq!(r["detected"].as_array().unwrap().len(), found, "{r}");
+        checks += g["checks_passed"].as_f64().unwrap() / g["checks_total"].as_f64().unwrap();
+        assert_png(&gen, &r["output"]);
+        assert_png(&gen, &r["reference"]);
+    }
+    let reported = metrics["geneval_checks"].as_f64().unwrap();
+    assert!(
+        (checks / 3.0 - reported).abs() < 1e-6,
+        "{checks} vs {reported}"
+    );
+}

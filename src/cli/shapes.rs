@@ -144,6 +144,11 @@ pub struct EvalArgs {
     /// Print one JSON object with the metric names and values.
     #[arg(long)]
     json: bool,
+    /// Also write every item's images (PNG) and scores to this directory: `items.jsonl` (one
+    /// record per item: prompt or question, the model's answer, what the scorer detected,
+    /// the item's scores) and `metrics.json`. Not for `--task probe`.
+    #[arg(long, value_name = "DIR")]
+    dump: Option<PathBuf>,
 }
 
 /// `unilip eval shapesworld ...`.
@@ -164,6 +169,7 @@ pub fn eval(args: EvalArgs) -> Result<(), CliError> {
     opts.steps = args.steps;
     opts.guidance = args.guidance;
     opts.condition = args.condition.parse().map_err(CliError::Usage)?;
+    opts.dump = args.dump;
     let metrics = eval_shapesworld(&dir, &opts).map_err(CliError::Run)?;
     print_metrics(&metrics, args.json);
     Ok(())

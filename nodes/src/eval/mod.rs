@@ -1,12 +1,16 @@
 //! ShapesWorld evaluation of a checkpoint (`unilip eval shapesworld`): reconstruction PSNR/SSIM,
 //! a GenEval-like generation score, an edit score and VQA accuracy, all measured by the
-//! deterministic scorer of [`crate::shapesworld`] on the validation split.
+//! deterministic scorer of [`crate::shapesworld`] on the validation split. With
+//! [`EvalOptions::dump`] every item's images and scores are written too ([`dump`]).
+
+pub mod dump;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use image::RgbImage;
+use serde_json::json;
 
 use crate::backend::{device, B};
 use crate::models::preprocess::{preprocess, RgbU8};
@@ -19,6 +23,7 @@ use crate::probe::{feature_position_share, ObjectProbes, TokenGrid};
 use crate::shapesworld::{
     edit_score, geneval_score, psnr, ssim, vqa_answer_correct, Domain, GenConfig, Generator, Split,
 };
+use dump::{detected, Dump};
 
 /// What to evaluate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +70,9 @@ pub struct EvalOptions {
     pub guidance: f32,
     /// DiT condition (generation, editing).
     pub condition: ConditionMode,
+    /// Directory for per-item images and records (`items.jsonl`, `metrics.json`); not for
+    /// [`EvalTask::Probe`], whose items are objects, not images.
+    pub dump: Option<PathBuf>,
 }
 
 impl EvalOptions {
@@ -78,6 +86,7 @@ impl EvalOptions {
             steps: 20,
             guidance: 4.5,
             condition: ConditionMode::Dual,
+            dump: None,
         }
     }
 }
@@ -90,6 +99,13 @@ pub type Metrics = BTreeMap<String, f64>;
 
 /// Evaluates the checkpoint in `dir`.
 pub fn eval_shapesworld(dir: &Path, opts: &EvalOptions) -> Result<Metrics, String> {
+    let dump = match (&opts.dump, opts.task) {
+        (Some(_), EvalTask::Probe) => {
+            return Err("--dump applies to recon, generate, edit and vqa, not probe".to_string())
+        }
+        (Some(d), _) => Some(Dump::create(d)?),
+        (None, _) => None,
+    };
     let components = match opts.task {
         EvalTask::Recon => ComponentSet::RECONSTRUCTION,
         EvalTask::Generate => ComponentSet::GENERATION,
@@ -107,19 +123,24 @@ pub fn eval_shapesworld(dir: &Path, opts: &EvalOptions) -> Result<Metrics, Strin
     })
     .map_err(|e| e.to_string())?;
     let tokenizer = || Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| e.to_string());
-    let eval = Eval {
+    let mut eval = Eval {
         model: &model,
         generator: &generator,
         opts,
         size,
+        dump,
     };
-    match opts.task {
+    let metrics = match opts.task {
         EvalTask::Recon => eval.recon(),
         EvalTask::Generate => eval.generate(&tokenizer()?),
         EvalTask::Edit => eval.edit(&tokenizer()?),
         EvalTask::Vqa => eval.vqa(&tokenizer()?),
         EvalTask::Probe => eval.probe(),
+    }?;
+    if let Some(dump) = eval.dump {
+        dump.finish(&metrics)?;
     }
+    Ok(metrics)
 }
 
 struct Eval<'a> {
@@ -127,6 +148,7 @@ struct Eval<'a> {
     generator: &'a Generator,
     opts: &'a EvalOptions,
     size: usize,
+    dump: Option<Dump>,
 }
 
 fn rgb(img: &RgbImage) -> RgbU8 {
@@ -170,7 +192,7 @@ impl Eval<'_> {
         s
     }
 
-    fn recon(&self) -> Result<Metrics, String> {
+    fn recon(&mut self) -> Result<Metrics, String> {
         let style = self.generator.style();
         let (mut p, mut s) = (Vec::new(), Vec::new());
         let (mut correct, mut checks, mut colours) = (Vec::new(), Vec::new(), Vec::new());
@@ -185,6 +207,20 @@ impl Eval<'_> {
             p.push(psnr(&item.image, &out).map_err(|e| e.to_string())?);
             s.push(ssim(&item.image, &out).map_err(|e| e.to_string())?);
             let r = geneval_score(&out, &item.spec, &style);
+            if let Some(dump) = &mut self.dump {
+                let record = json!({
+                    "index": i,
+                    "caption": item.caption,
+                    "psnr_db": p[i],
+                    "ssim": s[i],
+                    "geneval": r,
+                    "objects": item.scene.objects,
+                    "detected": detected(&out, &style),
+                    "input": dump.image(i, "input", &item.image)?,
+                    "output": dump.image(i, "output", &out)?,
+                });
+                dump.record(record);
+            }
             correct.push(f64::from(u8::from(r.correct)));
             checks.push(f64::from(r.fraction()));
             colours.push(f64::from(u8::from(r.colours)));
@@ -222,7 +258,7 @@ impl Eval<'_> {
         to_rgb_image(out.image)
     }
 
-    fn generate(&self, tok: &Tokenizer) -> Result<Metrics, String> {
+    fn generate(&mut self, tok: &Tokenizer) -> Result<Metrics, String> {
         let style = self.generator.style();
         let (mut correct, mut checks, mut colours) = (Vec::new(), Vec::new(), Vec::new());
         let (mut found, mut asked, mut empty) = (Vec::new(), Vec::new(), Vec::new());
@@ -235,7 +271,19 @@ impl Eval<'_> {
                 None,
                 i,
             )?;
-            let r = geneval_score(&resize_to(&img, &item.image), &item.spec, &style);
+            let img = resize_to(&img, &item.image);
+            let r = geneval_score(&img, &item.spec, &style);
+            if let Some(dump) = &mut self.dump {
+                let record = json!({
+                    "index": i,
+                    "prompt": item.caption,
+                    "geneval": r,
+                    "detected": detected(&img, &style),
+                    "reference": dump.image(i, "reference", &item.image)?,
+                    "output": dump.image(i, "output", &img)?,
+                });
+                dump.record(record);
+            }
             correct.push(f64::from(u8::from(r.correct)));
             checks.push(f64::from(r.fraction()));
             colours.push(f64::from(u8::from(r.colours)));
@@ -253,7 +301,7 @@ impl Eval<'_> {
         ]))
     }
 
-    fn edit(&self, tok: &Tokenizer) -> Result<Metrics, String> {
+    fn edit(&mut self, tok: &Tokenizer) -> Result<Metrics, String> {
         let style = self.generator.style();
         let n_img = self
             .model
@@ -278,6 +326,23 @@ impl Eval<'_> {
             };
             to_target.push(db(&e.target_image)?);
             to_source.push(db(&e.source_image)?);
+            if let Some(dump) = &mut self.dump {
+                let record = json!({
+                    "index": i,
+                    "instruction": e.item.instruction,
+                    "edit": e.item.kind,
+                    "score": r,
+                    "source_objects": e.item.source.objects,
+                    "target_objects": e.item.target.objects,
+                    "target_psnr_db": to_target[i],
+                    "source_psnr_db": to_source[i],
+                    "detected": detected(&img, &style),
+                    "source": dump.image(i, "source", &e.source_image)?,
+                    "target": dump.image(i, "target", &e.target_image)?,
+                    "output": dump.image(i, "output", &img)?,
+                });
+                dump.record(record);
+            }
             score.push(f64::from(r.score));
             change.push(f64::from(u8::from(r.change_made)));
             kept.push(f64::from(u8::from(r.preserved)));
@@ -344,7 +409,7 @@ impl Eval<'_> {
         Ok(metrics)
     }
 
-    fn vqa(&self, tok: &Tokenizer) -> Result<Metrics, String> {
+    fn vqa(&mut self, tok: &Tokenizer) -> Result<Metrics, String> {
         let special = tok.special();
         let generation = GenerationConfig {
             max_new_tokens: 4,
@@ -367,7 +432,20 @@ impl Eval<'_> {
                     &generation,
                 )
                 .map_err(|e| e.to_string())?;
-            let correct = f64::from(u8::from(vqa_answer_correct(&answer, &item.answer)));
+            let is_correct = vqa_answer_correct(&answer, &item.answer);
+            if let Some(dump) = &mut self.dump {
+                let record = json!({
+                    "index": i,
+                    "kind": item.kind.name(),
+                    "question": item.question,
+                    "answer": item.answer,
+                    "predicted": answer,
+                    "correct": is_correct,
+                    "image": dump.image(i, "image", &item.image)?,
+                });
+                dump.record(record);
+            }
+            let correct = f64::from(u8::from(is_correct));
             right.push(correct);
             by_kind
                 .entry(format!("vqa_{}", item.kind.name()))
