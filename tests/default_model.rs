@@ -53,6 +53,16 @@ fn default_model_answers_better_than_random_weights() {
     }
     assert_eq!(items, 40.0, "{metrics:?}");
     assert!((right / items - acc).abs() < 1e-9, "{metrics:?}");
+    // So do the accuracies per number of objects in the scene (1–4).
+    let (mut items, mut right) = (0.0, 0.0);
+    for k in 1..=4 {
+        if let Some(n) = metrics.get(&format!("vqa_objects_{k}_items")) {
+            items += n;
+            right += n * metrics[&format!("vqa_objects_{k}")];
+        }
+    }
+    assert_eq!(items, 40.0, "{metrics:?}");
+    assert!((right / items - acc).abs() < 1e-9, "{metrics:?}");
 }
 
 #[test]

@@ -49,7 +49,9 @@ pub enum EvalTask {
     Probe,
     /// Understanding: `vqa_accuracy`, and `vqa_<kind>` per question kind (count, colour, …) with
     /// `vqa_<kind>_items`, how many of the `n` items were of that kind (relation questions are
-    /// rare, so their accuracy rests on few items).
+    /// rare, so their accuracy rests on few items); likewise `vqa_objects_<k>` per number of
+    /// objects in the scene (a model that answers from the scene as a whole, without finding
+    /// the object asked about, does well on one-object scenes only).
     Vqa,
 }
 
@@ -441,6 +443,7 @@ impl Eval<'_> {
                     "answer": item.answer,
                     "predicted": answer,
                     "correct": is_correct,
+                    "objects": item.scene.objects,
                     "image": dump.image(i, "image", &item.image)?,
                 });
                 dump.record(record);
@@ -449,6 +452,10 @@ impl Eval<'_> {
             right.push(correct);
             by_kind
                 .entry(format!("vqa_{}", item.kind.name()))
+                .or_default()
+                .push(correct);
+            by_kind
+                .entry(format!("vqa_objects_{}", item.scene.objects.len()))
                 .or_default()
                 .push(correct);
         }
