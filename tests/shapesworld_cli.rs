@@ -226,6 +226,11 @@ fn eval_dump_writes_every_item_with_the_scores_behind_the_metrics() {
         right as f64 / 12.0,
         metrics["vqa_accuracy"].as_f64().unwrap()
     );
+    // Its standard error is that of a proportion over the 12 items (sample variance).
+    let p = right as f64 / 12.0;
+    let se = (p * (1.0 - p) / 11.0).sqrt();
+    let reported = metrics["vqa_accuracy_se"].as_f64().unwrap();
+    assert!((se - reported).abs() < 1e-12, "{se} vs {reported}");
     for r in &items {
         assert!(r["question"].as_str().unwrap().ends_with('?'), "{r}");
         assert!(!r["answer"].as_str().unwrap().is_empty(), "{r}");

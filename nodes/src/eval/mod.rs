@@ -96,7 +96,8 @@ impl EvalOptions {
 /// Per-item PSNR cap of the edit metrics (an exact copy would be infinite).
 const MAX_PSNR_DB: f64 = 100.0;
 
-/// Metric name → value.
+/// Metric name → value. The headline metrics (`psnr_db`, `recon_geneval_checks`, `geneval`,
+/// `geneval_checks`, `edit`, `vqa_accuracy`) come with their standard error, `<name>_se`.
 pub type Metrics = BTreeMap<String, f64>;
 
 /// Evaluates the checkpoint in `dir`.
@@ -182,6 +183,25 @@ fn mean(values: &[f64]) -> f64 {
     values.iter().sum::<f64>() / values.len().max(1) as f64
 }
 
+/// Suffix of a metric's standard error.
+pub const STANDARD_ERROR_SUFFIX: &str = "_se";
+
+/// Inserts `name` (the mean of the per-item `values`) and `name_se`, its standard error
+/// (sample standard deviation / √n; left out below two items), so a difference between two
+/// evaluations can be judged against the noise of the items drawn.
+fn insert_with_standard_error(metrics: &mut Metrics, name: &str, values: &[f64]) {
+    let m = mean(values);
+    metrics.insert(name.to_string(), m);
+    let n = values.len();
+    if n >= 2 {
+        let variance = values.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (n - 1) as f64;
+        metrics.insert(
+            format!("{name}{STANDARD_ERROR_SUFFIX}"),
+            (variance / n as f64).sqrt(),
+        );
+    }
+}
+
 impl Eval<'_> {
     fn pixels(&self, img: &RgbImage) -> Result<Tensor<B, 4>, String> {
         preprocess(&[rgb(img)], [self.size, self.size], &device()).map_err(|e| e.to_string())
@@ -227,13 +247,14 @@ impl Eval<'_> {
             checks.push(f64::from(r.fraction()));
             colours.push(f64::from(u8::from(r.colours)));
         }
-        Ok(Metrics::from([
-            ("psnr_db".to_string(), mean(&p)),
+        let mut metrics = Metrics::from([
             ("ssim".to_string(), mean(&s)),
             ("recon_geneval".to_string(), mean(&correct)),
-            ("recon_geneval_checks".to_string(), mean(&checks)),
             ("recon_geneval_colours".to_string(), mean(&colours)),
-        ]))
+        ]);
+        insert_with_standard_error(&mut metrics, "psnr_db", &p);
+        insert_with_standard_error(&mut metrics, "recon_geneval_checks", &checks);
+        Ok(metrics)
     }
 
     fn generated(
@@ -293,14 +314,15 @@ impl Eval<'_> {
             asked.push(f64::from(r.objects_asked));
             empty.push(f64::from(u8::from(r.objects_found == 0)));
         }
-        Ok(Metrics::from([
-            ("geneval".to_string(), mean(&correct)),
-            ("geneval_checks".to_string(), mean(&checks)),
+        let mut metrics = Metrics::from([
             ("geneval_colours".to_string(), mean(&colours)),
             ("geneval_objects_found".to_string(), mean(&found)),
             ("geneval_objects_asked".to_string(), mean(&asked)),
             ("geneval_empty".to_string(), mean(&empty)),
-        ]))
+        ]);
+        insert_with_standard_error(&mut metrics, "geneval", &correct);
+        insert_with_standard_error(&mut metrics, "geneval_checks", &checks);
+        Ok(metrics)
     }
 
     fn edit(&mut self, tok: &Tokenizer) -> Result<Metrics, String> {
@@ -349,13 +371,14 @@ impl Eval<'_> {
             change.push(f64::from(u8::from(r.change_made)));
             kept.push(f64::from(u8::from(r.preserved)));
         }
-        Ok(Metrics::from([
-            ("edit".to_string(), mean(&score)),
+        let mut metrics = Metrics::from([
             ("edit_change_made".to_string(), mean(&change)),
             ("edit_preserved".to_string(), mean(&kept)),
             ("edit_target_psnr_db".to_string(), mean(&to_target)),
             ("edit_source_psnr_db".to_string(), mean(&to_source)),
-        ]))
+        ]);
+        insert_with_standard_error(&mut metrics, "edit", &score);
+        Ok(metrics)
     }
 
     fn probe(&self) -> Result<Metrics, String> {
@@ -459,7 +482,8 @@ impl Eval<'_> {
                 .or_default()
                 .push(correct);
         }
-        let mut metrics = Metrics::from([("vqa_accuracy".to_string(), mean(&right))]);
+        let mut metrics = Metrics::new();
+        insert_with_standard_error(&mut metrics, "vqa_accuracy", &right);
         for (kind, v) in by_kind {
             metrics.insert(format!("{kind}_items"), v.len() as f64);
             metrics.insert(kind, mean(&v));
