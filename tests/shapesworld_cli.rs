@@ -292,4 +292,46 @@ fn eval_dump_writes_every_item_with_the_scores_behind_the_metrics() {
         (checks / 3.0 - reported).abs() < 1e-6,
         "{checks} vs {reported}"
     );
+
+    // Reconstruction: each record says which of the scene's objects came back with their
+    // shape, and the per-shape metrics add up to those records.
+    let recon = temp("dump-recon");
+    let stdout = ok(&unilip(&[
+        "eval",
+        "shapesworld",
+        "--task",
+        "recon",
+        "--n",
+        "6",
+        "--json",
+        "--dump",
+        s(&recon),
+    ]));
+    let metrics: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let recovered: Vec<serde_json::Value> = dumped_items(&recon)
+        .iter()
+        .flat_map(|r| {
+            let objects = r["objects"].as_array().unwrap();
+            let recovered = r["recovered"].as_array().unwrap().clone();
+            assert_eq!(recovered.len(), objects.len(), "{r}");
+            recovered
+        })
+        .collect();
+    let kept = recovered.iter().filter(|o| o["shape_kept"] == true).count();
+    let metric = |name: &str| metrics[name].as_f64().unwrap_or(0.0);
+    assert_eq!(
+        kept as f64 / recovered.len() as f64,
+        metric("recon_shapes_kept")
+    );
+    let per_shape: f64 = ["circle", "square", "triangle", "star", "diamond"]
+        .iter()
+        .map(|shape| {
+            let items = metric(&format!("recon_shape_{shape}_items"));
+            items * metric(&format!("recon_shape_{shape}"))
+        })
+        .sum();
+    assert!(
+        (per_shape - kept as f64).abs() < 1e-9,
+        "{per_shape} vs {kept}"
+    );
 }

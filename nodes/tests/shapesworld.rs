@@ -427,6 +427,53 @@ fn geneval_scores_ground_truth_renders_and_rejects_wrong_prompts() {
 }
 
 #[test]
+fn recovery_keeps_ground_truth_and_names_the_object_that_changed() {
+    let mut total = 0;
+    let mut kept = 0;
+    for g in generators() {
+        let style = g.style();
+        for i in 0..64 {
+            let item = g.caption_item(i);
+            let recovered = recover_objects(&item.scene.objects, &item.image, &style);
+            assert_eq!(recovered.len(), item.scene.objects.len());
+            total += recovered.len();
+            kept += recovered
+                .iter()
+                .filter(|r| r.found && r.shape_kept && r.size_kept)
+                .count();
+        }
+    }
+    assert!(rate(kept, total) >= 0.99, "kept {kept}/{total}");
+
+    let style = Style::default();
+    let object = |shape, cx| Object {
+        shape,
+        colour: style.colours()[0],
+        size: Size::Large,
+        cx,
+        cy: 32.0,
+    };
+    let truth = vec![object(Shape::Star, 16.0), object(Shape::Square, 46.0)];
+    let rounded = render(&Scene {
+        objects: vec![object(Shape::Circle, 16.0)],
+        resolution: 64,
+        style,
+    });
+    let recovered = recover_objects(&truth, &rounded, &style);
+    let flags: Vec<_> = recovered
+        .iter()
+        .map(|r| (r.object.shape, r.found, r.shape_kept, r.size_kept))
+        .collect();
+    assert_eq!(
+        flags,
+        [
+            (Shape::Star, true, false, true),
+            (Shape::Square, false, false, false)
+        ]
+    );
+}
+
+#[test]
 fn geneval_counts_checks() {
     let style = Style::default();
     let blank = render(&Scene {

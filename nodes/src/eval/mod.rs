@@ -21,7 +21,8 @@ use crate::models::tokenizer::{
 use crate::models::unilip::{encode_prompts, ComponentSet, ConditionMode, SampleOptions, Unilip};
 use crate::probe::{feature_position_share, ObjectProbes, TokenGrid};
 use crate::shapesworld::{
-    edit_score, geneval_score, psnr, ssim, vqa_answer_correct, Domain, GenConfig, Generator, Split,
+    edit_score, geneval_score, psnr, recover_objects, ssim, vqa_answer_correct, Domain, GenConfig,
+    Generator, ObjectRecovery, Shape, Split,
 };
 use dump::{detected, Dump};
 
@@ -202,6 +203,29 @@ fn insert_with_standard_error(metrics: &mut Metrics, name: &str, values: &[f64])
     }
 }
 
+/// What a reconstruction kept of the scene's objects: `recon_objects_found` (an object of the
+/// right colour in place), `recon_shapes_kept` (and its right shape, with standard error), and
+/// `recon_shape_<shape>` with `recon_shape_<shape>_items` for each shape in the scenes.
+fn insert_recovery(metrics: &mut Metrics, objects: &[ObjectRecovery]) {
+    let flag = |f: fn(&ObjectRecovery) -> bool| move |o: &ObjectRecovery| f64::from(u8::from(f(o)));
+    let found: Vec<f64> = objects.iter().map(flag(|o| o.found)).collect();
+    let kept: Vec<f64> = objects.iter().map(flag(|o| o.shape_kept)).collect();
+    metrics.insert("recon_objects_found".into(), mean(&found));
+    insert_with_standard_error(metrics, "recon_shapes_kept", &kept);
+    for shape in Shape::ALL {
+        let of_shape: Vec<f64> = objects
+            .iter()
+            .filter(|o| o.object.shape == shape)
+            .map(flag(|o| o.shape_kept))
+            .collect();
+        if !of_shape.is_empty() {
+            let name = format!("recon_shape_{}", shape.name());
+            metrics.insert(format!("{name}_items"), of_shape.len() as f64);
+            metrics.insert(name, mean(&of_shape));
+        }
+    }
+}
+
 impl Eval<'_> {
     fn pixels(&self, img: &RgbImage) -> Result<Tensor<B, 4>, String> {
         preprocess(&[rgb(img)], [self.size, self.size], &device()).map_err(|e| e.to_string())
@@ -218,6 +242,7 @@ impl Eval<'_> {
         let style = self.generator.style();
         let (mut p, mut s) = (Vec::new(), Vec::new());
         let (mut correct, mut checks, mut colours) = (Vec::new(), Vec::new(), Vec::new());
+        let mut objects = Vec::new();
         for i in 0..self.opts.n {
             let item = self.generator.caption_item(i as u64);
             let decoded = self
@@ -229,6 +254,7 @@ impl Eval<'_> {
             p.push(psnr(&item.image, &out).map_err(|e| e.to_string())?);
             s.push(ssim(&item.image, &out).map_err(|e| e.to_string())?);
             let r = geneval_score(&out, &item.spec, &style);
+            let recovered = recover_objects(&item.scene.objects, &out, &style);
             if let Some(dump) = &mut self.dump {
                 let record = json!({
                     "index": i,
@@ -237,6 +263,7 @@ impl Eval<'_> {
                     "ssim": s[i],
                     "geneval": r,
                     "objects": item.scene.objects,
+                    "recovered": recovered,
                     "detected": detected(&out, &style),
                     "input": dump.image(i, "input", &item.image)?,
                     "output": dump.image(i, "output", &out)?,
@@ -246,6 +273,7 @@ impl Eval<'_> {
             correct.push(f64::from(u8::from(r.correct)));
             checks.push(f64::from(r.fraction()));
             colours.push(f64::from(u8::from(r.colours)));
+            objects.extend(recovered);
         }
         let mut metrics = Metrics::from([
             ("ssim".to_string(), mean(&s)),
@@ -254,6 +282,7 @@ impl Eval<'_> {
         ]);
         insert_with_standard_error(&mut metrics, "psnr_db", &p);
         insert_with_standard_error(&mut metrics, "recon_geneval_checks", &checks);
+        insert_recovery(&mut metrics, &objects);
         Ok(metrics)
     }
 

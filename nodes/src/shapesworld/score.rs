@@ -111,6 +111,47 @@ fn detected_objects(image: &RgbImage, style: &Style) -> Vec<Object> {
     detect(image, style).iter().map(Detection::object).collect()
 }
 
+/// How one ground-truth object of a scene came back in an image (e.g. a reconstruction).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ObjectRecovery {
+    /// The ground-truth object.
+    pub object: Object,
+    /// An object of the same colour was detected within 0.08 × resolution of its centre.
+    pub found: bool,
+    /// That detection also has the object's shape.
+    pub shape_kept: bool,
+    /// That detection also has the object's size class.
+    pub size_kept: bool,
+}
+
+/// Matches every object of `truth` to the nearest not yet matched detection in `image` of
+/// the same colour within 0.08 × resolution (in `truth` order) and reports whether its
+/// shape and size survived. Unlike [`geneval_score`], which checks a caption, this says
+/// *which* objects an image lost or changed — for a reconstruction, what the decoder drops.
+pub fn recover_objects(truth: &[Object], image: &RgbImage, style: &Style) -> Vec<ObjectRecovery> {
+    let tolerance = POSITION_TOLERANCE * image.width().min(image.height()) as f32;
+    let mut unused = detected_objects(image, style);
+    truth
+        .iter()
+        .map(|object| {
+            let distance = |o: &Object| (o.cx - object.cx).hypot(o.cy - object.cy);
+            let nearest = unused
+                .iter()
+                .enumerate()
+                .filter(|(_, o)| o.colour == object.colour && distance(o) <= tolerance)
+                .min_by(|(_, a), (_, b)| distance(a).total_cmp(&distance(b)))
+                .map(|(index, _)| index);
+            let matched = nearest.map(|index| unused.swap_remove(index));
+            ObjectRecovery {
+                object: *object,
+                found: matched.is_some(),
+                shape_kept: matched.is_some_and(|o| o.shape == object.shape),
+                size_kept: matched.is_some_and(|o| o.size == object.size),
+            }
+        })
+        .collect()
+}
+
 /// Outcome of checking an edited image.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct EditResult {
