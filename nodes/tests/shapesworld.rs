@@ -434,7 +434,11 @@ fn recovery_keeps_ground_truth_and_names_the_object_that_changed() {
         let style = g.style();
         for i in 0..64 {
             let item = g.caption_item(i);
-            let recovered = recover_objects(&item.scene.objects, &item.image, &style);
+            let found: Vec<Object> = detect(&item.image, &style)
+                .iter()
+                .map(Detection::object)
+                .collect();
+            let recovered = recover_objects(&item.scene.objects, &found, 64);
             assert_eq!(recovered.len(), item.scene.objects.len());
             total += recovered.len();
             kept += recovered
@@ -459,7 +463,11 @@ fn recovery_keeps_ground_truth_and_names_the_object_that_changed() {
         resolution: 64,
         style,
     });
-    let recovered = recover_objects(&truth, &rounded, &style);
+    let found: Vec<Object> = detect(&rounded, &style)
+        .iter()
+        .map(Detection::object)
+        .collect();
+    let recovered = recover_objects(&truth, &found, 64);
     let flags: Vec<_> = recovered
         .iter()
         .map(|r| (r.object.shape, r.found, r.shape_kept, r.size_kept))

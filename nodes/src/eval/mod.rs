@@ -21,8 +21,9 @@ use crate::models::tokenizer::{
 use crate::models::unilip::{encode_prompts, ComponentSet, ConditionMode, SampleOptions, Unilip};
 use crate::probe::{feature_position_share, ObjectProbes, TokenGrid};
 use crate::shapesworld::{
-    edit_score, geneval_score, psnr, recover_objects, ssim, vqa_answer_correct, Domain, GenConfig,
-    Generator, ObjectRecovery, Shape, Split,
+    detect, edit_score, geneval_objects, geneval_score, psnr, recover_objects, ssim,
+    vqa_answer_correct, Detection, Domain, GenConfig, Generator, Object, ObjectRecovery, Shape,
+    Split,
 };
 use dump::{detected, Dump};
 
@@ -253,8 +254,10 @@ impl Eval<'_> {
             let out = resize_to(&out, &item.image);
             p.push(psnr(&item.image, &out).map_err(|e| e.to_string())?);
             s.push(ssim(&item.image, &out).map_err(|e| e.to_string())?);
-            let r = geneval_score(&out, &item.spec, &style);
-            let recovered = recover_objects(&item.scene.objects, &out, &style);
+            let found: Vec<Object> = detect(&out, &style).iter().map(Detection::object).collect();
+            let resolution = out.width().min(out.height());
+            let r = geneval_objects(&found, &item.spec, resolution);
+            let recovered = recover_objects(&item.scene.objects, &found, resolution);
             if let Some(dump) = &mut self.dump {
                 let record = json!({
                     "index": i,

@@ -124,13 +124,18 @@ pub struct ObjectRecovery {
     pub size_kept: bool,
 }
 
-/// Matches every object of `truth` to the nearest not yet matched detection in `image` of
-/// the same colour within 0.08 × resolution (in `truth` order) and reports whether its
-/// shape and size survived. Unlike [`geneval_score`], which checks a caption, this says
-/// *which* objects an image lost or changed — for a reconstruction, what the decoder drops.
-pub fn recover_objects(truth: &[Object], image: &RgbImage, style: &Style) -> Vec<ObjectRecovery> {
-    let tolerance = POSITION_TOLERANCE * image.width().min(image.height()) as f32;
-    let mut unused = detected_objects(image, style);
+/// Matches every object of `truth` to the nearest not yet matched object of `detected` (found
+/// by [`detect`] in an image of `resolution`) of the same colour within 0.08 × resolution (in
+/// `truth` order) and reports whether its shape and size survived. Unlike [`geneval_score`],
+/// which checks a caption, this says *which* objects an image lost or changed — for a
+/// reconstruction, what the decoder drops.
+pub fn recover_objects(
+    truth: &[Object],
+    detected: &[Object],
+    resolution: u32,
+) -> Vec<ObjectRecovery> {
+    let tolerance = POSITION_TOLERANCE * resolution as f32;
+    let mut unused = detected.to_vec();
     truth
         .iter()
         .map(|object| {
