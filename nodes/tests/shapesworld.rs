@@ -434,10 +434,7 @@ fn recovery_keeps_ground_truth_and_names_the_object_that_changed() {
         let style = g.style();
         for i in 0..64 {
             let item = g.caption_item(i);
-            let found: Vec<Object> = detect(&item.image, &style)
-                .iter()
-                .map(Detection::object)
-                .collect();
+            let found = detected_objects(&item.image, &style);
             let recovered = recover_objects(&item.scene.objects, &found, 64);
             assert_eq!(recovered.len(), item.scene.objects.len());
             total += recovered.len();
@@ -463,10 +460,7 @@ fn recovery_keeps_ground_truth_and_names_the_object_that_changed() {
         resolution: 64,
         style,
     });
-    let found: Vec<Object> = detect(&rounded, &style)
-        .iter()
-        .map(Detection::object)
-        .collect();
+    let found = detected_objects(&rounded, &style);
     let recovered = recover_objects(&truth, &found, 64);
     let flags: Vec<_> = recovered
         .iter()

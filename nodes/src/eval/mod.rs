@@ -254,7 +254,8 @@ impl Eval<'_> {
             let out = resize_to(&out, &item.image);
             p.push(psnr(&item.image, &out).map_err(|e| e.to_string())?);
             s.push(ssim(&item.image, &out).map_err(|e| e.to_string())?);
-            let found: Vec<Object> = detect(&out, &style).iter().map(Detection::object).collect();
+            let detections = detect(&out, &style);
+            let found: Vec<Object> = detections.iter().map(Detection::object).collect();
             let resolution = out.width().min(out.height());
             let r = geneval_objects(&found, &item.spec, resolution);
             let recovered = recover_objects(&item.scene.objects, &found, resolution);
@@ -267,7 +268,7 @@ impl Eval<'_> {
                     "geneval": r,
                     "objects": item.scene.objects,
                     "recovered": recovered,
-                    "detected": detected(&out, &style),
+                    "detected": detections,
                     "input": dump.image(i, "input", &item.image)?,
                     "output": dump.image(i, "output", &out)?,
                 });

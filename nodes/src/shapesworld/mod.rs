@@ -33,8 +33,8 @@ pub use metrics::{psnr, ssim, MetricError};
 pub use render::render;
 pub use scene::{object_gap, Colour, Object, Scene, Shape, Size, MAX_RESOLUTION, MIN_RESOLUTION};
 pub use score::{
-    edit_score, geneval_objects, geneval_score, recover_objects, vqa_answer_correct, EditResult,
-    GenEvalResult, ObjectRecovery,
+    detected_objects, edit_score, geneval_objects, geneval_score, recover_objects,
+    vqa_answer_correct, EditResult, GenEvalResult, ObjectRecovery,
 };
 pub use spec::{GroupSpec, ParseError, RelatedGroup, Relation, SceneSpec};
 pub use style::{Domain, Style};

@@ -107,7 +107,8 @@ fn centroid(objects: &[&Object]) -> Option<(f32, f32)> {
     })
 }
 
-fn detected_objects(image: &RgbImage, style: &Style) -> Vec<Object> {
+/// The objects [`detect`] finds in `image`, as scene objects.
+pub fn detected_objects(image: &RgbImage, style: &Style) -> Vec<Object> {
     detect(image, style).iter().map(Detection::object).collect()
 }
 
