@@ -127,6 +127,15 @@ fn miniature_recipe_trains_every_stage_and_eval_reports_json() {
             "probe",
             vec!["probe_shape", "probe_colour_majority", "probe_row"],
         ),
+        (
+            "flow",
+            vec![
+                "flow_loss",
+                "flow_prompt_delta",
+                "flow_edit_source_delta_se",
+                "flow_edit_loss_copy_source_sigma_0.9",
+            ],
+        ),
     ] {
         // A probe needs objects in both its training and held-out splits.
         let n = if task == "probe" { "8" } else { "2" };

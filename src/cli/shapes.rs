@@ -112,6 +112,9 @@ pub enum TaskArg {
     /// Linear probes of the image features at each object's token (shape, colour, size, row,
     /// column): what the encoder keeps.
     Probe,
+    /// The DiT's flow-matching loss with its own condition and with parts of it swapped or
+    /// dropped (prompt; source image, instruction): how much it uses each.
+    Flow,
 }
 
 /// `unilip eval shapesworld`.
@@ -138,7 +141,7 @@ pub struct EvalArgs {
     /// CFG scale (generate, edit).
     #[arg(long, default_value_t = 4.5)]
     guidance: f32,
-    /// DiT condition (generate, edit): dual, hidden_only or query_only.
+    /// DiT condition (generate, edit, flow): dual, hidden_only or query_only.
     #[arg(long, default_value = "dual")]
     condition: String,
     /// Print one JSON object with the metric names and values.
@@ -146,7 +149,7 @@ pub struct EvalArgs {
     json: bool,
     /// Also write every item's images (PNG) and scores to this directory: `items.jsonl` (one
     /// record per item: prompt or question, the model's answer, what the scorer detected,
-    /// the item's scores) and `metrics.json`. Not for `--task probe`.
+    /// the item's scores) and `metrics.json`. Not for `--task probe` or `flow`.
     #[arg(long, value_name = "DIR")]
     dump: Option<PathBuf>,
 }
@@ -161,6 +164,7 @@ pub fn eval(args: EvalArgs) -> Result<(), CliError> {
             TaskArg::Edit => EvalTask::Edit,
             TaskArg::Vqa => EvalTask::Vqa,
             TaskArg::Probe => EvalTask::Probe,
+            TaskArg::Flow => EvalTask::Flow,
         },
         args.n,
     );

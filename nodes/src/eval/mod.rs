@@ -4,6 +4,9 @@
 //! [`EvalOptions::dump`] every item's images and scores are written too ([`dump`]).
 
 pub mod dump;
+mod flow;
+
+pub use flow::FLOW_SIGMAS;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -55,6 +58,17 @@ pub enum EvalTask {
     /// objects in the scene (a model that answers from the scene as a whole, without finding
     /// the object asked about, does well on one-object scenes only).
     Vqa,
+    /// How much the DiT uses its condition: its flow-matching loss on `n` caption items and `n`
+    /// edit items at the noise levels [`FLOW_SIGMAS`], under the item's own condition
+    /// (`flow_loss`, `flow_edit_loss`) and under conditions missing a part of it. Text-to-image:
+    /// another item's prompt (`flow_loss_other_prompt`) and the negative prompt
+    /// (`flow_loss_unconditional`); editing: another item's source image
+    /// (`flow_edit_loss_other_source`) and the negative instruction
+    /// (`flow_edit_loss_no_instruction`). The paired differences `flow_prompt_delta`,
+    /// `flow_condition_delta`, `flow_edit_source_delta` and `flow_edit_instruction_delta` (with
+    /// `_se`, and per noise level as `…_sigma_<σ>`) are what each part saves: near zero when the
+    /// DiT ignores it.
+    Flow,
 }
 
 /// Evaluation settings.
@@ -105,8 +119,10 @@ pub type Metrics = BTreeMap<String, f64>;
 /// Evaluates the checkpoint in `dir`.
 pub fn eval_shapesworld(dir: &Path, opts: &EvalOptions) -> Result<Metrics, String> {
     let dump = match (&opts.dump, opts.task) {
-        (Some(_), EvalTask::Probe) => {
-            return Err("--dump applies to recon, generate, edit and vqa, not probe".to_string())
+        (Some(_), EvalTask::Probe | EvalTask::Flow) => {
+            return Err(
+                "--dump applies to recon, generate, edit and vqa, not probe or flow".to_string(),
+            )
         }
         (Some(d), _) => Some(Dump::create(d)?),
         (None, _) => None,
@@ -114,7 +130,7 @@ pub fn eval_shapesworld(dir: &Path, opts: &EvalOptions) -> Result<Metrics, Strin
     let components = match opts.task {
         EvalTask::Recon => ComponentSet::RECONSTRUCTION,
         EvalTask::Generate => ComponentSet::GENERATION,
-        EvalTask::Edit => ComponentSet::EDITING,
+        EvalTask::Edit | EvalTask::Flow => ComponentSet::EDITING,
         EvalTask::Vqa => ComponentSet::UNDERSTANDING,
         EvalTask::Probe => ComponentSet::VISION,
     };
@@ -141,6 +157,7 @@ pub fn eval_shapesworld(dir: &Path, opts: &EvalOptions) -> Result<Metrics, Strin
         EvalTask::Edit => eval.edit(&tokenizer()?),
         EvalTask::Vqa => eval.vqa(&tokenizer()?),
         EvalTask::Probe => eval.probe(),
+        EvalTask::Flow => eval.flow(&tokenizer()?),
     }?;
     if let Some(dump) = eval.dump {
         dump.finish(&metrics)?;
