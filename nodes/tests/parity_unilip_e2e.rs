@@ -9,7 +9,8 @@ use unilip_nodes::fixtures::expect_tensor as read;
 use unilip_nodes::fixtures::unilip_config;
 use unilip_nodes::fixtures::{compare, Fixture};
 use unilip_nodes::models::unilip::{
-    to_image, ComponentSet, ConditionMode, InitLatent, SampleOptions, Sampler, Unilip, UnilipError,
+    to_image, ComponentSet, Condition, ConditionMode, InitLatent, SampleOptions, Sampler, Unilip,
+    UnilipError,
 };
 use unilip_nodes::weights::HostTensor;
 
@@ -46,6 +47,7 @@ fn options(fx: &Fixture, init: Tensor<B, 4>) -> SampleOptions<B> {
         sampler: Sampler::DpmSolver,
         steps: s["num_inference_steps"].as_u64().expect("steps") as usize,
         guidance_scale: s["guidance_scale"].as_f64().expect("guidance_scale") as f32,
+        guidance_max_sigma: 1.0,
         init: InitLatent::Latent(init),
     }
 }
@@ -473,4 +475,63 @@ fn parity_unilip_e2e_sampling_options() {
     });
     assert!(matches!(stopped, Err(UnilipError::Input(m)) if m == "cancelled"));
     assert_eq!(calls, 2, "sampling stops at the callback's error");
+}
+
+#[test]
+fn guidance_interval_guides_only_the_low_noise_steps() {
+    let Some(fx) = Fixture::open("unilip_e2e").expect("open unilip_e2e") else {
+        return;
+    };
+    let model = load(&fx);
+    let c = model
+        .condition(
+            expect_int_tensor::<B, _>(&fx.io, "t2i.input_ids"),
+            expect_int_tensor::<B, _>(&fx.io, "t2i.attention_mask"),
+            None,
+            ConditionMode::Dual,
+        )
+        .expect("condition");
+    let (pos, neg) = (c.rows(0, 1).expect("pos"), c.rows(1, 1).expect("neg"));
+    // Every step's latent, for a negative condition or none.
+    let run = |max_sigma: f32, negative: Option<&Condition<B>>| {
+        let mut opts = SampleOptions::<B>::unilip(3);
+        opts.steps = 6;
+        opts.guidance_max_sigma = max_sigma;
+        let mut steps = Vec::new();
+        model
+            .sample(&pos, negative, &opts, |_, _, x| {
+                steps.push(HostTensor::from_burn(x.clone()));
+                Ok::<(), UnilipError>(())
+            })
+            .expect("sampling");
+        steps
+    };
+    let unguided = run(1.0, None);
+    let guided = run(1.0, Some(&neg));
+    assert_ne!(unguided[0], guided[0], "CFG 4.5 moves the first step");
+    // No step at σ ≤ 0: the negative condition is never used.
+    assert_eq!(run(0.0, Some(&neg)), unguided);
+    // DPM-Solver++ at shift 3 over 6 steps: the first steps are at σ > 0.8, the last below.
+    let sigmas: Vec<f32> = step_sigmas(&model, 6);
+    let cut = sigmas
+        .iter()
+        .position(|&s| s <= 0.8)
+        .expect("a step below 0.8");
+    assert!(cut > 0 && cut < 6, "{sigmas:?}");
+    let interval = run(0.8, Some(&neg));
+    assert_eq!(interval[..cut], unguided[..cut], "unguided above σ = 0.8");
+    assert_ne!(interval[cut], unguided[cut], "guided from σ = 0.8 down");
+}
+
+/// σ of each sampler step: the DiT timesteps of UniLIP's DPM-Solver++ over `num_train_timesteps`.
+fn step_sigmas(model: &Unilip<B>, steps: usize) -> Vec<f32> {
+    let n = model.config.scheduler.num_train_timesteps as f32;
+    unilip_nodes::models::scheduler::DpmSolverMultistepScheduler::<B, 4>::new(
+        model.config.scheduler.clone(),
+    )
+    .and_then(|mut s| s.set_timesteps(steps).map(|t| t.timesteps))
+    .expect("timesteps")
+    .iter()
+    .map(|&t| t as f32 / n)
+    .collect()
 }

@@ -141,6 +141,10 @@ pub struct EvalArgs {
     /// CFG scale (generate, edit).
     #[arg(long, default_value_t = 4.5)]
     guidance: f32,
+    /// Guide only the sampler steps at noise level σ ≤ this (generate, edit); 1 guides every
+    /// step, as UniLIP does.
+    #[arg(long, default_value_t = 1.0)]
+    guidance_max_sigma: f32,
     /// DiT condition (generate, edit, flow): dual, hidden_only or query_only.
     #[arg(long, default_value = "dual")]
     condition: String,
@@ -172,6 +176,7 @@ pub fn eval(args: EvalArgs) -> Result<(), CliError> {
     opts.domain = args.domain.into();
     opts.steps = args.steps;
     opts.guidance = args.guidance;
+    opts.guidance_max_sigma = args.guidance_max_sigma;
     opts.condition = args.condition.parse().map_err(CliError::Usage)?;
     opts.dump = args.dump;
     let metrics = eval_shapesworld(&dir, &opts).map_err(CliError::Run)?;

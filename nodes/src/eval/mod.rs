@@ -86,6 +86,9 @@ pub struct EvalOptions {
     pub steps: usize,
     /// CFG scale (generation, editing).
     pub guidance: f32,
+    /// Highest noise level σ that is guided (generation, editing; see
+    /// [`SampleOptions::guidance_max_sigma`]).
+    pub guidance_max_sigma: f32,
     /// DiT condition (generation, editing).
     pub condition: ConditionMode,
     /// Directory for per-item images and records (`items.jsonl`, `metrics.json`); not for
@@ -94,7 +97,8 @@ pub struct EvalOptions {
 }
 
 impl EvalOptions {
-    /// `n` items of `task` with UniLIP's sampler defaults (20 DPM-Solver++ steps, CFG 4.5).
+    /// `n` items of `task` with UniLIP's sampler defaults (20 DPM-Solver++ steps, CFG 4.5 at
+    /// every step).
     pub fn new(task: EvalTask, n: usize) -> Self {
         Self {
             task,
@@ -103,6 +107,7 @@ impl EvalOptions {
             domain: Domain::Default,
             steps: 20,
             guidance: 4.5,
+            guidance_max_sigma: 1.0,
             condition: ConditionMode::Dual,
             dump: None,
         }
@@ -253,6 +258,7 @@ impl Eval<'_> {
         let mut s = SampleOptions::unilip(self.opts.seed.wrapping_add(index as u64));
         s.steps = self.opts.steps;
         s.guidance_scale = self.opts.guidance;
+        s.guidance_max_sigma = self.opts.guidance_max_sigma;
         s
     }
 

@@ -1192,6 +1192,11 @@ pub struct SampleOptions<B: Backend> {
     pub steps: usize,
     /// CFG scale `s` in `v_u + s·(v_c − v_u)` (ignored without a negative condition).
     pub guidance_scale: f32,
+    /// Guidance applies only at steps whose noise level σ (the DiT timestep over
+    /// `num_train_timesteps`) is at most this; the others take the conditional prediction alone.
+    /// 1, UniLIP's setting, guides every step. A lower limit (guidance in a limited interval,
+    /// Kynkäänniemi et al. 2024) leaves the layout, decided at high σ, to the conditional branch.
+    pub guidance_max_sigma: f32,
     /// Initial latent.
     pub init: InitLatent<B>,
 }
@@ -1203,6 +1208,7 @@ impl<B: Backend> SampleOptions<B> {
             sampler: Sampler::DpmSolver,
             steps: 20,
             guidance_scale: 4.5,
+            guidance_max_sigma: 1.0,
             init: InitLatent::Seed(seed),
         }
     }
@@ -1502,7 +1508,7 @@ impl<B: Backend> Unilip<B> {
         let dit = need(&self.dit, "dit")?;
         let n = cond.batch();
         let dev = cond.embeds.device();
-        let (caption, mask) = match uncond {
+        let guided = match uncond {
             Some(u) if u.batch() != n => {
                 return Err(UnilipError::Input(format!(
                     "negative condition has {} rows, positive {n}",
@@ -1513,28 +1519,32 @@ impl<B: Backend> Unilip<B> {
             Some(u) => {
                 let l = u.embeds.dims()[1].max(cond.embeds.dims()[1]);
                 let (u, c) = (u.pad_to(l), cond.pad_to(l));
-                (
+                Some((
                     Tensor::cat(vec![u.embeds, c.embeds], 0),
-                    Tensor::cat(vec![u.mask, c.mask], 0),
-                )
+                    Tensor::cat(vec![u.mask, c.mask], 0).float(),
+                ))
             }
-            None => (cond.embeds.clone(), cond.mask.clone()),
+            None => None,
         };
-        let mask = mask.float();
-        let rows = caption.dims()[0];
+        let unguided = (cond.embeds.clone(), cond.mask.clone().float());
         let mut x = self.initial_latent(n, &opts.init, &dev)?;
         let (mut stepper, timesteps) =
             Stepper::new(&self.config.scheduler, opts.sampler, opts.steps)?;
         let total = timesteps.len();
+        let train_timesteps = self.config.scheduler.num_train_timesteps as f32;
         for (i, &t) in timesteps.iter().enumerate() {
-            let input = if uncond.is_some() {
-                Tensor::cat(vec![x.clone(), x.clone()], 0)
-            } else {
-                x.clone()
+            // Unguided steps (σ above `guidance_max_sigma`) run the positive rows alone.
+            let guide_here = guided.as_ref().filter(|_| {
+                opts.guidance_max_sigma >= 1.0 || t / train_timesteps <= opts.guidance_max_sigma
+            });
+            let ((caption, mask), input) = match guide_here {
+                Some(both) => (both, Tensor::cat(vec![x.clone(), x.clone()], 0)),
+                None => (&unguided, x.clone()),
             };
+            let rows = caption.dims()[0];
             let t = Tensor::from_data(TensorData::new(vec![t; rows], [rows]), &dev);
             let v = dit.forward(input, t, caption.clone(), mask.clone());
-            let v = if uncond.is_some() {
+            let v = if guide_here.is_some() {
                 guide(
                     v.clone().narrow(0, 0, n),
                     v.narrow(0, n, n),

@@ -49,6 +49,13 @@ impl DitDenoise {
                     ParamSpec::choice("sampler", "dpm_solver", &["dpm_solver", "euler"], "Sampler"),
                     ParamSpec::int("steps", 20, 1, 1000, "Sampling steps"),
                     ParamSpec::float("guidance_scale", 4.5, 0.0, 50.0, "CFG scale (1 = no guidance)"),
+                    ParamSpec::float(
+                        "guidance_max_sigma",
+                        1.0,
+                        0.0,
+                        1.0,
+                        "Guide only the steps at noise level σ ≤ this (1 = every step, as UniLIP)",
+                    ),
                     ParamSpec::float("flow_shift", 3.0, 0.1, 20.0, "Timestep shift"),
                     ParamSpec::seed("seed", 42, "Noise seed"),
                     ParamSpec::bool("preview", false, "Emit the latent (first 3 channels) as a preview every step"),
@@ -100,6 +107,7 @@ impl Node for DitDenoise {
             },
             steps: ctx.int("steps")? as usize,
             guidance_scale: ctx.float("guidance_scale")? as f32,
+            guidance_max_sigma: ctx.float("guidance_max_sigma")? as f32,
             init,
         };
         let show = ctx.bool("preview")?;
