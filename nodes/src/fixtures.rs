@@ -162,3 +162,19 @@ pub fn unilip_config(fx: &Fixture) -> Result<crate::models::unilip::UnilipConfig
     json["scheduler_config"] = up["scheduler"].clone();
     crate::models::unilip::UnilipConfig::from_json(json)
 }
+
+/// The dual condition of the end-to-end fixture's text-to-image prompts (`t2i.input_ids`,
+/// `t2i.attention_mask`: the positive row, then the negative), panicking on error (test helper).
+pub fn t2i_condition<B: burn::prelude::Backend>(
+    fx: &Fixture,
+    model: &crate::models::unilip::Unilip<B>,
+) -> crate::models::unilip::Condition<B> {
+    model
+        .condition(
+            expect_int_tensor::<B, 2>(&fx.io, "t2i.input_ids"),
+            expect_int_tensor::<B, 2>(&fx.io, "t2i.attention_mask"),
+            None,
+            crate::models::unilip::ConditionMode::Dual,
+        )
+        .expect("t2i condition")
+}

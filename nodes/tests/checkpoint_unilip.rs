@@ -8,13 +8,12 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use unilip_nodes::fixtures::expect_int_tensor;
+use unilip_nodes::fixtures::t2i_condition;
 use unilip_nodes::fixtures::unilip_config;
 use unilip_nodes::fixtures::Fixture;
 use unilip_nodes::models::qwen2::{GenerationConfig, Sampling};
 use unilip_nodes::models::scheduler::DpmSolverConfig;
-use unilip_nodes::models::unilip::{
-    ComponentSet, ConditionMode, KeyStyle, Unilip, UnilipConfig, UnilipError,
-};
+use unilip_nodes::models::unilip::{ComponentSet, KeyStyle, Unilip, UnilipConfig, UnilipError};
 use unilip_nodes::weights::{write_safetensors, Checkpoint, HostTensor, SaveDtype, WeightError};
 
 type B = burn::backend::Flex;
@@ -91,15 +90,7 @@ fn write_checkpoint(
 
 /// The t2i projector output (UniLIP's dual condition) of a loaded model.
 fn t2i_projector(fx: &Fixture, model: &Unilip<B>) -> HostTensor {
-    let c = model
-        .condition(
-            expect_int_tensor::<B, _>(&fx.io, "t2i.input_ids"),
-            expect_int_tensor::<B, _>(&fx.io, "t2i.attention_mask"),
-            None,
-            ConditionMode::Dual,
-        )
-        .expect("t2i condition");
-    HostTensor::from_burn(c.embeds)
+    HostTensor::from_burn(t2i_condition(fx, model).embeds)
 }
 
 /// `max |got - want|`, asserted `<= rel · max |want|` (bf16 weights vs the fp32 reference).

@@ -6,6 +6,7 @@
 use burn::prelude::*;
 use unilip_nodes::fixtures::expect_int_tensor;
 use unilip_nodes::fixtures::expect_tensor as read;
+use unilip_nodes::fixtures::t2i_condition;
 use unilip_nodes::fixtures::unilip_config;
 use unilip_nodes::fixtures::{compare, Fixture};
 use unilip_nodes::models::unilip::{
@@ -38,6 +39,12 @@ fn load(fx: &Fixture) -> Unilip<B> {
         &Default::default(),
     )
     .expect("load unilip_e2e weights")
+}
+
+/// The fixture's text-to-image condition as (positive, negative) rows.
+fn t2i_rows(fx: &Fixture, model: &Unilip<B>) -> (Condition<B>, Condition<B>) {
+    let c = t2i_condition(fx, model);
+    (c.rows(0, 1).expect("pos"), c.rows(1, 1).expect("neg"))
 }
 
 /// UniLIP's sampler settings from `tiny.sampler`, starting at `init`.
@@ -430,15 +437,7 @@ fn parity_unilip_e2e_sampling_options() {
         return;
     };
     let model = load(&fx);
-    let c = model
-        .condition(
-            expect_int_tensor::<B, _>(&fx.io, "t2i.input_ids"),
-            expect_int_tensor::<B, _>(&fx.io, "t2i.attention_mask"),
-            None,
-            ConditionMode::Dual,
-        )
-        .expect("condition");
-    let (pos, neg) = (c.rows(0, 1).expect("pos"), c.rows(1, 1).expect("neg"));
+    let (pos, neg) = t2i_rows(&fx, &model);
     let dev = Default::default();
     let noise = |seed| {
         HostTensor::from_burn(
@@ -483,15 +482,7 @@ fn guidance_interval_guides_only_the_low_noise_steps() {
         return;
     };
     let model = load(&fx);
-    let c = model
-        .condition(
-            expect_int_tensor::<B, _>(&fx.io, "t2i.input_ids"),
-            expect_int_tensor::<B, _>(&fx.io, "t2i.attention_mask"),
-            None,
-            ConditionMode::Dual,
-        )
-        .expect("condition");
-    let (pos, neg) = (c.rows(0, 1).expect("pos"), c.rows(1, 1).expect("neg"));
+    let (pos, neg) = t2i_rows(&fx, &model);
     // Every step's latent, for a negative condition or none.
     let run = |max_sigma: f32, negative: Option<&Condition<B>>| {
         let mut opts = SampleOptions::<B>::unilip(3);
