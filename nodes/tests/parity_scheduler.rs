@@ -345,6 +345,17 @@ fn parity_training_helpers() {
             "training sigma {k}"
         );
     }
+    // The draw indexes the descending table, as diffusers' training scripts do: a positive
+    // logit mean trains at less noise, a negative one at more.
+    let mut mean_sigma = |m: f64| {
+        let d = sched.sample_training(512, m, 1.0, &mut rng);
+        d.sigmas.iter().sum::<f32>() / 512.0
+    };
+    let (less, more) = (mean_sigma(1.5), mean_sigma(-1.5));
+    assert!(
+        less < 0.3 && more > 0.7,
+        "σ at m = 1.5: {less}, m = -1.5: {more}"
+    );
 
     let x0 = Tensor::<B, 2>::from_data([[1.0, 2.0], [3.0, 4.0]], &dev);
     let eps = Tensor::<B, 2>::from_data([[0.5, -1.0], [2.0, 0.0]], &dev);

@@ -154,7 +154,9 @@ loss_node!(
             0.0,
             -5.0,
             5.0,
-            "Mean of the logit-normal timestep density"
+            "Mean m of the logit-normal timestep density: u ~ N(m, std) indexes the descending \
+             timestep table at sigmoid(u)·N (diffusers' convention), so σ ≈ 1 − sigmoid(u): \
+             m > 0 trains at less noise, m < 0 at more"
         ),
         ParamSpec::float(
             "logit_std",
