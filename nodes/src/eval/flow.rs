@@ -85,7 +85,7 @@ impl Eval<'_> {
                 generation_prompt(&other.caption),
                 generation_negative(),
             ];
-            let x0 = self.target(&item.image)?;
+            let x0 = self.target(&self.features(&item.image)?)?;
             generation
                 .items
                 .push(self.losses(tok, &prompts, None, x0, i)?);
@@ -94,7 +94,11 @@ impl Eval<'_> {
             let other = self.generator.edit_item((i + self.opts.n) as u64);
             let own = self.features(&e.source_image)?;
             let features = Tensor::cat(
-                vec![own.clone(), self.features(&other.source_image)?, own],
+                vec![
+                    own.clone(),
+                    self.features(&other.source_image)?,
+                    own.clone(),
+                ],
                 0,
             );
             let prompts = [
@@ -102,8 +106,8 @@ impl Eval<'_> {
                 edit_prompt(&e.item.instruction, n_img),
                 edit_negative(n_img),
             ];
-            let x0 = self.target(&e.target_image)?;
-            let source = self.target(&e.source_image)?;
+            let x0 = self.target(&self.features(&e.target_image)?)?;
+            let source = self.target(&own)?;
             source_distance.push(f64::from(
                 (x0.clone() - source)
                     .powi_scalar(2)
@@ -140,11 +144,17 @@ impl Eval<'_> {
         Ok(metrics)
     }
 
-    /// The DiT target of an image: its UniLIP latent, shifted and scaled.
-    fn target(&self, img: &image::RgbImage) -> Result<Tensor<B, 4>, String> {
+    /// The DiT target of an image's features: its UniLIP latent, shifted and scaled.
+    fn target(&self, features: &Tensor<B, 3>) -> Result<Tensor<B, 4>, String> {
+        let grid = self
+            .model
+            .vision
+            .as_ref()
+            .ok_or("the checkpoint has no vision tower")?
+            .feature_grid(self.size, self.size);
         let latent = self
             .model
-            .encode_latent(self.pixels(img)?)
+            .features_to_latent(features.clone(), grid)
             .map_err(|e| e.to_string())?;
         Ok(self.model.scale(latent))
     }
