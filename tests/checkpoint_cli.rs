@@ -1,4 +1,4 @@
-//! `unilip checkpoint reinit` and `graft` through the real binary, on the embedded default model:
+//! `unilip checkpoint reinit`, `graft` and `add-position` through the real binary, on the embedded default model:
 //! the chosen components are drawn afresh under the edited config (or taken from the donor with
 //! its config fields), everything else is byte-identical, the result loads, and bad requests name
 //! the key or field at fault.
@@ -174,4 +174,65 @@ fn graft_names_the_tensor_that_does_not_fit() {
     let missing = graft(&out.join("nowhere"), &out, "dit");
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("--from"));
+}
+
+/// `feature_position_share` from `unilip eval shapesworld --task probe` on `dir`.
+fn position_share(dir: &Path) -> f64 {
+    let stdout = ok(&unilip(&[
+        "eval",
+        "shapesworld",
+        "--task",
+        "probe",
+        "--n",
+        "40",
+        "--json",
+        "--checkpoint",
+        s(dir),
+    ]));
+    let metrics: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    metrics["feature_position_share"].as_f64().unwrap()
+}
+
+#[test]
+fn add_position_puts_absolute_position_into_the_features_and_keeps_the_rest() {
+    let out = temp("add-position");
+    let stdout = ok(&unilip(&[
+        "checkpoint",
+        "add-position",
+        BASE,
+        "--scale",
+        "2",
+        "--out",
+        s(&out),
+    ]));
+    assert!(stdout.contains("2 × 2-D sin-cos added"), "{stdout}");
+    let base_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(BASE);
+    let (base, after) = (tensors(&base_dir), tensors(&out));
+    let table = "model.vision_tower.embeddings.position_embedding";
+    assert_eq!(
+        base.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>()
+    );
+    for (key, value) in &after {
+        assert_eq!(key == table, base[key] != *value, "{key}");
+    }
+    assert_eq!(config(&out), config(&base_dir));
+    // Blank-background tokens now differ by position (the shipped ViT's barely do).
+    let (before, now) = (position_share(&base_dir), position_share(&out));
+    assert!(
+        before < 0.02 && now > 0.06,
+        "position share {before} → {now}"
+    );
+
+    let refused = unilip(&[
+        "checkpoint",
+        "add-position",
+        BASE,
+        "--scale",
+        "1",
+        "--out",
+        BASE,
+    ]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("is the base checkpoint"));
 }

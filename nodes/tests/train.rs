@@ -167,6 +167,65 @@ fn understanding_lowers_the_answer_cross_entropy() {
 }
 
 #[test]
+fn projector_warm_up_trains_mlp1_alone_at_the_full_rate() {
+    let root = temp("projector");
+    let base = checkpoint(&root);
+    let data = Squares {
+        kind: DatasetKind::Vqa,
+        n: 3,
+        poison: None,
+    };
+    let terms = vec![term(LossKind::Text)];
+    let train = |name: &str, trainable: Trainable| {
+        run(
+            &base,
+            &root.join(name),
+            &data,
+            &config(terms.clone(), trainable, 6),
+        )
+    };
+    let projector = train(
+        "projector",
+        Trainable {
+            projector: true,
+            ..Trainable::default()
+        },
+    );
+    let vision = train(
+        "vision",
+        Trainable {
+            vision: true,
+            ..Trainable::default()
+        },
+    );
+    let before = eval_loss(&base, Task::Understand, &terms, &data);
+    let after = eval_loss(&projector, Task::Understand, &terms, &data);
+    assert!(after < before, "answer cross-entropy {before} → {after}");
+    // The tower and the LLM stay bit-identical; `mlp1` moves.
+    for key in [
+        "model.vision_tower.encoder.layers.0.mlp.fc1.weight",
+        "model.vision_tower.embeddings.position_embedding",
+        "model.language_model.layers.0.mlp.up_proj.weight",
+    ] {
+        assert_eq!(tensor(&base, key), tensor(&projector, key), "{key}");
+    }
+    let moved = |model: &Path| {
+        let key = "model.multi_modal_projector.1.weight";
+        let (a, b) = (tensor(&base, key), tensor(model, key));
+        a.iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max)
+    };
+    // Alone, `mlp1` trains at the full rate, not at the vision tower's tenth.
+    let (alone, with_tower) = (moved(&projector), moved(&vision));
+    assert!(
+        alone > 3.0 * with_tower && with_tower > 0.0,
+        "mlp1 moved {alone} alone, {with_tower} with the tower"
+    );
+}
+
+#[test]
 fn resumed_run_equals_uninterrupted_run() {
     let root = temp("resume");
     let base = checkpoint(&root);

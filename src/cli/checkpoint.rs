@@ -1,4 +1,4 @@
-//! `unilip init-checkpoint` and `unilip checkpoint inspect|calibrate|reinit|graft`.
+//! `unilip init-checkpoint` and `unilip checkpoint inspect|calibrate|reinit|graft|add-position`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -87,6 +87,19 @@ pub enum CheckpointCommand {
         out: PathBuf,
         #[command(flatten)]
         replace: Replace,
+    },
+    /// Copy a checkpoint with SCALE × a fixed 2-D sin-cos table added to the InternViT's
+    /// position table (patch rows; CLS kept), every other tensor kept: give the features an
+    /// absolute-position signal of known strength (`eval --task probe` reads how much arrives).
+    AddPosition {
+        /// Checkpoint to start from.
+        base: PathBuf,
+        /// Multiplier of the sin-cos table (its values are sines and cosines: rms 0.71 × SCALE).
+        #[arg(long)]
+        scale: f32,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -180,7 +193,7 @@ fn group(key: &str) -> &'static str {
         .map_or("other", |(_, g)| g)
 }
 
-/// `unilip checkpoint inspect|calibrate|reinit|graft`.
+/// `unilip checkpoint inspect|calibrate|reinit|graft|add-position`.
 pub fn checkpoint_cmd(cmd: CheckpointCommand) -> Result<(), CliError> {
     match cmd {
         CheckpointCommand::Inspect { dir } => inspect(&dir),
@@ -209,6 +222,9 @@ pub fn checkpoint_cmd(cmd: CheckpointCommand) -> Result<(), CliError> {
             sets: &replace.sets,
             source: Source::Donor(&from),
         }),
+        CheckpointCommand::AddPosition { base, scale, out } => {
+            super::position::add_position(&base, scale, &out)
+        }
     }
 }
 

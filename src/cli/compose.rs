@@ -110,10 +110,7 @@ pub struct ComposeArgs<'a> {
 /// config's shape), and the tokenizer (the donor's when its LLM is grafted).
 pub fn compose(args: &ComposeArgs<'_>) -> Result<(), CliError> {
     let usage = |e: String| CliError::Usage(e);
-    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => a == b,
-    };
+    let same = same_dir;
     if same(args.out, args.base) {
         return Err(usage(format!(
             "--out {} is the base checkpoint; write the new checkpoint elsewhere",
@@ -329,7 +326,16 @@ fn apply_set(json: &mut Value, set: &str) -> Result<(), CliError> {
 }
 
 /// bf16 when the base stores any bf16 tensor (released checkpoints), f32 otherwise.
-fn save_dtype(ck: &Checkpoint) -> SaveDtype {
+/// Whether two paths name the same directory (compared canonically where both exist).
+pub(super) fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// The dtype to write a copy of `ck` in: bf16 where it holds any bf16 tensor, else f32.
+pub(super) fn save_dtype(ck: &Checkpoint) -> SaveDtype {
     let bf16 = ck.keys().iter().any(|k| {
         ck.meta(k)
             .is_some_and(|m| m.dtype == safetensors::Dtype::BF16)

@@ -24,10 +24,13 @@ use crate::unidiff::heads::{checkpoint_has_heads, checkpoint_has_text_tower, ini
 use crate::weights::{self, Checkpoint, HostTensor, SaveDtype};
 
 /// Which sub-models receive gradients (the rest are frozen, bit-identical after training).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
 pub struct Trainable {
     /// InternViT + `mlp1`.
     pub vision: bool,
+    /// `mlp1` alone, at the full learning rate over a frozen InternViT (InternVL's first stage,
+    /// the projector warm-up). Implied by `vision`.
+    pub projector: bool,
     /// The LLM and `lm_head`.
     pub llm: bool,
     /// Learnable queries, connector and projector.
@@ -40,6 +43,25 @@ pub struct Trainable {
     pub decoder: bool,
     /// UniDiff's heads, temperature and separate text tower.
     pub heads: bool,
+}
+
+impl std::fmt::Debug for Trainable {
+    /// Leaves `projector` out while it is off, so that the fingerprints of runs written before
+    /// it existed (hashes of this text) stay valid.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("Trainable");
+        d.field("vision", &self.vision);
+        if self.projector {
+            d.field("projector", &self.projector);
+        }
+        d.field("llm", &self.llm)
+            .field("connector", &self.connector)
+            .field("dit", &self.dit)
+            .field("latent_head", &self.latent_head)
+            .field("decoder", &self.decoder)
+            .field("heads", &self.heads)
+            .finish()
+    }
 }
 
 /// UniLIP's learning-rate multiplier of the vision tower (spec §3).
@@ -135,6 +157,7 @@ impl TrainConfig {
         } = self;
         let Trainable {
             vision,
+            projector,
             llm,
             connector,
             dit,
@@ -169,6 +192,9 @@ impl TrainConfig {
         ];
         if vision {
             named.push(("vision_lr_mult", vision_lr_mult.to_string()));
+        }
+        if projector {
+            named.push(("train_projector", projector.to_string()));
         }
         named.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
     }
@@ -347,11 +373,13 @@ impl Session {
         let teacher_parts = if task == Task::Unidiff {
             // UniDiff's DiT targets come from the original encoder while the ViT trains.
             let dit_terms = cfg.losses.iter().any(|t| t.kind.uses_dit());
-            (cfg.trainable.vision && dit_terms).then_some(ComponentSet {
-                vision: true,
-                decoder: true,
-                ..ComponentSet::default()
-            })
+            ((cfg.trainable.vision || cfg.trainable.projector) && dit_terms).then_some(
+                ComponentSet {
+                    vision: true,
+                    decoder: true,
+                    ..ComponentSet::default()
+                },
+            )
         } else {
             cfg.losses
                 .iter()
@@ -714,7 +742,13 @@ fn freeze(mut m: Unilip<TrainB>, t: Trainable) -> Unilip<TrainB> {
             x.map(Module::no_grad)
         }
     }
-    m.vision = off(m.vision, t.vision);
+    m.vision = match m.vision {
+        Some(mut v) if t.projector && !t.vision => {
+            v.vision_tower = v.vision_tower.no_grad();
+            Some(v)
+        }
+        v => off(v, t.vision),
+    };
     m.language_model = off(m.language_model, t.llm);
     m.latent_queries = off(m.latent_queries, t.connector);
     m.llm_connector = off(m.llm_connector, t.connector);
@@ -735,11 +769,17 @@ fn freeze(mut m: Unilip<TrainB>, t: Trainable) -> Unilip<TrainB> {
 /// Trainable parameter ids with their ranks.
 type RankedIds = Vec<(ParamId, usize)>;
 
-/// One group per (component, decay / no decay): the vision tower at `vision_lr_mult`; no weight
+/// One group per (component, decay / no decay): the vision tower at `vision_lr_mult` (`mlp1`
+/// alone, while only the projector trains, at the full rate); no weight
 /// decay on 1-D parameters (norms, biases, scales) and embeddings/queries.
 fn param_groups(m: &Unilip<TrainB>, cfg: &TrainConfig) -> Vec<ParamGroup> {
+    let vision_mult = if cfg.trainable.vision {
+        cfg.vision_lr_mult
+    } else {
+        1.0
+    };
     let mut parts: Vec<(&str, f64, RankedIds)> = vec![
-        ("vision", cfg.vision_lr_mult, trainable_ids(&m.vision)),
+        ("vision", vision_mult, trainable_ids(&m.vision)),
         ("llm", 1.0, trainable_ids(&m.language_model)),
         ("connector", 1.0, {
             let mut v = trainable_ids(&m.latent_queries);

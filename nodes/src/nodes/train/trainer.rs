@@ -21,11 +21,16 @@ pub struct Train {
     schema: NodeSchema,
 }
 
-const FLAGS: [(&str, bool, &str); 7] = [
+const FLAGS: [(&str, bool, &str); 8] = [
     (
         "train_vision",
         false,
         "Train InternViT + mlp1 (at vision_lr_mult)",
+    ),
+    (
+        "train_projector",
+        false,
+        "Train mlp1 alone over the frozen InternViT, at the full lr (InternVL's projector warm-up)",
     ),
     ("train_llm", false, "Train the LLM"),
     (
@@ -170,6 +175,7 @@ fn config(
         seed: ctx.int("seed")? as u64,
         trainable: Trainable {
             vision: ctx.bool("train_vision")?,
+            projector: ctx.bool("train_projector")?,
             llm: ctx.bool("train_llm")?,
             connector: ctx.bool("train_connector")?,
             dit: ctx.bool("train_dit")?,
