@@ -139,10 +139,10 @@ fn default_model_edits_come_out_as_clean_scenes() {
 
 #[test]
 fn default_model_dit_reads_its_prompt() {
-    // The shipped DiT's flow-matching loss on 16 caption items (5 noise levels): 0.19 with its own
-    // prompt, 0.29 with another item's, 0.22 with the negative one, the prompt's saving largest
-    // at σ = 0.9 where the layout is decided. A DiT or connector that lost its condition would
-    // save nothing. On 16 edit items the source image saves a few hundredths (README, session 16).
+    // The shipped (session-19) DiT's flow-matching loss on 16 caption items (5 noise levels): 0.20
+    // with its own prompt, 0.30 with another item's, 0.23 with the negative one, the prompt's
+    // saving largest at σ = 0.9 (0.32 against 0.02 at σ = 0.1) where the layout is decided. A DiT
+    // or connector that lost its condition would save nothing. On 16 edit items the source image saves a few hundredths (README, session 16).
     let metrics = scores(EvalTask::Flow, 16);
     let delta = |name: &str| (metrics[name], metrics[&format!("{name}_se")]);
     let (prompt, se) = delta("flow_prompt_delta");
