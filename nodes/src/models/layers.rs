@@ -321,6 +321,14 @@ pub fn pointwise_conv_tokens<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 3>) -> T
     y.reshape([b, n, c_out])
 }
 
+/// `x` with a contiguous row-major layout: a copy when `x` is a strided view (a slice along the
+/// last dimension, a transpose), `x` itself otherwise. Element-wise ops on the CPU backend walk a
+/// strided operand one element at a time; one copy first makes them vector loops.
+pub fn contiguous<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    let dims = x.dims();
+    x.reshape([dims.iter().product::<usize>()]).reshape(dims)
+}
+
 /// A depthwise k×k conv (stride 1, "same" zero padding, `groups = channels`) on channel-last
 /// `[b, h, w, c]`: the same result as the conv on NCHW.
 ///
@@ -343,7 +351,7 @@ pub fn depthwise_conv_channels_last<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4
         .pad([(p, p), (p, p), (0, 0)], PadMode::Constant(0.0))
         .reshape([rows, c])
         .pad([(0, reach), (0, 0)], PadMode::Constant(0.0));
-    let taps = conv.weight.val().reshape([c, k * k]).transpose();
+    let taps = contiguous(conv.weight.val().reshape([c, k * k]).transpose());
     let mut out: Option<Tensor<B, 2>> = None;
     for i in 0..k {
         for j in 0..k {

@@ -13,8 +13,8 @@ use burn::tensor::activation::{gelu_approximate, relu, silu};
 use serde::Deserialize;
 
 use crate::models::layers::{
-    attention, depthwise_conv_channels_last, linear_attention, pointwise_conv_tokens, ConvSpec,
-    LayerNorm, RmsNorm,
+    attention, contiguous, depthwise_conv_channels_last, linear_attention, pointwise_conv_tokens,
+    ConvSpec, LayerNorm, RmsNorm,
 };
 use crate::weights::{Result, VarBuilder, WeightError};
 
@@ -379,7 +379,7 @@ impl<B: Backend> CrossAttention<B> {
         })
     }
 
-    /// `x` `[b, n, d]`, `caption` `[b, l, d]`, `bias` `[b, 1, 1, l]`.
+    /// `x` `[b, n, d]`, `caption` `[b, l, d]`, `bias` `[b, heads, n, l]` (or broadcastable to it).
     fn forward(&self, x: Tensor<B, 3>, caption: Tensor<B, 3>, bias: Tensor<B, 4>) -> Tensor<B, 3> {
         let q = split_heads(self.to_q.forward(x), self.heads);
         let k = split_heads(self.to_k.forward(caption.clone()), self.heads);
@@ -420,8 +420,8 @@ impl<B: Backend> GluMbConv<B> {
         let [b, n, c] = x.dims();
         let x = depthwise_conv_channels_last(&self.conv_depth, x.reshape([b, h, w, c]));
         let mut halves = x.reshape([b, n, c]).chunk(2, 2);
-        let gate = halves.pop().expect("chunk(2) gives two halves");
-        let hidden = halves.pop().expect("chunk(2) gives two halves");
+        let gate = contiguous(halves.pop().expect("chunk(2) gives two halves"));
+        let hidden = contiguous(halves.pop().expect("chunk(2) gives two halves"));
         pointwise_conv_tokens(&self.conv_point, hidden * silu(gate))
     }
 }
@@ -443,10 +443,23 @@ pub struct SanaBlock<B: Backend> {
     pub ff: GluMbConv<B>,
 }
 
-/// `table[None] + emb.reshape(b, n, d)`, chunked into `n` tensors `[b, 1, d]`.
-fn modulation<B: Backend>(table: &Param<Tensor<B, 2>>, emb: Tensor<B, 3>) -> Vec<Tensor<B, 3>> {
-    let n = table.dims()[0];
-    (table.val().unsqueeze::<3>() + emb).chunk(n, 1)
+/// `table[None] + emb.reshape(b, k, d)`, chunked into `k` tensors and each repeated over the
+/// `tokens` positions, `[b, tokens, d]`.
+///
+/// The reference broadcasts `[b, 1, d]`; repeating it once into a contiguous tensor (a memcpy)
+/// lets every use below take the CPU backend's contiguous element-wise path instead of its
+/// per-element strided walk, forward and backward (the results are the same).
+fn modulation<B: Backend>(
+    table: &Param<Tensor<B, 2>>,
+    emb: Tensor<B, 3>,
+    tokens: usize,
+) -> Vec<Tensor<B, 3>> {
+    let k = table.dims()[0];
+    (table.val().unsqueeze::<3>() + emb)
+        .chunk(k, 1)
+        .into_iter()
+        .map(|m| m.repeat_dim(1, tokens))
+        .collect()
 }
 
 /// `x * (1 + scale) + shift`.
@@ -478,10 +491,11 @@ impl<B: Backend> SanaBlock<B> {
 
     /// `x` `[b, h*w, d]`; `t6` `[b, 6d]`; `caption` `[b, l, d]`; `bias` `[b, 1, 1, l]`.
     fn forward(&self, x: Tensor<B, 3>, cond: &Conditioning<B>, h: usize, w: usize) -> Tensor<B, 3> {
-        let [b, _, d] = x.dims();
+        let [b, n, d] = x.dims();
         let m = modulation(
             &self.scale_shift_table,
             cond.timestep.clone().reshape([b, 6, d]),
+            n,
         );
         let (shift_msa, scale_msa, gate_msa) = (&m[0], &m[1], &m[2]);
         let (shift_mlp, scale_mlp, gate_mlp) = (&m[3], &m[4], &m[5]);
@@ -509,7 +523,7 @@ struct Conditioning<B: Backend> {
     caption_projection: Tensor<B, 3>,
     /// Caption after `caption_norm` `[b, l, d]`.
     caption: Tensor<B, 3>,
-    /// Cross-attention bias `[b, 1, 1, l]`.
+    /// Cross-attention bias `[b, heads, n, l]` (repeated from `[b, 1, 1, l]`, see [`modulation`]).
     bias: Tensor<B, 4>,
 }
 
@@ -657,12 +671,14 @@ impl<B: Backend> SanaTransformer<B> {
         }
     }
 
-    /// Timestep and caption conditioning. `caption_mask` is `[b, l]` with 1 = keep, 0 = drop.
+    /// Timestep and caption conditioning for `tokens` image tokens. `caption_mask` is `[b, l]`
+    /// with 1 = keep, 0 = drop.
     fn condition(
         &self,
         timestep: Tensor<B, 1>,
         caption: Tensor<B, 3>,
         caption_mask: Tensor<B, 2>,
+        tokens: usize,
     ) -> Conditioning<B> {
         let (t6, e) = self.time_embed.forward(timestep);
         let cp = &self.caption_projection;
@@ -674,7 +690,9 @@ impl<B: Backend> SanaTransformer<B> {
             .neg()
             .add_scalar(1.0)
             .mul_scalar(MASK_BIAS)
-            .reshape([b, 1, 1, l]);
+            .reshape([b, 1, 1, l])
+            .repeat_dim(1, self.config.num_cross_attention_heads)
+            .repeat_dim(2, tokens);
         Conditioning {
             timestep: t6,
             embedded_timestep: e,
@@ -692,7 +710,8 @@ impl<B: Backend> SanaTransformer<B> {
         h: usize,
         w: usize,
     ) -> (Tensor<B, 3>, Tensor<B, 3>, Tensor<B, 4>) {
-        let m = modulation(&self.scale_shift_table, e.unsqueeze_dim::<3>(1));
+        let n = x.dims()[1];
+        let m = modulation(&self.scale_shift_table, e.unsqueeze_dim::<3>(1), n);
         let normed = modulate(self.norm_out.forward(x), &m[0], &m[1]);
         let proj = self.proj_out.forward(normed.clone());
         let [b, _, _] = proj.dims();
@@ -729,7 +748,7 @@ impl<B: Backend> SanaTransformer<B> {
         tap: Option<usize>,
     ) -> (Tensor<B, 4>, Option<Tensor<B, 3>>) {
         let (mut hs, h, w) = self.embed_patches(x);
-        let cond = self.condition(timestep, caption, caption_mask);
+        let cond = self.condition(timestep, caption, caption_mask, h * w);
         let mut tapped = None;
         for (i, block) in self.transformer_blocks.iter().enumerate() {
             hs = block.forward(hs, &cond, h, w);
@@ -749,7 +768,7 @@ impl<B: Backend> SanaTransformer<B> {
         caption_mask: Tensor<B, 2>,
     ) -> SanaTrace<B> {
         let (patch_embed, h, w) = self.embed_patches(x);
-        let cond = self.condition(timestep, caption, caption_mask);
+        let cond = self.condition(timestep, caption, caption_mask, h * w);
         let mut blocks = Vec::with_capacity(self.transformer_blocks.len());
         let mut hs = patch_embed.clone();
         for block in &self.transformer_blocks {
@@ -784,7 +803,7 @@ impl<B: Backend> SanaTransformer<B> {
             return None;
         }
         let (mut hs, h, w) = self.embed_patches(x);
-        let cond = self.condition(timestep, caption, caption_mask);
+        let cond = self.condition(timestep, caption, caption_mask, h * w);
         for blk in &self.transformer_blocks[..=block] {
             hs = blk.forward(hs, &cond, h, w);
         }
