@@ -489,7 +489,7 @@ impl<B: Backend> SanaBlock<B> {
         })
     }
 
-    /// `x` `[b, h*w, d]`; `t6` `[b, 6d]`; `caption` `[b, l, d]`; `bias` `[b, 1, 1, l]`.
+    /// `x` `[b, h*w, d]`; `t6` `[b, 6d]`; `caption` `[b, l, d]`; `bias` `[b, heads, h*w, l]`.
     fn forward(&self, x: Tensor<B, 3>, cond: &Conditioning<B>, h: usize, w: usize) -> Tensor<B, 3> {
         let [b, n, d] = x.dims();
         let m = modulation(
