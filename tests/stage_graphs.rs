@@ -113,7 +113,8 @@ fn reconstruct_graph_equals_direct_component_calls() {
     assert!(d < 1e-5, "graph vs direct differ by {d}");
 }
 
-fn generate_direct(mode: ConditionMode, seed: u64) -> Vec<f32> {
+/// The generate pipeline called directly, with `guidance_max_sigma` as the graph sets it.
+fn generate_direct(mode: ConditionMode, seed: u64, guidance_max_sigma: f32) -> Vec<f32> {
     let m = model(ComponentSet::GENERATION);
     let tok = Tokenizer::from_file(checkpoint().join("tokenizer.json")).unwrap();
     let text = "two red circles left of a blue square";
@@ -129,7 +130,10 @@ fn generate_direct(mode: ConditionMode, seed: u64) -> Vec<f32> {
             mask,
             None,
             mode,
-            &SampleOptions::unilip(seed),
+            &SampleOptions {
+                guidance_max_sigma,
+                ..SampleOptions::unilip(seed)
+            },
             |_, _, _| Ok(()),
         )
         .unwrap();
@@ -141,7 +145,10 @@ fn generate_graph_equals_direct_pipeline_and_modes_differ() {
     let mut exec = Executor::default();
     let mut doc = shipped("generate.ron");
     let (dual, _) = run(&doc, "decode", &mut exec);
-    let direct = generate_direct(ConditionMode::Dual, 42);
+    let max_sigma = doc.nodes["dit"].params["guidance_max_sigma"]
+        .as_f64()
+        .expect("generate.ron sets dit.guidance_max_sigma");
+    let direct = generate_direct(ConditionMode::Dual, 42, max_sigma as f32);
     let d = max_diff(&image_of(&dual), &direct);
     assert!(d < 1e-4, "graph vs direct pipeline differ by {d}");
 
