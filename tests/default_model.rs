@@ -126,12 +126,11 @@ fn default_model_draws_the_colours_the_prompt_asks_for() {
 #[test]
 fn default_model_edits_come_out_as_clean_scenes() {
     // The edit skill itself is still far from the target (README: edit 0.10 at n = 100), so this
-    // guards the edit path's pictures instead: outputs are clean ShapesWorld scenes, close to the source and
-    // target in pixels. Random weights: 9.1 / 9.2 dB on these 8 items; the session-16 model 14.1 dB
-    // against the source and 18.2 dB against the target (most of these edits remove or shrink an
-    // object, and it draws sparse scenes); the session-18 one 13.7 / 14.7 dB,
-    // the session-19 one 14.2 / 19.0 dB, the session-20 one 13.8 / 15.0 dB, the shipped
-    // (session-21) one 13.7 / 18.6 dB.
+    // guards the edit path's pictures instead: outputs are clean ShapesWorld scenes, close to the
+    // source and target in pixels. Random weights: 9.1 / 9.2 dB on these 8 items; the session-16 model
+    // 14.1 dB against the source and 18.2 dB against the target (most of these edits remove or shrink
+    // an object, and it draws sparse scenes); the session-18 one 13.7 / 14.7 dB, the session-19 one
+    // 14.2 / 19.0 dB, the session-20 one 13.8 / 15.0 dB, the shipped (session-21) one 13.7 / 18.6 dB.
     let metrics = scores(EvalTask::Edit, 8);
     let (source, target) = (
         metrics["edit_source_psnr_db"],
