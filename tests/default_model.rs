@@ -127,10 +127,11 @@ fn default_model_draws_the_colours_the_prompt_asks_for() {
 fn default_model_edits_come_out_as_clean_scenes() {
     // The edit skill itself is still far from the target (README: edit 0.10 at n = 100), so this
     // guards the edit path's pictures instead: outputs are clean ShapesWorld scenes, close to the
-    // source and target in pixels. Random weights: 9.1 / 9.2 dB on these 8 items; the session-16 model
-    // 14.1 dB against the source and 18.2 dB against the target (most of these edits remove or shrink
-    // an object, and it draws sparse scenes); the session-18 one 13.7 / 14.7 dB, the session-19 one
-    // 14.2 / 19.0 dB, the session-20 one 13.8 / 15.0 dB, the shipped (session-21) one 13.7 / 18.6 dB.
+    // source and target in pixels. Random weights: 9.1 / 9.2 dB on these 8 items; the session-16
+    // model 14.1 dB against the source and 18.2 dB against the target (most of these edits remove
+    // or shrink an object, and it draws sparse scenes); the session-18 one 13.7 / 14.7 dB, the
+    // session-19 one 14.2 / 19.0 dB, the session-20 one 13.8 / 15.0 dB, the shipped (session-21)
+    // one 13.7 / 18.6 dB.
     let metrics = scores(EvalTask::Edit, 8);
     let (source, target) = (
         metrics["edit_source_psnr_db"],
@@ -145,8 +146,9 @@ fn default_model_dit_reads_its_prompt() {
     // The shipped (session-21) DiT's flow-matching loss on 16 caption items (5 noise levels): 0.18
     // with its own prompt, 0.33 with another item's, 0.21 with the negative one, the prompt's
     // saving largest at σ = 0.9 (0.43 against 0.04 at σ = 0.1) where the layout is decided (the
-    // session-19 DiT saved 0.10 here, 0.32 at σ = 0.9; the session-20 one 0.17). A DiT
-    // or connector that lost its condition would save nothing. On 16 edit items the source image saves a few hundredths (README, session 16).
+    // session-19 DiT saved 0.10 here, 0.32 at σ = 0.9; the session-20 one 0.17). A DiT or connector
+    // that lost its condition would save nothing. On 16 edit items the source image saves a few
+    // hundredths (README, session 16).
     let metrics = scores(EvalTask::Flow, 16);
     let delta = |name: &str| (metrics[name], metrics[&format!("{name}_se")]);
     let (prompt, se) = delta("flow_prompt_delta");
