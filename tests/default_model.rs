@@ -201,3 +201,17 @@ fn shipped_graphs_run_on_the_default_model_without_flags() {
     }
     std::fs::remove_dir_all(out).ok();
 }
+
+#[test]
+fn default_model_edit_at_strength_zero_returns_the_source() {
+    // Strength 0 runs no sampler step: the output is the source's own latent decoded, i.e. its
+    // reconstruction (32.9 dB against the source on 50 items, change made on none), while from
+    // pure noise the shipped model's edits are 13.7 dB from the source.
+    let dir = unilip_nodes::default_model::dir().expect("the default model ships in the repo");
+    let mut opts = EvalOptions::new(EvalTask::Edit, 4);
+    opts.strength = 0.0;
+    let metrics = eval_shapesworld(&dir, &opts).expect("evaluation runs");
+    let source = metrics["edit_source_psnr_db"];
+    assert!(source >= 28.0, "strength-0 edit vs source {source:.2} dB");
+    assert_eq!(metrics["edit_change_made"], 0.0, "{metrics:?}");
+}

@@ -413,3 +413,52 @@ fn dit_feature_tap_outputs_a_blocks_hidden_states_and_their_token_mean() {
         "{err}"
     );
 }
+
+#[test]
+fn edit_graph_strength_starts_from_the_wired_image_latent() {
+    let mut exec = Executor::default();
+    let mut doc = shipped("edit.ron");
+    let node = |ty: &str| {
+        let text = format!(r#"(format: 1, nodes: {{"n": (type: "{ty}", version: 1)}})"#);
+        GraphDoc::from_ron(&text, "n").unwrap().nodes["n"].clone()
+    };
+    let set_strength = |doc: &mut GraphDoc, v: f64| {
+        let dit = doc.nodes.get_mut("dit").unwrap();
+        dit.params.insert("strength".into(), ParamValue::Float(v));
+    };
+    // Below 1 without an image to start from: an error naming the port, not a panic.
+    set_strength(&mut doc, 0.5);
+    let g = validate(&doc, Registry::global()).unwrap();
+    let opts = RunOptions {
+        targets: vec!["decode".into()],
+        ..Default::default()
+    };
+    let err = exec.run(&g, &opts).unwrap_err().to_string();
+    assert!(err.contains("dit") && err.contains("image_latent"), "{err}");
+    // Strength 0 with the source's latent wired: the edit is the source's reconstruction.
+    doc.nodes
+        .insert("latent".into(), node("unilip.latent_project"));
+    doc.nodes
+        .insert("recon".into(), node("unilip.pixel_decode"));
+    for edge in [
+        "ckpt.model -> latent.model",
+        "clip.features -> latent.features",
+        "latent.latent -> dit.image_latent",
+        "ckpt.model -> recon.model",
+        "latent.latent -> recon.latent",
+    ] {
+        doc.edges.push(edge.parse().unwrap());
+    }
+    set_strength(&mut doc, 0.0);
+    let (edited, _) = run(&doc, "decode", &mut exec);
+    let (recon, _) = run(&doc, "recon", &mut exec);
+    // (Up to the round trip through the DiT's latent scaling.)
+    assert!(max_diff(&image_of(&edited), &image_of(&recon)) < 1e-4);
+    // Half the schedule from the source: neither the reconstruction nor the run from noise.
+    set_strength(&mut doc, 0.5);
+    let (half, _) = run(&doc, "decode", &mut exec);
+    set_strength(&mut doc, 1.0);
+    let (full, _) = run(&doc, "decode", &mut exec);
+    assert!(max_diff(&image_of(&half), &image_of(&recon)) > 1e-3);
+    assert!(max_diff(&image_of(&half), &image_of(&full)) > 1e-3);
+}

@@ -526,3 +526,99 @@ fn step_sigmas(model: &Unilip<B>, steps: usize) -> Vec<f32> {
     .map(|&t| t as f32 / n)
     .collect()
 }
+
+/// Image-to-image: strength 0 returns the image without a DiT pass, strength 1 is the plain run
+/// from the same noise, and in between only the tail of the schedule runs, from the image mixed
+/// with the noise at that step's σ.
+#[test]
+fn strength_runs_the_tail_of_the_schedule_from_the_noised_image() {
+    let Some(fx) = Fixture::open("unilip_e2e").expect("open unilip_e2e") else {
+        return;
+    };
+    let model = load(&fx);
+    let (pos, neg) = t2i_rows(&fx, &model);
+    let dev = Default::default();
+    let noise = model
+        .initial_latent(1, &InitLatent::Seed(5), &dev)
+        .expect("noise");
+    let image = model
+        .initial_latent(1, &InitLatent::Seed(6), &dev)
+        .expect("image");
+    // Every step's (done, total) and the final latent.
+    let run = |init: InitLatent<B>| {
+        let mut opts = SampleOptions::<B>::unilip(0);
+        opts.steps = 6;
+        opts.init = init;
+        let mut calls = Vec::new();
+        let x = model
+            .sample(&pos, Some(&neg), &opts, |done, total, _| {
+                calls.push((done, total));
+                Ok::<(), UnilipError>(())
+            })
+            .expect("sampling");
+        (HostTensor::from_burn(x), calls)
+    };
+    let noised = |strength| InitLatent::Noised {
+        image: image.clone(),
+        noise: noise.clone(),
+        strength,
+    };
+    let (kept, calls) = run(noised(0.0));
+    assert!(
+        kept == HostTensor::from_burn(image.clone()),
+        "strength 0 keeps the image"
+    );
+    assert!(calls.is_empty(), "strength 0 runs no step: {calls:?}");
+    let (full, calls) = run(noised(1.0));
+    let plain = run(InitLatent::Latent(noise.clone())).0;
+    assert!(full == plain, "strength 1 ignores the image");
+    assert_eq!(calls.len(), 6);
+    let (half, calls) = run(noised(0.5));
+    assert_eq!(calls, vec![(1, 3), (2, 3), (3, 3)], "the last 3 of 6 steps");
+    assert!(half != full && half != kept);
+    // The same tail started by hand: the image noised to the σ of step 3, then the last 3 steps
+    // (DPM-Solver++ restarts at first order, as it does on a fresh trajectory).
+    let sigma = unilip_nodes::models::scheduler::DpmSolverMultistepScheduler::<B, 4>::new(
+        model.config.scheduler.clone(),
+    )
+    .and_then(|mut s| s.set_timesteps(6))
+    .expect("schedule")
+    .sigmas[3];
+    let start = noise.clone().mul_scalar(sigma) + image.clone().mul_scalar(1.0 - sigma);
+    let (same, _) = run(InitLatent::Noised {
+        image: start.clone(),
+        noise: start,
+        strength: 0.5,
+    });
+    // Mixing the start with itself leaves it as it is.
+    compare("strength 0.5", &same, &half, 1e-5, 1e-5).unwrap_or_else(|e| panic!("{e}"));
+    let bad = InitLatent::Noised {
+        image: image.clone(),
+        noise: noise.clone().narrow(1, 0, 1),
+        strength: 0.5,
+    };
+    let err = model
+        .initial_latent(1, &bad, &dev)
+        .err()
+        .expect("shape mismatch");
+    assert!(matches!(err, UnilipError::Input(m) if m.contains("noise")));
+}
+
+#[test]
+fn first_step_of_a_strength_rounds_down_the_steps_run() {
+    let noised = |strength| InitLatent::<B>::Noised {
+        image: Tensor::zeros([1, 1, 1, 1], &Default::default()),
+        noise: Tensor::zeros([1, 1, 1, 1], &Default::default()),
+        strength,
+    };
+    assert_eq!(noised(1.0).first_step(20), 0);
+    assert_eq!(noised(0.8).first_step(20), 4);
+    assert_eq!(
+        noised(0.55).first_step(20),
+        9,
+        "11 steps run: 20 · 0.55 = 11"
+    );
+    assert_eq!(noised(0.04).first_step(20), 20, "under one step: none run");
+    assert_eq!(noised(0.0).first_step(20), 20);
+    assert_eq!(InitLatent::<B>::Seed(1).first_step(20), 0);
+}

@@ -145,6 +145,10 @@ pub struct EvalArgs {
     /// step, as UniLIP does.
     #[arg(long, default_value_t = 1.0)]
     guidance_max_sigma: f32,
+    /// Edit only: below 1, start sampling from the source image's latent noised to this
+    /// fraction of the schedule (SDEdit / img2img strength) instead of from pure noise.
+    #[arg(long, default_value_t = 1.0, value_parser = unit_interval)]
+    strength: f32,
     /// DiT condition (generate, edit, flow): dual, hidden_only or query_only.
     #[arg(long, default_value = "dual")]
     condition: String,
@@ -156,6 +160,15 @@ pub struct EvalArgs {
     /// the item's scores) and `metrics.json`. Not for `--task probe` or `flow`.
     #[arg(long, value_name = "DIR")]
     dump: Option<PathBuf>,
+}
+
+/// A number in `[0, 1]` (clap value parser).
+fn unit_interval(text: &str) -> Result<f32, String> {
+    match text.parse::<f32>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        Ok(v) => Err(format!("{v} is outside [0, 1]")),
+        Err(e) => Err(format!("not a number: {e}")),
+    }
 }
 
 /// `unilip eval shapesworld ...`.
@@ -178,6 +191,7 @@ pub fn eval(args: EvalArgs) -> Result<(), CliError> {
     opts.guidance = args.guidance;
     opts.guidance_max_sigma = args.guidance_max_sigma;
     opts.condition = args.condition.parse().map_err(CliError::Usage)?;
+    opts.strength = args.strength;
     opts.dump = args.dump;
     let metrics = eval_shapesworld(&dir, &opts).map_err(CliError::Run)?;
     print_metrics(&metrics, args.json);

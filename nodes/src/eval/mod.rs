@@ -21,7 +21,9 @@ use crate::models::qwen2::{GenerationConfig, Sampling};
 use crate::models::tokenizer::{
     edit_negative, edit_prompt, generation_negative, generation_prompt, Tokenizer,
 };
-use crate::models::unilip::{encode_prompts, ComponentSet, ConditionMode, SampleOptions, Unilip};
+use crate::models::unilip::{
+    encode_prompts, ComponentSet, ConditionMode, InitLatent, SampleOptions, Unilip,
+};
 use crate::probe::{feature_position_share, ObjectProbes, TokenGrid};
 use crate::shapesworld::{
     detect, edit_score, geneval_objects, geneval_score, psnr, recover_objects, ssim,
@@ -91,6 +93,9 @@ pub struct EvalOptions {
     pub guidance_max_sigma: f32,
     /// DiT condition (generation, editing).
     pub condition: ConditionMode,
+    /// Editing only: below 1, sampling starts from the source image's latent noised to this
+    /// fraction of the schedule ([`InitLatent::Noised`], SDEdit) instead of from pure noise.
+    pub strength: f32,
     /// Directory for per-item images and records (`items.jsonl`, `metrics.json`); not for
     /// [`EvalTask::Probe`], whose items are objects, not images.
     pub dump: Option<PathBuf>,
@@ -109,6 +114,7 @@ impl EvalOptions {
             guidance: 4.5,
             guidance_max_sigma: 1.0,
             condition: ConditionMode::Dual,
+            strength: 1.0,
             dump: None,
         }
     }
@@ -262,6 +268,28 @@ impl Eval<'_> {
         s
     }
 
+    /// [`Self::sample`], starting from the source's latent when `strength` is below 1.
+    fn edit_sample(&self, index: usize, source: &Tensor<B, 3>) -> Result<SampleOptions<B>, String> {
+        let mut s = self.sample(index);
+        if self.opts.strength < 1.0 {
+            let grid = self
+                .model
+                .vision
+                .as_ref()
+                .ok_or("the checkpoint has no vision tower")?
+                .feature_grid(self.size, self.size);
+            let latent = self.model.features_to_latent(source.clone(), grid);
+            let image = self.model.scale(latent.map_err(|e| e.to_string())?);
+            let noise = self.model.initial_latent(1, &s.init, &device());
+            s.init = InitLatent::Noised {
+                image,
+                noise: noise.map_err(|e| e.to_string())?,
+                strength: self.opts.strength,
+            };
+        }
+        Ok(s)
+    }
+
     fn recon(&mut self) -> Result<Metrics, String> {
         let style = self.generator.style();
         let (mut p, mut s) = (Vec::new(), Vec::new());
@@ -319,7 +347,7 @@ impl Eval<'_> {
         pos: &str,
         neg: &str,
         features: Option<&Tensor<B, 3>>,
-        index: usize,
+        sample: &SampleOptions<B>,
     ) -> Result<RgbImage, String> {
         let (ids, mask) =
             encode_prompts::<B>(tok, &[pos, neg], &device()).map_err(|e| e.to_string())?;
@@ -330,7 +358,7 @@ impl Eval<'_> {
                 mask,
                 features,
                 self.opts.condition,
-                &self.sample(index),
+                sample,
                 |_, _, _| Ok::<(), crate::models::unilip::UnilipError>(()),
             )
             .map_err(|e| e.to_string())?;
@@ -348,7 +376,7 @@ impl Eval<'_> {
                 &generation_prompt(&item.caption),
                 &generation_negative(),
                 None,
-                i,
+                &self.sample(i),
             )?;
             let img = resize_to(&img, &item.image);
             let r = geneval_score(&img, &item.spec, &style);
@@ -396,7 +424,9 @@ impl Eval<'_> {
                 .image_features(self.pixels(&e.source_image)?)
                 .map_err(|e| e.to_string())?;
             let pos = edit_prompt(&e.item.instruction, n_img);
-            let img = self.generated(tok, &pos, &edit_negative(n_img), Some(&features), i)?;
+            let sample = self.edit_sample(i, &features)?;
+            let neg = edit_negative(n_img);
+            let img = self.generated(tok, &pos, &neg, Some(&features), &sample)?;
             let img = resize_to(&img, &e.source_image);
             let r = edit_score(&e.source_image, &img, &e.item, &style);
             let db = |reference: &RgbImage| {

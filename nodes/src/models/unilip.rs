@@ -1181,6 +1181,32 @@ pub enum InitLatent<B: Backend> {
     Seed(u64),
     /// A given latent `[b, C, h, w]` (DiT latent space).
     Latent(Tensor<B, 4>),
+    /// Image-to-image (SDEdit, diffusers' `strength`, ComfyUI's `denoise`): the clean DiT latent
+    /// `image` is mixed with `noise` (same shape) at the noise level σ where the last
+    /// `round_down(steps · strength)` steps of the schedule begin, `σ·noise + (1 − σ)·image`, and
+    /// only those steps run. When every step runs (`strength` 1) the start is the noise itself
+    /// and the image is ignored; 0 runs no step and returns the image. Lower strength keeps more of the image's layout and colours.
+    Noised {
+        /// Clean DiT latent `[b, C, h, w]`.
+        image: Tensor<B, 4>,
+        /// Noise of the same shape.
+        noise: Tensor<B, 4>,
+        /// Fraction of the schedule to run, in `[0, 1]`.
+        strength: f32,
+    },
+}
+
+impl<B: Backend> InitLatent<B> {
+    /// The index of the first step to run out of `steps` (diffusers' img2img `t_start`).
+    pub fn first_step(&self, steps: usize) -> usize {
+        match self {
+            Self::Noised { strength, .. } => {
+                let run = ((steps as f32 * strength.clamp(0.0, 1.0)) as usize).min(steps);
+                steps - run
+            }
+            _ => 0,
+        }
+    }
 }
 
 /// Settings of [`Unilip::sample`].
@@ -1245,12 +1271,38 @@ impl<B: Backend> Stepper<B> {
         }
     }
 
+    /// The noise level at the start of step `i` (0 past the last step).
+    fn sigma(&self, i: usize) -> f32 {
+        let sigmas = match self {
+            Self::Dpm(s) => &s.schedule().sigmas,
+            Self::Euler(s) => &s.schedule().sigmas,
+        };
+        sigmas.get(i).copied().unwrap_or(0.0)
+    }
+
     fn step(&mut self, v: Tensor<B, 4>, i: usize, x: Tensor<B, 4>) -> Result<Tensor<B, 4>> {
         Ok(match self {
             Self::Dpm(s) => s.step(v, i, x)?,
             Self::Euler(s) => s.step(v, i, x)?,
         })
     }
+}
+
+/// `x` itself when it is `[batch, channels, h, w]`; otherwise an input error naming `what`.
+fn check_latent<B: Backend>(
+    x: &Tensor<B, 4>,
+    batch: usize,
+    channels: usize,
+    what: &str,
+) -> Result<Tensor<B, 4>> {
+    let [b, c, _, _] = x.dims();
+    if b != batch || c != channels {
+        return Err(UnilipError::Input(format!(
+            "{what} {:?}, expected [{batch}, {channels}, h, w]",
+            x.dims()
+        )));
+    }
+    Ok(x.clone())
 }
 
 /// Output of [`Unilip::generate_image`].
@@ -1480,16 +1532,17 @@ impl<B: Backend> Unilip<B> {
                 &mut StdRng::seed_from_u64(*seed),
                 device,
             )),
-            InitLatent::Latent(x) => {
-                let [b, c, _, _] = x.dims();
-                if b != batch || c != dit.in_channels {
+            InitLatent::Latent(x) => check_latent(x, batch, dit.in_channels, "initial latent"),
+            InitLatent::Noised { image, noise, .. } => {
+                check_latent(image, batch, dit.in_channels, "image latent")?;
+                if noise.dims() != image.dims() {
                     return Err(UnilipError::Input(format!(
-                        "initial latent {:?}, expected [{batch}, {}, h, w]",
-                        x.dims(),
-                        dit.in_channels
+                        "noise {:?} and image latent {:?} differ in shape",
+                        noise.dims(),
+                        image.dims()
                     )));
                 }
-                Ok(x.clone())
+                Ok(noise.clone())
             }
         }
     }
@@ -1531,8 +1584,14 @@ impl<B: Backend> Unilip<B> {
         let (mut stepper, timesteps) =
             Stepper::new(&self.config.scheduler, opts.sampler, opts.steps)?;
         let total = timesteps.len();
+        let first = opts.init.first_step(total);
+        // At strength 1 the run starts from the noise itself, as text-to-image does.
+        if let (InitLatent::Noised { image, .. }, 1..) = (&opts.init, first) {
+            let sigma = stepper.sigma(first);
+            x = x.mul_scalar(sigma) + image.clone().mul_scalar(1.0 - sigma);
+        }
         let train_timesteps = self.config.scheduler.num_train_timesteps as f32;
-        for (i, &t) in timesteps.iter().enumerate() {
+        for (i, &t) in timesteps.iter().enumerate().skip(first) {
             // Unguided steps (σ above `guidance_max_sigma`) run the positive rows alone.
             let guide_here = guided.as_ref().filter(|_| {
                 opts.guidance_max_sigma >= 1.0 || t / train_timesteps <= opts.guidance_max_sigma
@@ -1554,7 +1613,7 @@ impl<B: Backend> Unilip<B> {
                 v
             };
             x = stepper.step(v, i, x)?;
-            on_step(i + 1, total, &x)?;
+            on_step(i + 1 - first, total - first, &x)?;
         }
         Ok(x)
     }
