@@ -599,8 +599,7 @@ fn strength_runs_the_tail_of_the_schedule_from_the_noised_image() {
     };
     let err = model
         .initial_latent(1, &bad, &dev)
-        .err()
-        .expect("shape mismatch");
+        .expect_err("shape mismatch");
     assert!(matches!(err, UnilipError::Input(m) if m.contains("noise")));
 }
 

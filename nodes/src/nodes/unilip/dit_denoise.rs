@@ -115,7 +115,7 @@ impl Node for DitDenoise {
             }
             None => InitLatent::Seed(ctx.int("seed")? as u64),
         };
-        let init = image_to_image(ctx, &model, &cond, noise)?;
+        let init = image_to_image(ctx, &model, cond, noise)?;
         let opts = SampleOptions {
             sampler: match ctx.str("sampler")? {
                 "euler" => Sampler::Euler { shift },
