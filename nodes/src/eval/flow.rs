@@ -145,7 +145,7 @@ impl Eval<'_> {
     }
 
     /// The DiT target of an image's features: its UniLIP latent, shifted and scaled.
-    fn target(&self, features: &Tensor<B, 3>) -> Result<Tensor<B, 4>, String> {
+    pub(super) fn target(&self, features: &Tensor<B, 3>) -> Result<Tensor<B, 4>, String> {
         let grid = self
             .model
             .vision

@@ -272,14 +272,7 @@ impl Eval<'_> {
     fn edit_sample(&self, index: usize, source: &Tensor<B, 3>) -> Result<SampleOptions<B>, String> {
         let mut s = self.sample(index);
         if self.opts.strength < 1.0 {
-            let grid = self
-                .model
-                .vision
-                .as_ref()
-                .ok_or("the checkpoint has no vision tower")?
-                .feature_grid(self.size, self.size);
-            let latent = self.model.features_to_latent(source.clone(), grid);
-            let image = self.model.scale(latent.map_err(|e| e.to_string())?);
+            let image = self.target(source)?;
             let noise = self.model.initial_latent(1, &s.init, &device());
             s.init = InitLatent::Noised {
                 image,
