@@ -149,9 +149,8 @@ fn default_model_dit_reads_its_prompt() {
     // with its own prompt, 0.34 with another item's, 0.21 with the negative one, the prompt's
     // saving largest at σ = 0.9 (0.51 against 0.04 at σ = 0.1) where the layout is decided (the
     // session-19 DiT saved 0.10 here, 0.32 at σ = 0.9; the session-20 one 0.17, the session-21 one
-    // 0.15). A DiT or connector
-    // that lost its condition would save nothing. On 16 edit items the source image saves a few
-    // hundredths (README, session 16).
+    // 0.15). A DiT or connector that lost its condition would save nothing. On 16 edit items the
+    // source image saves a few hundredths (README, session 16).
     let metrics = scores(EvalTask::Flow, 16);
     let delta = |name: &str| (metrics[name], metrics[&format!("{name}_se")]);
     let (prompt, se) = delta("flow_prompt_delta");
