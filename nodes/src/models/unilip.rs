@@ -1185,7 +1185,8 @@ pub enum InitLatent<B: Backend> {
     /// `image` is mixed with `noise` (same shape) at the noise level σ where the last
     /// `round_down(steps · strength)` steps of the schedule begin, `σ·noise + (1 − σ)·image`, and
     /// only those steps run. When every step runs (`strength` 1) the start is the noise itself
-    /// and the image is ignored; 0 runs no step and returns the image. Lower strength keeps more of the image's layout and colours.
+    /// and the image is ignored; 0 runs no step and returns the image. Lower strength keeps more
+    /// of the image's layout and colours.
     Noised {
         /// Clean DiT latent `[b, C, h, w]`.
         image: Tensor<B, 4>,
