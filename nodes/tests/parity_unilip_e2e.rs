@@ -9,6 +9,7 @@ use unilip_nodes::fixtures::expect_tensor as read;
 use unilip_nodes::fixtures::t2i_condition;
 use unilip_nodes::fixtures::unilip_config;
 use unilip_nodes::fixtures::{compare, Fixture};
+use unilip_nodes::models::scheduler::{DpmSolverMultistepScheduler, Schedule};
 use unilip_nodes::models::unilip::{
     to_image, ComponentSet, Condition, ConditionMode, InitLatent, SampleOptions, Sampler, Unilip,
     UnilipError,
@@ -438,14 +439,7 @@ fn parity_unilip_e2e_sampling_options() {
     };
     let model = load(&fx);
     let (pos, neg) = t2i_rows(&fx, &model);
-    let dev = Default::default();
-    let noise = |seed| {
-        HostTensor::from_burn(
-            model
-                .initial_latent(1, &InitLatent::Seed(seed), &dev)
-                .expect("noise"),
-        )
-    };
+    let noise = |seed| HostTensor::from_burn(seeded_noise(&model, seed));
     assert_eq!(noise(7), noise(7), "same seed, same noise");
     assert_ne!(noise(7), noise(8), "different seeds differ");
 
@@ -514,17 +508,28 @@ fn guidance_interval_guides_only_the_low_noise_steps() {
     assert_ne!(interval[cut], unguided[cut], "guided from σ = 0.8 down");
 }
 
+/// UniLIP's DPM-Solver++ schedule of `steps` steps under the model's scheduler config.
+fn dpm_schedule(model: &Unilip<B>, steps: usize) -> Schedule<i64> {
+    DpmSolverMultistepScheduler::<B, 4>::new(model.config.scheduler.clone())
+        .and_then(|mut s| s.set_timesteps(steps))
+        .expect("schedule")
+}
+
 /// σ of each sampler step: the DiT timesteps of UniLIP's DPM-Solver++ over `num_train_timesteps`.
 fn step_sigmas(model: &Unilip<B>, steps: usize) -> Vec<f32> {
     let n = model.config.scheduler.num_train_timesteps as f32;
-    unilip_nodes::models::scheduler::DpmSolverMultistepScheduler::<B, 4>::new(
-        model.config.scheduler.clone(),
-    )
-    .and_then(|mut s| s.set_timesteps(steps).map(|t| t.timesteps))
-    .expect("timesteps")
-    .iter()
-    .map(|&t| t as f32 / n)
-    .collect()
+    dpm_schedule(model, steps)
+        .timesteps
+        .iter()
+        .map(|&t| t as f32 / n)
+        .collect()
+}
+
+/// The model's seeded start noise (`InitLatent::Seed`) for one row.
+fn seeded_noise(model: &Unilip<B>, seed: u64) -> Tensor<B, 4> {
+    model
+        .initial_latent(1, &InitLatent::Seed(seed), &Default::default())
+        .expect("noise")
 }
 
 /// Image-to-image: strength 0 returns the image without a DiT pass, strength 1 is the plain run
@@ -537,13 +542,8 @@ fn strength_runs_the_tail_of_the_schedule_from_the_noised_image() {
     };
     let model = load(&fx);
     let (pos, neg) = t2i_rows(&fx, &model);
-    let dev = Default::default();
-    let noise = model
-        .initial_latent(1, &InitLatent::Seed(5), &dev)
-        .expect("noise");
-    let image = model
-        .initial_latent(1, &InitLatent::Seed(6), &dev)
-        .expect("image");
+    let noise = seeded_noise(&model, 5);
+    let image = seeded_noise(&model, 6);
     // Every step's (done, total) and the final latent.
     let run = |init: InitLatent<B>| {
         let mut opts = SampleOptions::<B>::unilip(0);
@@ -578,12 +578,7 @@ fn strength_runs_the_tail_of_the_schedule_from_the_noised_image() {
     assert!(half != full && half != kept);
     // The same tail started by hand: the image noised to the σ of step 3, then the last 3 steps
     // (DPM-Solver++ restarts at first order, as it does on a fresh trajectory).
-    let sigma = unilip_nodes::models::scheduler::DpmSolverMultistepScheduler::<B, 4>::new(
-        model.config.scheduler.clone(),
-    )
-    .and_then(|mut s| s.set_timesteps(6))
-    .expect("schedule")
-    .sigmas[3];
+    let sigma = dpm_schedule(&model, 6).sigmas[3];
     let start = noise.clone().mul_scalar(sigma) + image.clone().mul_scalar(1.0 - sigma);
     let (same, _) = run(InitLatent::Noised {
         image: start.clone(),
@@ -598,7 +593,7 @@ fn strength_runs_the_tail_of_the_schedule_from_the_noised_image() {
         strength: 0.5,
     };
     let err = model
-        .initial_latent(1, &bad, &dev)
+        .initial_latent(1, &bad, &Default::default())
         .expect_err("shape mismatch");
     assert!(matches!(err, UnilipError::Input(m) if m.contains("noise")));
 }
