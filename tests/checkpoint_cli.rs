@@ -1,4 +1,5 @@
-//! `unilip checkpoint reinit`, `graft` and `add-position` through the real binary, on the embedded default model:
+//! `unilip checkpoint reinit`, `graft`, `grow` and `add-position` through the real binary, on the
+//! embedded default model:
 //! the chosen components are drawn afresh under the edited config (or taken from the donor with
 //! its config fields), everything else is byte-identical, the result loads, and bad requests name
 //! the key or field at fault.
@@ -235,4 +236,84 @@ fn add_position_puts_absolute_position_into_the_features_and_keeps_the_rest() {
     ]);
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("is the base checkpoint"));
+}
+
+/// `flow_loss` and `flow_prompt_delta` from `unilip eval shapesworld --task flow` on `dir`.
+fn flow(dir: &Path) -> (f64, f64) {
+    let stdout = ok(&unilip(&[
+        "eval",
+        "shapesworld",
+        "--task",
+        "flow",
+        "--n",
+        "4",
+        "--json",
+        "--checkpoint",
+        s(dir),
+    ]));
+    let metrics: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let get = |name: &str| metrics[name].as_f64().unwrap();
+    (get("flow_loss"), get("flow_prompt_delta"))
+}
+
+/// `unilip checkpoint grow BASE --component COMPONENT --layers N --out OUT`.
+fn grow(base: &Path, component: &str, layers: &str, out: &Path) -> std::process::Output {
+    unilip(&[
+        "checkpoint",
+        "grow",
+        s(base),
+        "--component",
+        component,
+        "--layers",
+        layers,
+        "--out",
+        s(out),
+    ])
+}
+
+#[test]
+fn grow_adds_identity_layers_that_leave_the_model_unchanged() {
+    let base_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(BASE);
+    let connector = temp("grow-connector");
+    let stdout = ok(&grow(&base_dir, "connector", "3", &connector));
+    assert!(stdout.contains("Connector 1 → 3 layers"), "{stdout}");
+    let both = temp("grow-both");
+    ok(&grow(&connector, "dit", "6", &both));
+    ok(&unilip(&["checkpoint", "inspect", s(&both)]));
+    assert_eq!(config(&both)["connect_layer"], 3);
+    assert_eq!(config(&both)["dit_config"]["num_layers"], 6);
+
+    let (base, after) = (tensors(&base_dir), tensors(&both));
+    for (key, value) in &base {
+        assert_eq!(after.get(key), Some(value), "{key} changed");
+    }
+    let last_block = |key: &str| key.replace("transformer_blocks.5.", "transformer_blocks.3.");
+    let new_block: Vec<_> = after
+        .keys()
+        .filter(|k| k.starts_with("model.dit.transformer_blocks.5."))
+        .collect();
+    assert_eq!(
+        new_block.len(),
+        base.keys()
+            .filter(|k| k.starts_with("model.dit.transformer_blocks.3."))
+            .count()
+    );
+    for key in new_block {
+        let (shape, bytes) = &after[key];
+        let zeroed = key.contains(".to_out.0.") || key.contains(".conv_point.");
+        assert_eq!(shape, &base[&last_block(key)].0, "{key}");
+        assert_eq!(bytes.iter().all(|b| *b == 0), zeroed, "{key}");
+    }
+    // The deeper model computes exactly what the base did.
+    assert_eq!(flow(&both), flow(&base_dir));
+
+    let shrink = grow(&base_dir, "dit", "4", &temp("grow-bad"));
+    assert_eq!(shrink.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&shrink.stderr);
+    assert!(
+        err.contains("already has 4 (`dit_config.num_layers`)"),
+        "{err}"
+    );
+    let onto_itself = grow(&base_dir, "connector", "2", &base_dir);
+    assert_eq!(onto_itself.status.code(), Some(2));
 }

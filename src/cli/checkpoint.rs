@@ -1,4 +1,5 @@
-//! `unilip init-checkpoint` and `unilip checkpoint inspect|calibrate|reinit|graft|add-position`.
+//! `unilip init-checkpoint` and
+//! `unilip checkpoint inspect|calibrate|reinit|graft|grow|add-position`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use unilip_nodes::train::shapes::{shapes_tokenizer, ShapesDataset};
 use unilip_nodes::weights::{Checkpoint, SaveDtype};
 
 use super::compose::{compose, Component, ComposeArgs, Source};
+use super::grow::{grow, Deepen};
 use super::CliError;
 
 /// Model size presets for `init-checkpoint`.
@@ -87,6 +89,22 @@ pub enum CheckpointCommand {
         out: PathBuf,
         #[command(flatten)]
         replace: Replace,
+    },
+    /// Copy a checkpoint with its connector or DiT grown to LAYERS layers, each new one a copy
+    /// of the last with the projections into the residual stream zeroed (identity at the
+    /// start), every other tensor kept: ask whether depth limits a trained component.
+    Grow {
+        /// Checkpoint to start from.
+        base: PathBuf,
+        /// Component to deepen.
+        #[arg(long, value_enum)]
+        component: Deepen,
+        /// Layer count after growing (more than the base has).
+        #[arg(long)]
+        layers: usize,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Copy a checkpoint with SCALE × a fixed 2-D sin-cos table added to the InternViT's
     /// position table (patch rows; CLS kept), every other tensor kept: give the features an
@@ -193,7 +211,7 @@ fn group(key: &str) -> &'static str {
         .map_or("other", |(_, g)| g)
 }
 
-/// `unilip checkpoint inspect|calibrate|reinit|graft|add-position`.
+/// `unilip checkpoint inspect|calibrate|reinit|graft|grow|add-position`.
 pub fn checkpoint_cmd(cmd: CheckpointCommand) -> Result<(), CliError> {
     match cmd {
         CheckpointCommand::Inspect { dir } => inspect(&dir),
@@ -222,6 +240,12 @@ pub fn checkpoint_cmd(cmd: CheckpointCommand) -> Result<(), CliError> {
             sets: &replace.sets,
             source: Source::Donor(&from),
         }),
+        CheckpointCommand::Grow {
+            base,
+            component,
+            layers,
+            out,
+        } => grow(&base, component, layers, &out),
         CheckpointCommand::AddPosition { base, scale, out } => {
             super::position::add_position(&base, scale, &out)
         }

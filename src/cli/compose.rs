@@ -197,23 +197,12 @@ pub fn compose(args: &ComposeArgs<'_>) -> Result<(), CliError> {
         );
     }
 
-    std::fs::create_dir_all(args.out)
-        .map_err(|e| CliError::Run(format!("{}: {e}", args.out.display())))?;
-    let write = |e: weights::WeightError| CliError::Run(e.to_string());
-    weights::write_safetensors(&args.out.join("model.safetensors"), &out, dtype, None)
-        .map_err(write)?;
     let text = serde_json::to_string_pretty(&config.to_json()).expect("config serialises");
-    weights::atomic_write(&args.out.join("config.json"), text.as_bytes()).map_err(write)?;
     let tokenizer_from = match (&donor, args.components.contains(&Component::Llm)) {
         (Some(donor), true) => donor.dir,
         _ => args.base,
     };
-    let tok = tokenizer_from.join("tokenizer.json");
-    if tok.exists() {
-        let bytes =
-            std::fs::read(&tok).map_err(|e| CliError::Run(format!("{}: {e}", tok.display())))?;
-        weights::atomic_write(&args.out.join("tokenizer.json"), &bytes).map_err(write)?;
-    }
+    write_checkpoint(args.out, &out, dtype, text.as_bytes(), tokenizer_from)?;
     let total: usize = out.values().map(|t| t.data.len()).sum();
     let origin = match args.source {
         Source::Random { seed } => format!("drawn at random (seed {seed})"),
@@ -325,7 +314,42 @@ fn apply_set(json: &mut Value, set: &str) -> Result<(), CliError> {
     Ok(())
 }
 
-/// bf16 when the base stores any bf16 tensor (released checkpoints), f32 otherwise.
+/// Every tensor of `ck`, by key, as f32.
+pub(super) fn read_all(ck: &Checkpoint) -> Result<BTreeMap<String, HostTensor>, CliError> {
+    ck.keys()
+        .iter()
+        .map(|key| {
+            ck.read(key)
+                .map(|t| (key.to_string(), t))
+                .map_err(|e| CliError::Usage(e.to_string()))
+        })
+        .collect()
+}
+
+/// Writes the checkpoint directory `out`: `tensors` as `model.safetensors` in `dtype`, `config`
+/// as `config.json`, and `tokenizer_from`'s `tokenizer.json` where it has one (each file written
+/// to a temporary name, then renamed).
+pub(super) fn write_checkpoint(
+    out: &Path,
+    tensors: &BTreeMap<String, HostTensor>,
+    dtype: SaveDtype,
+    config: &[u8],
+    tokenizer_from: &Path,
+) -> Result<(), CliError> {
+    std::fs::create_dir_all(out).map_err(|e| CliError::Run(format!("{}: {e}", out.display())))?;
+    let write = |e: weights::WeightError| CliError::Run(e.to_string());
+    weights::write_safetensors(&out.join("model.safetensors"), tensors, dtype, None)
+        .map_err(write)?;
+    weights::atomic_write(&out.join("config.json"), config).map_err(write)?;
+    let tok = tokenizer_from.join("tokenizer.json");
+    if tok.exists() {
+        let bytes =
+            std::fs::read(&tok).map_err(|e| CliError::Run(format!("{}: {e}", tok.display())))?;
+        weights::atomic_write(&out.join("tokenizer.json"), &bytes).map_err(write)?;
+    }
+    Ok(())
+}
+
 /// Whether two paths name the same directory (compared canonically where both exist).
 pub(super) fn same_dir(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {

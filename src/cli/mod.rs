@@ -6,6 +6,7 @@ mod bench_train;
 mod checkpoint;
 mod compose;
 mod graph;
+mod grow;
 mod position;
 mod run;
 mod shapes;

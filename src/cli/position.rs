@@ -7,14 +7,13 @@
 //! absolute-position signal of known strength, so that an ablation can ask what position in the
 //! features changes (`eval --task probe` measures how much of it reaches the features).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use unilip_nodes::models::sana::sincos_pos_embed;
 use unilip_nodes::models::unilip::KeyStyle;
-use unilip_nodes::weights::{self, Checkpoint, HostTensor};
+use unilip_nodes::weights::{Checkpoint, HostTensor};
 
-use super::compose::{same_dir, save_dtype};
+use super::compose::{read_all, same_dir, save_dtype, write_checkpoint};
 use super::CliError;
 
 /// The InternViT's learned position table, `[1, 1 + grid², width]` (CLS row first).
@@ -59,11 +58,7 @@ pub fn add_position(base: &Path, scale: f32, out: &Path) -> Result<(), CliError>
     }
     let ck = Checkpoint::open(base).map_err(|e| usage(e.to_string()))?;
     let key = KeyStyle::detect(&ck).spell(POSITION_TABLE);
-    let mut tensors: BTreeMap<String, HostTensor> = BTreeMap::new();
-    for name in ck.keys() {
-        let tensor = ck.read(name).map_err(|e| usage(e.to_string()))?;
-        tensors.insert(name.to_string(), tensor);
-    }
+    let mut tensors = read_all(&ck)?;
     let table = tensors.get(&key).ok_or_else(|| {
         usage(format!(
             "{} has no `{key}`: no InternViT position table to add to",
@@ -78,23 +73,9 @@ pub fn add_position(base: &Path, scale: f32, out: &Path) -> Result<(), CliError>
     let after = rms(&table);
     tensors.insert(key, table);
 
-    std::fs::create_dir_all(out).map_err(|e| CliError::Run(format!("{}: {e}", out.display())))?;
-    let write = |e: weights::WeightError| CliError::Run(e.to_string());
-    weights::write_safetensors(
-        &out.join("model.safetensors"),
-        &tensors,
-        save_dtype(&ck),
-        None,
-    )
-    .map_err(write)?;
-    for file in ["config.json", "tokenizer.json"] {
-        let from = base.join(file);
-        if from.exists() {
-            let bytes = std::fs::read(&from)
-                .map_err(|e| CliError::Run(format!("{}: {e}", from.display())))?;
-            weights::atomic_write(&out.join(file), &bytes).map_err(write)?;
-        }
-    }
+    let config = std::fs::read(base.join("config.json"))
+        .map_err(|e| usage(format!("{}: {e}", base.join("config.json").display())))?;
+    write_checkpoint(out, &tensors, save_dtype(&ck), &config, base)?;
     println!(
         "wrote {}: ViT position table rms {before:.4} → {after:.4} ({scale} × 2-D sin-cos added)",
         out.display()
