@@ -276,7 +276,7 @@ fn grow_adds_identity_layers_that_leave_the_model_unchanged() {
     let base_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(BASE);
     let connector = temp("grow-connector");
     let stdout = ok(&grow(&base_dir, "connector", "3", &connector));
-    assert!(stdout.contains("Connector 1 → 3 layers"), "{stdout}");
+    assert!(stdout.contains("connector 1 → 3 layers"), "{stdout}");
     let both = temp("grow-both");
     ok(&grow(&connector, "dit", "6", &both));
     ok(&unilip(&["checkpoint", "inspect", s(&both)]));

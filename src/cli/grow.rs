@@ -29,6 +29,14 @@ pub enum Deepen {
 }
 
 impl Deepen {
+    /// How messages name the component.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Connector => "connector",
+            Self::Dit => "DiT",
+        }
+    }
+
     /// The `config.json` path of the layer count.
     fn config_path(self) -> &'static [&'static str] {
         match self {
@@ -128,8 +136,8 @@ pub fn grow(base: &Path, component: Deepen, layers: usize, out: &Path) -> Result
     })? as usize;
     if layers <= count {
         return Err(usage(format!(
-            "--layers {layers}: the {component:?} already has {count} (`{field}`); grow asks \
-             for more"
+            "--layers {layers}: the {} already has {count} (`{field}`); grow asks for more",
+            component.name()
         )));
     }
     *slot = Value::from(layers);
@@ -151,9 +159,10 @@ pub fn grow(base: &Path, component: Deepen, layers: usize, out: &Path) -> Result
     let text = serde_json::to_string_pretty(&config).expect("config serialises");
     write_checkpoint(out, &tensors, save_dtype(&ck), text.as_bytes(), base)?;
     println!(
-        "wrote {}: {component:?} {count} → {layers} layers ({:.3} M parameters added, the new \
-         layers identity at the start)",
+        "wrote {}: {} {count} → {layers} layers ({:.3} M parameters added, the new layers \
+         identity at the start)",
         out.display(),
+        component.name(),
         params as f64 / 1e6
     );
     Ok(())
