@@ -177,21 +177,27 @@ fn graft_names_the_tensor_that_does_not_fit() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("--from"));
 }
 
-/// `feature_position_share` from `unilip eval shapesworld --task probe` on `dir`.
-fn position_share(dir: &Path) -> f64 {
+/// The metrics of `unilip eval shapesworld --task TASK --n N --json` on `dir`.
+fn eval_metrics(dir: &Path, task: &str, n: &str) -> serde_json::Value {
     let stdout = ok(&unilip(&[
         "eval",
         "shapesworld",
         "--task",
-        "probe",
+        task,
         "--n",
-        "40",
+        n,
         "--json",
         "--checkpoint",
         s(dir),
     ]));
-    let metrics: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    metrics["feature_position_share"].as_f64().unwrap()
+    serde_json::from_str(&stdout).unwrap()
+}
+
+/// `feature_position_share` from `--task probe` on `dir`.
+fn position_share(dir: &Path) -> f64 {
+    eval_metrics(dir, "probe", "40")["feature_position_share"]
+        .as_f64()
+        .unwrap()
 }
 
 #[test]
@@ -238,20 +244,9 @@ fn add_position_puts_absolute_position_into_the_features_and_keeps_the_rest() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("is the base checkpoint"));
 }
 
-/// `flow_loss` and `flow_prompt_delta` from `unilip eval shapesworld --task flow` on `dir`.
+/// `flow_loss` and `flow_prompt_delta` from `--task flow` on `dir`.
 fn flow(dir: &Path) -> (f64, f64) {
-    let stdout = ok(&unilip(&[
-        "eval",
-        "shapesworld",
-        "--task",
-        "flow",
-        "--n",
-        "4",
-        "--json",
-        "--checkpoint",
-        s(dir),
-    ]));
-    let metrics: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let metrics = eval_metrics(dir, "flow", "4");
     let get = |name: &str| metrics[name].as_f64().unwrap();
     (get("flow_loss"), get("flow_prompt_delta"))
 }
