@@ -1,4 +1,5 @@
-//! `unilip checkpoint reinit`, `graft`, `grow` and `add-position` through the real binary, on the
+//! `unilip checkpoint reinit`, `graft`, `grow`, `add-position` and `add-source-input` through the
+//! real binary, on the
 //! embedded default model:
 //! the chosen components are drawn afresh under the edited config (or taken from the donor with
 //! its config fields), everything else is byte-identical, the result loads, and bad requests name
@@ -310,5 +311,78 @@ fn grow_adds_identity_layers_that_leave_the_model_unchanged() {
         "{err}"
     );
     let onto_itself = grow(&base_dir, "connector", "2", &base_dir);
+    assert_eq!(onto_itself.status.code(), Some(2));
+}
+
+#[test]
+fn add_source_input_widens_the_dit_input_and_leaves_the_model_unchanged() {
+    let base_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(BASE);
+    let out = temp("source-input");
+    let add = |base: &Path, out: &Path| {
+        unilip(&["checkpoint", "add-source-input", s(base), "--out", s(out)])
+    };
+    let stdout = ok(&add(&base_dir, &out));
+    ok(&unilip(&["checkpoint", "inspect", s(&out)]));
+    let latent = config(&base_dir)["dit_config"]["in_channels"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        stdout.contains(&format!("{latent} → {} input channels", 2 * latent)),
+        "{stdout}"
+    );
+    assert_eq!(config(&out)["dit_config"]["in_channels"], 2 * latent);
+    assert_eq!(config(&out)["dit_config"]["out_channels"], latent);
+
+    let (base, after) = (tensors(&base_dir), tensors(&out));
+    let patch = "model.dit.patch_embed.proj.weight";
+    for (key, value) in &base {
+        assert_eq!(key == patch, after.get(key) != Some(value), "{key}");
+    }
+    // Each output channel's row: the base's weights, then as many zero bytes.
+    let ((old_shape, old), (new_shape, new)) = (&base[patch], &after[patch]);
+    assert_eq!(new_shape[1], 2 * old_shape[1]);
+    let row = old.len() / old_shape[0];
+    for (o, n) in old.chunks(row).zip(new.chunks(2 * row)) {
+        assert_eq!(&n[..row], o);
+        assert!(n[row..].iter().all(|b| *b == 0));
+    }
+    // The DiT sees the source now, with zero weight: every flow loss is the base's.
+    let (before, now) = (
+        eval_metrics(&base_dir, "flow", "4"),
+        eval_metrics(&out, "flow", "4"),
+    );
+    for name in ["flow_loss", "flow_edit_loss", "flow_edit_source_delta"] {
+        let (b, n) = (before[name].as_f64().unwrap(), now[name].as_f64().unwrap());
+        assert!(
+            (b - n).abs() <= 1e-6 * b.abs().max(1.0),
+            "{name}: {b} vs {n}"
+        );
+    }
+
+    // The edit graph passes the source to such a DiT (its `image_latent` wire) and, with zero
+    // weight on it, edits as the base does.
+    let edited = |ckpt: &Path, name: &str| {
+        let dir = temp(name);
+        ok(&unilip(&[
+            "run",
+            "graphs/edit.ron",
+            "--set",
+            &format!("ckpt.dir={}", s(ckpt)),
+            "--set",
+            "dit.steps=2",
+            "--out",
+            s(&dir),
+        ]));
+        image::open(dir.join("edit.png")).unwrap().to_rgb8()
+    };
+    let (a, b) = (edited(&base_dir, "edit-base"), edited(&out, "edit-source"));
+    let most = a.iter().zip(b.iter()).map(|(x, y)| x.abs_diff(*y)).max();
+    assert!(most <= Some(1), "pixels differ by {most:?}");
+
+    let again = add(&out, &temp("source-input-twice"));
+    assert_eq!(again.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.contains("already takes"), "{err}");
+    let onto_itself = add(&base_dir, &base_dir);
     assert_eq!(onto_itself.status.code(), Some(2));
 }

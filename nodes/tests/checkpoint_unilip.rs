@@ -13,7 +13,9 @@ use unilip_nodes::fixtures::unilip_config;
 use unilip_nodes::fixtures::Fixture;
 use unilip_nodes::models::qwen2::{GenerationConfig, Sampling};
 use unilip_nodes::models::scheduler::DpmSolverConfig;
-use unilip_nodes::models::unilip::{ComponentSet, KeyStyle, Unilip, UnilipConfig, UnilipError};
+use unilip_nodes::models::unilip::{
+    ComponentSet, Condition, KeyStyle, SampleOptions, Unilip, UnilipConfig, UnilipError,
+};
 use unilip_nodes::weights::{write_safetensors, Checkpoint, HostTensor, SaveDtype, WeightError};
 
 type B = burn::backend::Flex;
@@ -394,4 +396,53 @@ fn checkpoint_config_presets_and_defaults() {
     no_dit.as_object_mut().expect("object").remove("dit_config");
     let err = UnilipConfig::from_json(no_dit).expect_err("no default DiT for width 64");
     assert!(err.contains("dit_config"), "{err}");
+}
+
+/// A DiT whose `in_channels` is twice the latent's (`checkpoint add-source-input`) sees the edit
+/// source at every sampling step: different sources give different latents, no source samples
+/// as a zero one does, a source of another shape is an input error, and any other channel count
+/// is refused when the model is built.
+#[test]
+fn a_dit_taking_the_source_samples_from_it() {
+    let mut json = UnilipConfig::tiny().to_json();
+    let latent = json["dit_config"]["out_channels"].as_u64().unwrap() as usize;
+    json["dit_config"]["in_channels"] = (2 * latent).into();
+    let config = UnilipConfig::from_json(json.clone()).expect("a source-taking DiT's config");
+    let dev = Default::default();
+    let (model, _) = Unilip::<B>::random(config.clone(), 3, &dev).expect("source-taking DiT");
+    let cond = Condition {
+        embeds: Tensor::<B, 3>::random(
+            [1, 5, config.dit.caption_channels],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &dev,
+        ),
+        mask: Tensor::ones([1, 5], &dev),
+    };
+    let size = config.dit.sample_size;
+    let run = |source: Option<Tensor<B, 4>>| {
+        let mut opts = SampleOptions::<B>::unilip(1);
+        opts.steps = 2;
+        opts.source = source;
+        model.sample(&cond, None, &opts, |_, _, _| Ok::<(), UnilipError>(()))
+    };
+    let image = |shape: [usize; 4]| {
+        Tensor::<B, 4>::random(shape, burn::tensor::Distribution::Normal(0.0, 1.0), &dev)
+    };
+    let sampled = |source| HostTensor::from_burn(run(source).expect("samples"));
+    let [a, b] = [0, 1].map(|_| sampled(Some(image([1, latent, size, size]))));
+    assert_ne!(a, b, "the source reaches the DiT");
+    assert_eq!(
+        sampled(None),
+        sampled(Some(Tensor::zeros([1, latent, size, size], &dev)))
+    );
+    let wrong = run(Some(image([1, latent, size / 2, size / 2])));
+    assert!(
+        matches!(&wrong, Err(UnilipError::Input(m)) if m.contains("source latent")),
+        "{wrong:?}"
+    );
+
+    json["dit_config"]["in_channels"] = (latent + 1).into();
+    let odd = UnilipConfig::from_json(json).expect("parses");
+    let refused = Unilip::<B>::random(odd, 3, &dev).map(|_| ()).unwrap_err();
+    assert!(refused.to_string().contains("in_channels"), "{refused}");
 }

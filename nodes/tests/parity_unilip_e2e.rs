@@ -57,6 +57,7 @@ fn options(fx: &Fixture, init: Tensor<B, 4>) -> SampleOptions<B> {
         guidance_scale: s["guidance_scale"].as_f64().expect("guidance_scale") as f32,
         guidance_max_sigma: 1.0,
         init: InitLatent::Latent(init),
+        source: None,
     }
 }
 

@@ -561,3 +561,49 @@ fn copy_edits_keep_the_source_as_target_under_one_instruction() {
         .contains("VQA"));
     assert!(CopyEdits::new(edits, "  ").unwrap_err().contains("empty"));
 }
+
+/// `config` with a DiT that also takes the source latent (`in_channels` = 2 × latent).
+fn takes_source(config: &UnilipConfig) -> UnilipConfig {
+    let mut json = config.to_json();
+    let latent = config.dit.out_channels();
+    json["dit_config"]["in_channels"] = (2 * latent).into();
+    json["dit_config"]["out_channels"] = latent.into();
+    UnilipConfig::from_json(json).unwrap()
+}
+
+/// A DiT that takes the edit source beside the noisy latent (`in_channels` = 2 × latent) is
+/// trained on it: edit rows pass the source latent, so the source channels' patch weights get a
+/// gradient, while caption rows pass zeros and leave them exactly as they were (no weight decay).
+#[test]
+fn a_dit_taking_the_source_is_trained_on_the_edit_source_and_zeros_for_captions() {
+    let root = temp("source-input");
+    let base = checkpoint_with(&root, |c| *c = takes_source(c));
+    let key = "model.dit.patch_embed.proj.weight";
+    let shape = unilip_nodes::weights::Checkpoint::open(&base)
+        .unwrap()
+        .read(key)
+        .unwrap()
+        .shape;
+    // [width, 2·latent, p, p]: the source's weights are the second half of each row.
+    let source_part = |w: Vec<f32>| -> Vec<f32> {
+        let row = w.len() / shape[0];
+        w.chunks(row).flat_map(|r| r[row / 2..].to_vec()).collect()
+    };
+    let before = source_part(tensor(&base, key));
+    assert!(before.iter().any(|v| *v != 0.0));
+    let trainable = Trainable {
+        dit: true,
+        ..Trainable::default()
+    };
+    let cfg = config(vec![term(FLOW)], trainable, 2);
+    for (kind, changes) in [(DatasetKind::Edits, true), (DatasetKind::Captions, false)] {
+        let data = Squares {
+            kind,
+            n: 2,
+            poison: None,
+        };
+        let out = root.join(format!("{kind:?}"));
+        let after = source_part(tensor(&run(&base, &out, &data, &cfg), key));
+        assert_eq!(after != before, changes, "{kind:?}");
+    }
+}

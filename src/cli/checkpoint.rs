@@ -1,5 +1,5 @@
 //! `unilip init-checkpoint` and
-//! `unilip checkpoint inspect|calibrate|reinit|graft|grow|add-position`.
+//! `unilip checkpoint inspect|calibrate|reinit|graft|grow|add-position|add-source-input`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -119,6 +119,16 @@ pub enum CheckpointCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Copy a checkpoint whose DiT also takes the edit source's latent, concatenated after the
+    /// noisy latent (InstructPix2Pix's input; UniLIP's DiT sees the source only through its
+    /// condition), the new input weights zero so the copy computes what the base did.
+    AddSourceInput {
+        /// Checkpoint to start from.
+        base: PathBuf,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// What `reinit` and `graft` replace.
@@ -211,7 +221,7 @@ fn group(key: &str) -> &'static str {
         .map_or("other", |(_, g)| g)
 }
 
-/// `unilip checkpoint inspect|calibrate|reinit|graft|grow|add-position`.
+/// `unilip checkpoint inspect|calibrate|reinit|graft|grow|add-position|add-source-input`.
 pub fn checkpoint_cmd(cmd: CheckpointCommand) -> Result<(), CliError> {
     match cmd {
         CheckpointCommand::Inspect { dir } => inspect(&dir),
@@ -248,6 +258,9 @@ pub fn checkpoint_cmd(cmd: CheckpointCommand) -> Result<(), CliError> {
         } => grow(&base, component, layers, &out),
         CheckpointCommand::AddPosition { base, scale, out } => {
             super::position::add_position(&base, scale, &out)
+        }
+        CheckpointCommand::AddSourceInput { base, out } => {
+            super::source_input::add_source_input(&base, &out)
         }
     }
 }

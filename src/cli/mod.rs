@@ -10,6 +10,7 @@ mod grow;
 mod position;
 mod run;
 mod shapes;
+mod source_input;
 mod sweep;
 mod unidiff;
 

@@ -93,14 +93,8 @@ impl Eval<'_> {
             let e = self.generator.edit_item(i as u64);
             let other = self.generator.edit_item((i + self.opts.n) as u64);
             let own = self.features(&e.source_image)?;
-            let features = Tensor::cat(
-                vec![
-                    own.clone(),
-                    self.features(&other.source_image)?,
-                    own.clone(),
-                ],
-                0,
-            );
+            let other = self.features(&other.source_image)?;
+            let features = Tensor::cat(vec![own.clone(), other.clone(), own.clone()], 0);
             let prompts = [
                 edit_prompt(&e.item.instruction, n_img),
                 edit_prompt(&e.item.instruction, n_img),
@@ -108,6 +102,10 @@ impl Eval<'_> {
             ];
             let x0 = self.target(&self.features(&e.target_image)?)?;
             let source = self.target(&own)?;
+            let sources = Tensor::cat(
+                vec![source.clone(), self.target(&other)?, source.clone()],
+                0,
+            );
             source_distance.push(f64::from(
                 (x0.clone() - source)
                     .powi_scalar(2)
@@ -117,7 +115,7 @@ impl Eval<'_> {
             ));
             editing
                 .items
-                .push(self.losses(tok, &prompts, Some(&features), x0, i)?);
+                .push(self.losses(tok, &prompts, Some((&features, &sources)), x0, i)?);
         }
         let mut metrics = Metrics::new();
         generation.insert(
@@ -166,15 +164,18 @@ impl Eval<'_> {
     }
 
     /// The loss of `x0` under each prompt's condition at each σ, with one noise draw (seeded by
-    /// the stream seed and `index`) shared by all of them.
+    /// the stream seed and `index`) shared by all of them. For editing, `source` holds each
+    /// prompt's source image: its features (in the condition) and its DiT latent (beside the
+    /// noisy latent, for a DiT that takes it).
     fn losses(
         &self,
         tok: &Tokenizer,
         prompts: &[String],
-        features: Option<&Tensor<B, 3>>,
+        source: Option<(&Tensor<B, 3>, &Tensor<B, 4>)>,
         x0: Tensor<B, 4>,
         index: usize,
     ) -> Result<LossTable, String> {
+        let features = source.map(|(f, _)| f);
         let dev = device();
         let texts: Vec<&str> = prompts.iter().map(String::as_str).collect();
         let (ids, mask) = encode_prompts::<B>(tok, &texts, &dev).map_err(|e| e.to_string())?;
@@ -195,8 +196,9 @@ impl Eval<'_> {
         (0..prompts.len())
             .map(|k| {
                 let Condition { embeds, mask } = cond.rows(k, 1).map_err(|e| e.to_string())?;
+                let source = source.map(|(_, l)| l.clone().narrow(0, k, 1).repeat_dim(0, levels));
                 let v = dit.forward(
-                    xt.clone(),
+                    dit.input(xt.clone(), source.as_ref()),
                     timesteps.clone(),
                     embeds.repeat_dim(0, levels),
                     mask.float().repeat_dim(0, levels),

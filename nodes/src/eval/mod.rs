@@ -268,17 +268,24 @@ impl Eval<'_> {
         s
     }
 
-    /// [`Self::sample`], starting from the source's latent when `strength` is below 1.
+    /// [`Self::sample`], starting from the source's latent when `strength` is below 1, and with
+    /// the source's latent beside the noisy one for a DiT that takes it.
     fn edit_sample(&self, index: usize, source: &Tensor<B, 3>) -> Result<SampleOptions<B>, String> {
         let mut s = self.sample(index);
-        if self.opts.strength < 1.0 {
+        let takes_source = self.model.config.dit.source_channels() > 0;
+        if self.opts.strength < 1.0 || takes_source {
             let image = self.target(source)?;
-            let noise = self.model.initial_latent(1, &s.init, &device());
-            s.init = InitLatent::Noised {
-                image,
-                noise: noise.map_err(|e| e.to_string())?,
-                strength: self.opts.strength,
-            };
+            if takes_source {
+                s.source = Some(image.clone());
+            }
+            if self.opts.strength < 1.0 {
+                let noise = self.model.initial_latent(1, &s.init, &device());
+                s.init = InitLatent::Noised {
+                    image,
+                    noise: noise.map_err(|e| e.to_string())?,
+                    strength: self.opts.strength,
+                };
+            }
         }
         Ok(s)
     }

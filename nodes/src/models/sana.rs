@@ -139,9 +139,17 @@ impl SanaConfig {
         self.num_attention_heads * self.attention_head_dim
     }
 
-    /// Output channels (`out_channels`, else `in_channels`).
+    /// Output channels (`out_channels`, else `in_channels`): the latent's channels.
     pub fn out_channels(&self) -> usize {
         self.out_channels.unwrap_or(self.in_channels)
+    }
+
+    /// Channels of a source latent concatenated after the noisy one (`in_channels −
+    /// out_channels`): 0 for UniLIP's DiT, the latent's channels for a DiT that sees the edit
+    /// source beside the noisy latent (InstructPix2Pix's input, made by `unilip checkpoint
+    /// add-source-input`).
+    pub fn source_channels(&self) -> usize {
+        self.in_channels.saturating_sub(self.out_channels())
     }
 
     /// Interpolation scale of the positional embedding (diffusers 0.32.2 rule for `null`).
@@ -184,6 +192,14 @@ impl SanaConfig {
         }
         if self.num_attention_heads == 0 || self.num_cross_attention_heads == 0 {
             return Some("attention head counts must be positive".into());
+        }
+        let out = self.out_channels();
+        if self.in_channels != out && self.in_channels != 2 * out {
+            return Some(format!(
+                "in_channels {} must equal out_channels {out}, or be twice it (a DiT that takes \
+                 the edit source's latent beside the noisy one)",
+                self.in_channels
+            ));
         }
         None
     }
@@ -658,6 +674,18 @@ impl<B: Backend> SanaTransformer<B> {
         }
         let data = TensorData::new(table, [1, grid_h * grid_w, d]);
         Some(Tensor::from_data(data, device))
+    }
+
+    /// The DiT input of a noisy latent `x` `[b, C, H, W]`: `x` itself for UniLIP's DiT; for a DiT
+    /// with [`SanaConfig::source_channels`], `x` with `source` (the clean source latent, same
+    /// shape, e.g. the image being edited) concatenated on channels, or zeros without one
+    /// (text-to-image, as it was trained). A source given to a DiT that takes none is not used.
+    pub fn input(&self, x: Tensor<B, 4>, source: Option<&Tensor<B, 4>>) -> Tensor<B, 4> {
+        if self.config.source_channels() == 0 {
+            return x;
+        }
+        let source = source.cloned().unwrap_or_else(|| x.zeros_like());
+        Tensor::cat(vec![x, source], 1)
     }
 
     /// Patch embedding (+ positional embedding): `[b, c, H, W]` → `[b, n, d]`, and the token grid.

@@ -299,10 +299,11 @@ impl UnilipConfig {
         if self.vision.text_config.hidden_size != self.text.hidden_size {
             return Err("vision text width differs from text_config.hidden_size".into());
         }
-        if self.dit.in_channels != self.vae.latent_channels {
+        if self.dit.out_channels() != self.vae.latent_channels {
             return Err(format!(
-                "dit_config.in_channels {} != vae_config.latent_channels {}",
-                self.dit.in_channels, self.vae.latent_channels
+                "dit_config.out_channels {} != vae_config.latent_channels {}",
+                self.dit.out_channels(),
+                self.vae.latent_channels
             ));
         }
         if self.n_query == 0 || self.connect_layer == 0 {
@@ -1226,6 +1227,10 @@ pub struct SampleOptions<B: Backend> {
     pub guidance_max_sigma: f32,
     /// Initial latent.
     pub init: InitLatent<B>,
+    /// The clean DiT latent `[b, C, h, w]` of the image being edited, concatenated to the noisy
+    /// latent at every step by a DiT that takes one ([`SanaConfig::source_channels`]); such a
+    /// DiT gets zeros without it. UniLIP's own DiT does not use it.
+    pub source: Option<Tensor<B, 4>>,
 }
 
 impl<B: Backend> SampleOptions<B> {
@@ -1237,6 +1242,7 @@ impl<B: Backend> SampleOptions<B> {
             guidance_scale: 4.5,
             guidance_max_sigma: 1.0,
             init: InitLatent::Seed(seed),
+            source: None,
         }
     }
 }
@@ -1526,16 +1532,17 @@ impl<B: Backend> Unilip<B> {
         device: &B::Device,
     ) -> Result<Tensor<B, 4>> {
         let dit = &self.config.dit;
-        let shape = [batch, dit.in_channels, dit.sample_size, dit.sample_size];
+        let channels = dit.out_channels();
+        let shape = [batch, channels, dit.sample_size, dit.sample_size];
         match init {
             InitLatent::Seed(seed) => Ok(gaussian_noise(
                 shape,
                 &mut StdRng::seed_from_u64(*seed),
                 device,
             )),
-            InitLatent::Latent(x) => check_latent(x, batch, dit.in_channels, "initial latent"),
+            InitLatent::Latent(x) => check_latent(x, batch, channels, "initial latent"),
             InitLatent::Noised { image, noise, .. } => {
-                check_latent(image, batch, dit.in_channels, "image latent")?;
+                check_latent(image, batch, channels, "image latent")?;
                 if noise.dims() != image.dims() {
                     return Err(UnilipError::Input(format!(
                         "noise {:?} and image latent {:?} differ in shape",
@@ -1582,6 +1589,20 @@ impl<B: Backend> Unilip<B> {
         };
         let unguided = (cond.embeds.clone(), cond.mask.clone().float());
         let mut x = self.initial_latent(n, &opts.init, &dev)?;
+        let source = match &opts.source {
+            Some(s) if s.dims() != x.dims() => {
+                return Err(UnilipError::Input(format!(
+                    "source latent {:?}, expected the sampled latent's shape {:?}",
+                    s.dims(),
+                    x.dims()
+                ))
+                .into())
+            }
+            source => source.clone(),
+        };
+        let both_sources = source
+            .as_ref()
+            .map(|s| Tensor::cat(vec![s.clone(), s.clone()], 0));
         let (mut stepper, timesteps) =
             Stepper::new(&self.config.scheduler, opts.sampler, opts.steps)?;
         let total = timesteps.len();
@@ -1598,8 +1619,14 @@ impl<B: Backend> Unilip<B> {
                 opts.guidance_max_sigma >= 1.0 || t / train_timesteps <= opts.guidance_max_sigma
             });
             let ((caption, mask), input) = match guide_here {
-                Some(both) => (both, Tensor::cat(vec![x.clone(), x.clone()], 0)),
-                None => (&unguided, x.clone()),
+                Some(both) => (
+                    both,
+                    dit.input(
+                        Tensor::cat(vec![x.clone(), x.clone()], 0),
+                        both_sources.as_ref(),
+                    ),
+                ),
+                None => (&unguided, dit.input(x.clone(), source.as_ref())),
             };
             let rows = caption.dims()[0];
             let t = Tensor::from_data(TensorData::new(vec![t; rows], [rows]), &dev);

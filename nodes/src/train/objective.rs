@@ -248,7 +248,12 @@ impl<'a> Objective<'a> {
         } else {
             None
         };
-        let pass = self.dit_pass(model, x0, source_features.as_ref(), samples, rng)?;
+        let source_latent = source_latent(model, samples, size)?;
+        let source = DitSource {
+            features: source_features.as_ref(),
+            latent: source_latent.as_ref(),
+        };
+        let pass = self.dit_pass(model, x0, source, samples, rng)?;
         self.terms
             .iter()
             .map(|term| match term.kind {
@@ -270,7 +275,7 @@ impl<'a> Objective<'a> {
         &self,
         model: &Unilip<TrainB>,
         x0: Tensor<TrainB, 4>,
-        source_features: Option<&Tensor<TrainB, 3>>,
+        source: DitSource<'_>,
         samples: &[Sample],
         rng: &mut StdRng,
     ) -> Result<DitPass, TrainError> {
@@ -294,7 +299,7 @@ impl<'a> Objective<'a> {
             .collect();
         let texts: Vec<&str> = prompts.iter().map(String::as_str).collect();
         let (ids, mask) = encode_prompts::<TrainB>(tok, &texts, &dev)?;
-        let cond = model.condition(ids, mask, source_features, self.condition_mode)?;
+        let cond = model.condition(ids, mask, source.features, self.condition_mode)?;
         let [_, c, h, w] = x0.dims();
         let noise = gaussian_noise::<TrainB, 4, _>([b, c, h, w], rng, &dev);
         let (logit_mean, logit_std) = self
@@ -325,8 +330,13 @@ impl<'a> Objective<'a> {
         let sigmas = Tensor::from_data(TensorData::new(t.sigmas, [b]), &dev);
         let timesteps = Tensor::from_data(TensorData::new(t.timesteps.clone(), [b]), &dev);
         let xt = add_noise(x0.clone(), noise.clone(), sigmas);
-        let (velocity, tapped) =
-            dit.forward_tapped(xt, timesteps, cond.embeds, cond.mask.float(), tap);
+        let (velocity, tapped) = dit.forward_tapped(
+            dit.input(xt, source.latent),
+            timesteps,
+            cond.embeds,
+            cond.mask.float(),
+            tap,
+        );
         Ok(DitPass {
             velocity,
             target: velocity_target(x0, noise),
@@ -372,7 +382,7 @@ impl<'a> Objective<'a> {
         let pass = if self.terms.iter().any(|t| t.kind.uses_dit()) {
             // The DiT's target stays the original encoder's latent when the ViT is trained.
             let x0 = target_latent(self.teacher.unwrap_or(model), x)?;
-            Some(self.dit_pass(model, x0, None, samples, rng)?)
+            Some(self.dit_pass(model, x0, DitSource::default(), samples, rng)?)
         } else {
             None
         };
@@ -553,6 +563,41 @@ fn vision(model: &Unilip<TrainB>) -> Result<&InternVlVision<TrainB>, TrainError>
 /// The vision tower's square input size.
 pub fn input_size(model: &Unilip<TrainB>) -> usize {
     model.config.vision.vision_config.image_size.hw()[0]
+}
+
+/// What a DiT pass sees of the edit source, per row: its features (at the prompt's image
+/// tokens) and its DiT latent (beside the noisy latent, for a DiT that takes one).
+#[derive(Clone, Copy, Default)]
+struct DitSource<'a> {
+    features: Option<&'a Tensor<TrainB, 3>>,
+    latent: Option<&'a Tensor<TrainB, 4>>,
+}
+
+/// For a DiT that takes the source beside the noisy latent ([`crate::models::sana::SanaConfig::source_channels`]):
+/// each edit row's source latent, zeros for caption rows (text-to-image, as sampled without a
+/// source). `None` for UniLIP's DiT or a batch without edits.
+fn source_latent(
+    model: &Unilip<TrainB>,
+    samples: &[Sample],
+    size: usize,
+) -> Result<Option<Tensor<TrainB, 4>>, TrainError> {
+    let takes_source = model.config.dit.source_channels() > 0;
+    if !takes_source || samples.iter().all(|s| s.source.is_none()) {
+        return Ok(None);
+    }
+    let dev = crate::backend::device();
+    let sources: Vec<_> = samples
+        .iter()
+        .map(|s| s.source.as_ref().unwrap_or(&s.image))
+        .collect();
+    let latent = target_latent(model, image_batch(&sources, size, &dev))?;
+    let keep: Vec<f32> = samples
+        .iter()
+        .map(|s| f32::from(u8::from(s.source.is_some())))
+        .collect();
+    let keep =
+        Tensor::<TrainB, 1>::from_floats(keep.as_slice(), &dev).reshape([samples.len(), 1, 1, 1]);
+    Ok(Some(latent * keep))
 }
 
 /// The DiT target `x0`: the (frozen) UniLIP latent of `images`, shifted and scaled

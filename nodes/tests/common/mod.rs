@@ -27,13 +27,19 @@ pub const COLOURS: [(&str, [f32; 3]); 3] = [
 
 /// A random `shapes` checkpoint with a word-level tokenizer in `dir`.
 pub fn checkpoint(dir: &Path) -> PathBuf {
+    checkpoint_with(dir, |_| {})
+}
+
+/// [`checkpoint`] with `edit` applied to the `shapes` config first.
+pub fn checkpoint_with(dir: &Path, edit: impl FnOnce(&mut UnilipConfig)) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let vocab: Vec<&str> = TEMPLATE_WORDS.iter().chain(WORDS.iter()).copied().collect();
     let tok_path = dir.join("tok.json");
     let inner = build_word_level(&vocab, &[]).unwrap();
     let tok = Tokenizer::from_inner(inner, "test").unwrap();
     tok.save(&tok_path).unwrap();
-    let config = UnilipConfig::shapes(tok.vocab_size(), tok.special());
+    let mut config = UnilipConfig::shapes(tok.vocab_size(), tok.special());
+    edit(&mut config);
     let ck = dir.join("base");
     write_random_checkpoint(&ck, config, 7, SaveDtype::F32, Some(&tok_path)).unwrap();
     ck

@@ -39,8 +39,10 @@ impl DitDenoise {
                               Noise comes from `seed` (reproducible on CPU) unless `init_latent` is wired. \
                               With `strength` below 1 (image-to-image, SDEdit) it starts from \
                               `image_latent` noised to that fraction of the schedule and runs only \
-                              the remaining steps: lower keeps more of the image. \
-                              Reports every step and can be cancelled between steps."
+                              the remaining steps: lower keeps more of the image. A DiT \
+                              that takes the edit source beside the noisy latent (made by \
+                              `unilip checkpoint add-source-input`) gets `image_latent` at \
+                              every step (zeros when it is not wired). Reports every step and can be cancelled between steps."
                     .into(),
                 inputs: vec![
                     model_port(),
@@ -49,7 +51,8 @@ impl DitDenoise {
                     PortSpec::optional(
                         "image_latent",
                         latent_type(),
-                        "Image to start from when strength < 1 (unscaled; e.g. the edit source)",
+                        "The edit source (unscaled): start point when strength < 1, and the \
+                         source a source-taking DiT sees at every step",
                     ),
                 ],
                 outputs: vec![PortSpec::new("latent", latent_type(), "Final latent (unscaled)")],
@@ -117,6 +120,13 @@ impl Node for DitDenoise {
             None => InitLatent::Seed(ctx.int("seed")? as u64),
         };
         let init = image_to_image(ctx, &model, cond, noise)?;
+        let takes_source = model.config.dit.source_channels() > 0;
+        let source = match ctx.opt_input("image_latent") {
+            Some(_) if takes_source => {
+                Some(model.scale(input::<Latent>(ctx, "image_latent")?.0.clone()))
+            }
+            _ => None,
+        };
         let opts = SampleOptions {
             sampler: match ctx.str("sampler")? {
                 "euler" => Sampler::Euler { shift },
@@ -126,6 +136,7 @@ impl Node for DitDenoise {
             guidance_scale: ctx.float("guidance_scale")? as f32,
             guidance_max_sigma: ctx.float("guidance_max_sigma")? as f32,
             init,
+            source,
         };
         let show = ctx.bool("preview")?;
         let z = model.sample::<NodeError>(
