@@ -110,21 +110,12 @@ pub struct ComposeArgs<'a> {
 /// config's shape), and the tokenizer (the donor's when its LLM is grafted).
 pub fn compose(args: &ComposeArgs<'_>) -> Result<(), CliError> {
     let usage = |e: String| CliError::Usage(e);
-    let same = same_dir;
-    if same(args.out, args.base) {
-        return Err(usage(format!(
-            "--out {} is the base checkpoint; write the new checkpoint elsewhere",
-            args.out.display()
-        )));
-    }
+    refuse_overwrite(args.out, args.base, "base")?;
     let donor = match args.source {
-        Source::Donor(dir) if same(args.out, dir) => {
-            return Err(usage(format!(
-                "--out {} is the donor checkpoint; write the new checkpoint elsewhere",
-                args.out.display()
-            )))
+        Source::Donor(dir) => {
+            refuse_overwrite(args.out, dir, "donor")?;
+            Some(Donor::open(dir)?)
         }
-        Source::Donor(dir) => Some(Donor::open(dir)?),
         Source::Random { .. } => None,
     };
     let config_path = args.base.join("config.json");
@@ -350,8 +341,20 @@ pub(super) fn write_checkpoint(
     Ok(())
 }
 
+/// A usage error when `out` is the checkpoint `what` (`base`, `donor`) read from `dir`: a copy
+/// is never written over what it is made from.
+pub(super) fn refuse_overwrite(out: &Path, dir: &Path, what: &str) -> Result<(), CliError> {
+    if same_dir(out, dir) {
+        return Err(CliError::Usage(format!(
+            "--out {} is the {what} checkpoint; write the new checkpoint elsewhere",
+            out.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Whether two paths name the same directory (compared canonically where both exist).
-pub(super) fn same_dir(a: &Path, b: &Path) -> bool {
+fn same_dir(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
         _ => a == b,

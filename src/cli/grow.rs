@@ -16,7 +16,7 @@ use serde_json::Value;
 use unilip_nodes::models::unilip::KeyStyle;
 use unilip_nodes::weights::{self, Checkpoint, HostTensor};
 
-use super::compose::{read_all, same_dir, save_dtype, write_checkpoint};
+use super::compose::{read_all, refuse_overwrite, save_dtype, write_checkpoint};
 use super::CliError;
 
 /// A component `grow` can deepen.
@@ -114,12 +114,7 @@ pub fn identity_layers(
 /// its layer count set in `config.json`; tokenizer copied.
 pub fn grow(base: &Path, component: Deepen, layers: usize, out: &Path) -> Result<(), CliError> {
     let usage = |e: String| CliError::Usage(e);
-    if same_dir(out, base) {
-        return Err(usage(format!(
-            "--out {} is the base checkpoint; write the new checkpoint elsewhere",
-            out.display()
-        )));
-    }
+    refuse_overwrite(out, base, "base")?;
     let config_path = base.join("config.json");
     let mut config = weights::read_json(&config_path).map_err(|e| usage(e.to_string()))?;
     let field = component.config_path().join(".");

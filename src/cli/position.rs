@@ -13,7 +13,7 @@ use unilip_nodes::models::sana::sincos_pos_embed;
 use unilip_nodes::models::unilip::KeyStyle;
 use unilip_nodes::weights::{Checkpoint, HostTensor};
 
-use super::compose::{read_all, same_dir, save_dtype, write_checkpoint};
+use super::compose::{read_all, refuse_overwrite, save_dtype, write_checkpoint};
 use super::CliError;
 
 /// The InternViT's learned position table, `[1, 1 + grid², width]` (CLS row first).
@@ -50,12 +50,7 @@ pub fn add_position(base: &Path, scale: f32, out: &Path) -> Result<(), CliError>
     if !scale.is_finite() {
         return Err(usage(format!("--scale {scale} is not a finite number")));
     }
-    if same_dir(out, base) {
-        return Err(usage(format!(
-            "--out {} is the base checkpoint; write the new checkpoint elsewhere",
-            out.display()
-        )));
-    }
+    refuse_overwrite(out, base, "base")?;
     let ck = Checkpoint::open(base).map_err(|e| usage(e.to_string()))?;
     let key = KeyStyle::detect(&ck).spell(POSITION_TABLE);
     let mut tensors = read_all(&ck)?;

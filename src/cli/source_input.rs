@@ -17,7 +17,7 @@ use serde_json::Value;
 use unilip_nodes::models::unilip::KeyStyle;
 use unilip_nodes::weights::{self, Checkpoint, HostTensor};
 
-use super::compose::{read_all, same_dir, save_dtype, write_checkpoint};
+use super::compose::{read_all, refuse_overwrite, save_dtype, write_checkpoint};
 use super::CliError;
 
 /// The DiT's patchifying convolution, `[width, in_channels, p, p]`.
@@ -47,12 +47,7 @@ pub fn zero_input_channels(weight: &HostTensor, added: usize) -> Result<HostTens
 /// weights zero; every other tensor and the tokenizer copied.
 pub fn add_source_input(base: &Path, out: &Path) -> Result<(), CliError> {
     let usage = |e: String| CliError::Usage(e);
-    if same_dir(out, base) {
-        return Err(usage(format!(
-            "--out {} is the base checkpoint; write the new checkpoint elsewhere",
-            out.display()
-        )));
-    }
+    refuse_overwrite(out, base, "base")?;
     let config_path = base.join("config.json");
     let mut config = weights::read_json(&config_path).map_err(|e| usage(e.to_string()))?;
     let dit = config
