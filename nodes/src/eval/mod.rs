@@ -272,7 +272,7 @@ impl Eval<'_> {
     /// the source's latent beside the noisy one for a DiT that takes it.
     fn edit_sample(&self, index: usize, source: &Tensor<B, 3>) -> Result<SampleOptions<B>, String> {
         let mut s = self.sample(index);
-        let takes_source = self.model.config.dit.source_channels() > 0;
+        let takes_source = self.model.config.dit.takes_source();
         if self.opts.strength < 1.0 || takes_source {
             let image = self.target(source)?;
             if takes_source {

@@ -144,12 +144,11 @@ impl SanaConfig {
         self.out_channels.unwrap_or(self.in_channels)
     }
 
-    /// Channels of a source latent concatenated after the noisy one (`in_channels −
-    /// out_channels`): 0 for UniLIP's DiT, the latent's channels for a DiT that sees the edit
-    /// source beside the noisy latent (InstructPix2Pix's input, made by `unilip checkpoint
-    /// add-source-input`).
-    pub fn source_channels(&self) -> usize {
-        self.in_channels.saturating_sub(self.out_channels())
+    /// Whether the DiT takes a source latent concatenated after the noisy one (`in_channels` =
+    /// 2 × `out_channels`): false for UniLIP's DiT, true for one that sees the edit source beside
+    /// the noisy latent (InstructPix2Pix's input, made by `unilip checkpoint add-source-input`).
+    pub fn takes_source(&self) -> bool {
+        self.in_channels > self.out_channels()
     }
 
     /// Interpolation scale of the positional embedding (diffusers 0.32.2 rule for `null`).
@@ -677,11 +676,11 @@ impl<B: Backend> SanaTransformer<B> {
     }
 
     /// The DiT input of a noisy latent `x` `[b, C, H, W]`: `x` itself for UniLIP's DiT; for a DiT
-    /// with [`SanaConfig::source_channels`], `x` with `source` (the clean source latent, same
+    /// that [`SanaConfig::takes_source`], `x` with `source` (the clean source latent, same
     /// shape, e.g. the image being edited) concatenated on channels, or zeros without one
     /// (text-to-image, as it was trained). A source given to a DiT that takes none is not used.
     pub fn input(&self, x: Tensor<B, 4>, source: Option<&Tensor<B, 4>>) -> Tensor<B, 4> {
-        if self.config.source_channels() == 0 {
+        if !self.config.takes_source() {
             return x;
         }
         let source = source.cloned().unwrap_or_else(|| x.zeros_like());

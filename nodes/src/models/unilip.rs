@@ -1228,7 +1228,7 @@ pub struct SampleOptions<B: Backend> {
     /// Initial latent.
     pub init: InitLatent<B>,
     /// The clean DiT latent `[b, C, h, w]` of the image being edited, concatenated to the noisy
-    /// latent at every step by a DiT that takes one ([`SanaConfig::source_channels`]); such a
+    /// latent at every step by a DiT that takes one ([`SanaConfig::takes_source`]); such a
     /// DiT gets zeros without it. UniLIP's own DiT does not use it.
     pub source: Option<Tensor<B, 4>>,
 }

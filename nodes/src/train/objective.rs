@@ -248,7 +248,10 @@ impl<'a> Objective<'a> {
         } else {
             None
         };
-        let source_latent = source_latent(model, samples, size)?;
+        let source_latent = match &source_features {
+            Some(features) => source_latent(model, samples, features, size)?,
+            None => None,
+        };
         let source = DitSource {
             features: source_features.as_ref(),
             latent: source_latent.as_ref(),
@@ -573,31 +576,29 @@ struct DitSource<'a> {
     latent: Option<&'a Tensor<TrainB, 4>>,
 }
 
-/// For a DiT that takes the source beside the noisy latent ([`crate::models::sana::SanaConfig::source_channels`]):
-/// each edit row's source latent, zeros for caption rows (text-to-image, as sampled without a
-/// source). `None` for UniLIP's DiT or a batch without edits.
+/// For a DiT that takes the source beside the noisy latent
+/// ([`crate::models::sana::SanaConfig::takes_source`]): the DiT latent of each row's source
+/// `features` (`[b, n, c]`, from `size`² inputs) for edit rows, zeros for caption rows
+/// (text-to-image, as sampled without a source). `None` for UniLIP's DiT.
 fn source_latent(
     model: &Unilip<TrainB>,
     samples: &[Sample],
+    features: &Tensor<TrainB, 3>,
     size: usize,
 ) -> Result<Option<Tensor<TrainB, 4>>, TrainError> {
-    let takes_source = model.config.dit.source_channels() > 0;
-    if !takes_source || samples.iter().all(|s| s.source.is_none()) {
+    if !model.config.dit.takes_source() {
         return Ok(None);
     }
     let dev = crate::backend::device();
-    let sources: Vec<_> = samples
-        .iter()
-        .map(|s| s.source.as_ref().unwrap_or(&s.image))
-        .collect();
-    let latent = target_latent(model, image_batch(&sources, size, &dev))?;
+    let grid = vision(model)?.feature_grid(size, size);
+    let latent = model.scale(model.features_to_latent(features.clone(), grid)?);
     let keep: Vec<f32> = samples
         .iter()
         .map(|s| f32::from(u8::from(s.source.is_some())))
         .collect();
     let keep =
         Tensor::<TrainB, 1>::from_floats(keep.as_slice(), &dev).reshape([samples.len(), 1, 1, 1]);
-    Ok(Some(latent * keep))
+    Ok(Some(latent.detach() * keep))
 }
 
 /// The DiT target `x0`: the (frozen) UniLIP latent of `images`, shifted and scaled

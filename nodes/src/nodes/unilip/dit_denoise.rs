@@ -120,7 +120,7 @@ impl Node for DitDenoise {
             None => InitLatent::Seed(ctx.int("seed")? as u64),
         };
         let init = image_to_image(ctx, &model, cond, noise)?;
-        let takes_source = model.config.dit.source_channels() > 0;
+        let takes_source = model.config.dit.takes_source();
         let source = match ctx.opt_input("image_latent") {
             Some(_) if takes_source => {
                 Some(model.scale(input::<Latent>(ctx, "image_latent")?.0.clone()))
