@@ -3,10 +3,10 @@
 //!
 //! - [`scene`]: shapes, colours, sizes, objects and scenes; [`style`]: domains.
 //! - [`spec`]: what a caption asserts, its wording and its parser.
-//! - [`layout`] / [`render`]: placing objects and drawing them (4 × 4 supersampling).
+//! - [`layout`] / [`render`](mod@render): placing objects and drawing them (4 × 4 supersampling).
 //! - [`edit`] / [`vqa`]: edit triplets and question–answer pairs.
-//! - [`generator`] / [`write`]: random-access generation and writing splits to disk.
-//! - [`detect`] / [`score`] / [`metrics`]: detector, GenEval-style and edit scores,
+//! - [`generator`] / [`write`](mod@write): random-access generation and writing splits to disk.
+//! - [`detect`](mod@detect) / [`score`] / [`metrics`]: detector, GenEval-style and edit scores,
 //!   VQA answer matching, PSNR and SSIM.
 //!
 //! Everything is a pure function of its inputs and seeds; nothing is learned.
