@@ -119,14 +119,12 @@ impl Node for DitDenoise {
             }
             None => InitLatent::Seed(ctx.int("seed")? as u64),
         };
-        let init = image_to_image(ctx, &model, cond, noise)?;
-        let takes_source = model.config.dit.takes_source();
-        let source = match ctx.opt_input("image_latent") {
-            Some(_) if takes_source => {
-                Some(model.scale(input::<Latent>(ctx, "image_latent")?.0.clone()))
-            }
-            _ => None,
+        let image = match ctx.opt_input("image_latent") {
+            Some(_) => Some(model.scale(input::<Latent>(ctx, "image_latent")?.0.clone())),
+            None => None,
         };
+        let init = image_to_image(ctx, &model, cond, noise, image.clone())?;
+        let source = image.filter(|_| model.config.dit.takes_source());
         let opts = SampleOptions {
             sampler: match ctx.str("sampler")? {
                 "euler" => Sampler::Euler { shift },
@@ -149,25 +147,25 @@ impl Node for DitDenoise {
     }
 }
 
-/// `noise` as the start, or with `strength` below 1 the `image_latent` noised by it
-/// ([`InitLatent::Noised`]); a missing `image_latent` then is an error naming the port.
+/// `noise` as the start, or with `strength` below 1 `image` (the scaled `image_latent`) noised
+/// by it ([`InitLatent::Noised`]); a missing `image_latent` then is an error naming the port.
 fn image_to_image(
     ctx: &ExecCtx<'_>,
     model: &Unilip<B>,
     cond: &Conditioning,
     noise: InitLatent<B>,
+    image: Option<Tensor<B, 4>>,
 ) -> Result<InitLatent<B>, NodeError> {
     let strength = ctx.float("strength")? as f32;
     if strength >= 1.0 {
         return Ok(noise);
     }
-    if ctx.opt_input("image_latent").is_none() {
+    let Some(image) = image else {
         return Err(NodeError::msg(format!(
             "strength {strength} < 1 starts from an image: wire a latent into `image_latent` \
              (e.g. unilip.latent_project of the source's features)"
         )));
-    }
-    let image = model.scale(input::<Latent>(ctx, "image_latent")?.0.clone());
+    };
     let noise = model.initial_latent(cond.cond.batch(), &noise, &image.device())?;
     Ok(InitLatent::Noised {
         image,
