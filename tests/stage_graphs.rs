@@ -458,3 +458,93 @@ fn edit_graph_strength_starts_from_the_wired_image_latent() {
     assert!(max_diff(&image_of(&half), &image_of(&recon)) > 1e-3);
     assert!(max_diff(&image_of(&half), &image_of(&full)) > 1e-3);
 }
+
+/// `generate_best_of.ron`: `dit.batch` samples several candidates under one prompt (the first
+/// from batch 1's noise, so it is `generate.ron`'s image), and `unilip.rank_by_answers` passes
+/// on exactly the candidate whose answers to the prompt's questions the model rates highest.
+/// A prompt outside the caption grammar, with no questions listed, is an error naming the node
+/// and the param to fill in.
+#[test]
+fn best_of_graph_keeps_the_candidate_its_own_answers_rate_highest() {
+    use unilip_core::ImageBatch;
+    use unilip_nodes::nodes::unilip::checkpoint::input_size;
+    use unilip_nodes::shapesworld::verify::spec_questions;
+    use unilip_nodes::shapesworld::{SceneSpec, Style};
+
+    let mut exec = Executor::default();
+    let mut doc = shipped("generate_best_of.ron");
+    let batch = doc.nodes["dit"].params["batch"]
+        .as_f64()
+        .expect("dit.batch") as usize;
+    assert!(batch > 1, "the shipped graph samples several candidates");
+    let (candidates, _) = run(&doc, "decode", &mut exec);
+    let candidates = candidates.as_image().unwrap().clone();
+    assert_eq!(candidates.n, batch);
+    let len = 3 * candidates.h * candidates.w;
+    let row = |i: usize| ImageBatch {
+        n: 1,
+        h: candidates.h,
+        w: candidates.w,
+        data: candidates.data[i * len..(i + 1) * len].to_vec(),
+    };
+    let max_sigma = doc.nodes["dit"].params["guidance_max_sigma"]
+        .as_f64()
+        .unwrap();
+    let d = max_diff(
+        &row(0).data,
+        &generate_direct(ConditionMode::Dual, 42, max_sigma as f32),
+    );
+    assert!(
+        d < 1e-4,
+        "the first candidate is the batch-1 image (diff {d})"
+    );
+    assert!(
+        max_diff(&row(0).data, &row(1).data) > 1e-3,
+        "candidates differ"
+    );
+
+    let (_, report) = run(&doc, "rank", &mut exec);
+    let outputs = &report.outputs["rank"];
+    let index = outputs[1].as_int().unwrap() as usize;
+    let rating = outputs[2].as_float().unwrap();
+    assert_eq!(
+        image_of(&outputs[0]),
+        row(index).data,
+        "passes the chosen row on"
+    );
+
+    let m = model(ComponentSet::ALL);
+    let tok = Tokenizer::from_file(checkpoint().join("tokenizer.json")).unwrap();
+    let prompt = doc.nodes["prompt"].params["text"].as_str().unwrap();
+    let questions = spec_questions(&SceneSpec::parse(prompt).unwrap(), &Style::default());
+    let pairs: Vec<(&str, &str)> = questions
+        .iter()
+        .map(|q| (q.question.as_str(), q.answer.as_str()))
+        .collect();
+    let ratings: Vec<f64> = (0..batch)
+        .map(|i| {
+            let px = pixel_values(&row(i), input_size(&m, 0));
+            let lp = m.answer_log_probs(&tok, px, &pairs).unwrap();
+            lp.into_iter().map(f64::from).sum()
+        })
+        .collect();
+    let best = (0..batch).fold(0, |b, i| if ratings[i] > ratings[b] { i } else { b });
+    assert_eq!(index, best, "ratings {ratings:?}");
+    assert!(
+        (rating - ratings[best]).abs() < 1e-3,
+        "{rating} vs {ratings:?}"
+    );
+
+    doc.nodes
+        .get_mut("prompt")
+        .unwrap()
+        .params
+        .insert("text".into(), ParamValue::Str("a photo of a dog".into()));
+    let g = validate(&doc, Registry::global()).unwrap();
+    let opts = RunOptions {
+        targets: vec!["rank".into()],
+        ..Default::default()
+    };
+    let err = exec.run(&g, &opts).map(|_| ()).unwrap_err().to_string();
+    assert!(err.contains("rank") && err.contains("`questions`"), "{err}");
+}

@@ -149,6 +149,11 @@ pub struct EvalArgs {
     /// fraction of the schedule (SDEdit / img2img strength) instead of from pure noise.
     #[arg(long, default_value_t = 1.0, value_parser = unit_interval)]
     strength: f32,
+    /// Generate only: sample this many candidates per prompt and keep the one the model's own
+    /// understanding rates best (the log-probability of the right answers to the prompt's
+    /// count, colour, shape and relation questions); 1 is the plain sampler.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    best_of: u32,
     /// DiT condition (generate, edit, flow): dual, hidden_only or query_only.
     #[arg(long, default_value = "dual")]
     condition: String,
@@ -192,6 +197,7 @@ pub fn eval(args: EvalArgs) -> Result<(), CliError> {
     opts.guidance_max_sigma = args.guidance_max_sigma;
     opts.condition = args.condition.parse().map_err(CliError::Usage)?;
     opts.strength = args.strength;
+    opts.best_of = args.best_of as usize;
     opts.dump = args.dump;
     let metrics = eval_shapesworld(&dir, &opts).map_err(CliError::Run)?;
     print_metrics(&metrics, args.json);

@@ -25,10 +25,11 @@ use crate::models::unilip::{
     encode_prompts, ComponentSet, ConditionMode, InitLatent, SampleOptions, Unilip,
 };
 use crate::probe::{feature_position_share, ObjectProbes, TokenGrid};
+use crate::shapesworld::verify::spec_questions;
 use crate::shapesworld::{
     detect, edit_score, geneval_objects, geneval_score, psnr, recover_objects, ssim,
     vqa_answer_correct, Detection, Domain, GenConfig, Generator, Object, ObjectRecovery, Shape,
-    Split,
+    Split, VqaQuestion,
 };
 use dump::{detected, Dump};
 
@@ -96,6 +97,11 @@ pub struct EvalOptions {
     /// Editing only: below 1, sampling starts from the source image's latent noised to this
     /// fraction of the schedule ([`InitLatent::Noised`], SDEdit) instead of from pure noise.
     pub strength: f32,
+    /// Generation only: sample this many candidates per prompt (the first with the plain
+    /// seed) and keep the one the model's own understanding rates best: the summed
+    /// log-probability of the right answers to the prompt's questions
+    /// ([`crate::shapesworld::verify`]), asked of each candidate. 1 is the plain sampler.
+    pub best_of: usize,
     /// Directory for per-item images and records (`items.jsonl`, `metrics.json`); not for
     /// [`EvalTask::Probe`], whose items are objects, not images.
     pub dump: Option<PathBuf>,
@@ -115,10 +121,15 @@ impl EvalOptions {
             guidance_max_sigma: 1.0,
             condition: ConditionMode::Dual,
             strength: 1.0,
+            best_of: 1,
             dump: None,
         }
     }
 }
+
+/// Seed offset between the candidates of one prompt ([`EvalOptions::best_of`]): far above any
+/// item index, so no candidate reuses another item's noise.
+const CANDIDATE_SEED_STRIDE: u64 = 1 << 32;
 
 /// Per-item PSNR cap of the edit metrics (an exact copy would be infinite).
 const MAX_PSNR_DB: f64 = 100.0;
@@ -138,8 +149,19 @@ pub fn eval_shapesworld(dir: &Path, opts: &EvalOptions) -> Result<Metrics, Strin
         (Some(d), _) => Some(Dump::create(d)?),
         (None, _) => None,
     };
+    if opts.best_of > 1 && opts.task != EvalTask::Generate {
+        return Err(
+            "--best-of chooses among generated candidates: only for --task generate".into(),
+        );
+    }
     let components = match opts.task {
         EvalTask::Recon => ComponentSet::RECONSTRUCTION,
+        // Choosing among candidates asks the understanding half too.
+        EvalTask::Generate if opts.best_of > 1 => ComponentSet {
+            vision: true,
+            lm_head: true,
+            ..ComponentSet::GENERATION
+        },
         EvalTask::Generate => ComponentSet::GENERATION,
         EvalTask::Edit | EvalTask::Flow => ComponentSet::EDITING,
         EvalTask::Vqa => ComponentSet::UNDERSTANDING,
@@ -365,29 +387,88 @@ impl Eval<'_> {
         to_rgb_image(out.image)
     }
 
+    /// How strongly the model's understanding holds the right answer to each of `questions`
+    /// about `img`: its log-probability.
+    fn verify(
+        &self,
+        tok: &Tokenizer,
+        img: &RgbImage,
+        questions: &[VqaQuestion],
+    ) -> Result<Vec<f64>, String> {
+        let pairs: Vec<(&str, &str)> = questions
+            .iter()
+            .map(|q| (q.question.as_str(), q.answer.as_str()))
+            .collect();
+        let log_probs = self
+            .model
+            .answer_log_probs(tok, self.pixels(img)?, &pairs)
+            .map_err(|e| e.to_string())?;
+        Ok(log_probs.into_iter().map(f64::from).collect())
+    }
+
     fn generate(&mut self, tok: &Tokenizer) -> Result<Metrics, String> {
         let style = self.generator.style();
+        let best_of = self.opts.best_of.max(1);
         let (mut correct, mut checks, mut colours) = (Vec::new(), Vec::new(), Vec::new());
         let (mut found, mut asked, mut empty) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut first_correct, mut any_correct) = (Vec::new(), Vec::new());
         for i in 0..self.opts.n {
             let item = self.generator.caption_item(i as u64);
-            let img = self.generated(
-                tok,
-                &generation_prompt(&item.caption),
-                &generation_negative(),
-                None,
-                &self.sample(i),
-            )?;
-            let img = resize_to(&img, &item.image);
-            let r = geneval_score(&img, &item.spec, &style);
+            let questions = if best_of > 1 {
+                spec_questions(&item.spec, &style)
+            } else {
+                Vec::new()
+            };
+            let mut candidates = Vec::with_capacity(best_of);
+            for k in 0..best_of {
+                let mut sample = self.sample(i);
+                let seed = self.opts.seed.wrapping_add(i as u64);
+                sample.init = InitLatent::Seed(
+                    seed.wrapping_add((k as u64).wrapping_mul(CANDIDATE_SEED_STRIDE)),
+                );
+                let img = self.generated(
+                    tok,
+                    &generation_prompt(&item.caption),
+                    &generation_negative(),
+                    None,
+                    &sample,
+                )?;
+                let img = resize_to(&img, &item.image);
+                let answers = if best_of > 1 {
+                    self.verify(tok, &img, &questions)?
+                } else {
+                    Vec::new()
+                };
+                let r = geneval_score(&img, &item.spec, &style);
+                candidates.push((img, answers.iter().sum::<f64>(), r, answers));
+            }
+            // The first candidate wins ties, so best-of-1 is the plain sampler.
+            let chosen = (1..best_of).fold(0, |best, k| {
+                if candidates[k].1 > candidates[best].1 {
+                    k
+                } else {
+                    best
+                }
+            });
+            let (img, _, r, _) = &candidates[chosen];
+            let r = *r;
             if let Some(dump) = &mut self.dump {
+                let ratings: Vec<_> = candidates
+                    .iter()
+                    .map(|(_, rating, r, answers)| {
+                        json!({"rating": rating, "geneval": r, "answer_log_probs": answers})
+                    })
+                    .collect();
                 let record = json!({
                     "index": i,
                     "prompt": item.caption,
                     "geneval": r,
-                    "detected": detected(&img, &style),
+                    "chosen": chosen,
+                    "questions": questions,
+                    "candidates": ratings,
+                    "detected": detected(img, &style),
                     "reference": dump.image(i, "reference", &item.image)?,
-                    "output": dump.image(i, "output", &img)?,
+                    "output": dump.image(i, "output", img)?,
                 });
                 dump.record(record);
             }
@@ -397,6 +478,10 @@ impl Eval<'_> {
             found.push(f64::from(r.objects_found));
             asked.push(f64::from(r.objects_asked));
             empty.push(f64::from(u8::from(r.objects_found == 0)));
+            first_correct.push(f64::from(u8::from(candidates[0].2.correct)));
+            any_correct.push(f64::from(u8::from(
+                candidates.iter().any(|(_, _, r, _)| r.correct),
+            )));
         }
         let mut metrics = Metrics::from([
             ("geneval_colours".to_string(), mean(&colours)),
@@ -406,6 +491,11 @@ impl Eval<'_> {
         ]);
         insert_with_standard_error(&mut metrics, "geneval", &correct);
         insert_with_standard_error(&mut metrics, "geneval_checks", &checks);
+        if best_of > 1 {
+            metrics.insert("best_of".to_string(), best_of as f64);
+            metrics.insert("geneval_first_candidate".to_string(), mean(&first_correct));
+            metrics.insert("geneval_any_candidate".to_string(), mean(&any_correct));
+        }
         Ok(metrics)
     }
 

@@ -1789,6 +1789,87 @@ impl<B: Backend> Unilip<B> {
         let tokens = out.tokens.into_iter().next().unwrap_or_default();
         Ok(tokenizer.decode(&tokens, true)?)
     }
+
+    /// How strongly the model's understanding holds each `(question, answer)` about one image
+    /// `[1, 3, h, w]`: the log-probability of the answer's tokens after the question (InternVL's
+    /// chat template, no system turn, the answer teacher-forced), one value per pair. Summed
+    /// over a prompt's questions it ranks candidate images by how well the model thinks they
+    /// match (see [`crate::shapesworld::verify`]).
+    pub fn answer_log_probs(
+        &self,
+        tokenizer: &Tokenizer,
+        pixel_values: Tensor<B, 4>,
+        pairs: &[(&str, &str)],
+    ) -> Result<Vec<f32>> {
+        let [batch, _, h, w] = pixel_values.dims();
+        if batch != 1 {
+            return Err(UnilipError::Input(format!(
+                "answer scoring takes one image, got a batch of {batch}"
+            )));
+        }
+        if pairs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let llm = need(&self.language_model, "llm")?;
+        let n_image = self.image_tokens(h, w)?;
+        let device = pixel_values.device();
+        let features = self.image_features(pixel_values)?;
+        // Right-padded `prompt ++ answer` rows: position j predicts token j + 1, and the
+        // answer's tokens are the targets from the prompt's last position on.
+        let rows = pairs
+            .iter()
+            .map(|(q, a)| {
+                let prompt = tokenizer.encode(&understanding_prompt(q, n_image, None))?;
+                let answer = tokenizer.encode(a)?;
+                Ok((prompt, answer))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if let Some(i) = rows.iter().position(|(_, a)| a.is_empty()) {
+            return Err(UnilipError::Input(format!(
+                "answer {:?} encodes to no tokens",
+                pairs[i].1
+            )));
+        }
+        let len = rows
+            .iter()
+            .map(|(p, a)| p.len() + a.len() - 1)
+            .max()
+            .unwrap_or(0);
+        let pad = tokenizer.special().endoftext;
+        let (mut inputs, mut mask, mut targets, mut weights) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (prompt, answer) in &rows {
+            let seq: Vec<u32> = prompt.iter().chain(answer).copied().collect();
+            for j in 0..len {
+                let real = j + 1 < seq.len();
+                inputs.push(i64::from(if real { seq[j] } else { pad }));
+                mask.push(i64::from(real));
+                targets.push(i64::from(if real { seq[j + 1] } else { pad }));
+                weights.push(if real && j + 1 >= prompt.len() {
+                    1.0f32
+                } else {
+                    0.0
+                });
+            }
+        }
+        let shape = [rows.len(), len];
+        let ids = Tensor::from_data(TensorData::new(inputs, shape), &device);
+        let mask = Tensor::from_data(TensorData::new(mask, shape), &device);
+        let targets: Tensor<B, 2, Int> =
+            Tensor::from_data(TensorData::new(targets, shape), &device);
+        let weights: Tensor<B, 2> = Tensor::from_data(TensorData::new(weights, shape), &device);
+        let embeds = self.embed_prompt(ids, Some(&features))?;
+        let logits = llm.logits(self.llm_hidden(embeds, mask)?)?;
+        let log_probs = burn::tensor::activation::log_softmax(logits, 2)
+            .gather(2, targets.unsqueeze_dim(2))
+            .squeeze_dim::<2>(2);
+        (log_probs * weights)
+            .sum_dim(1)
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .map_err(|e| UnilipError::Input(format!("answer scores: {e:?}")))
+    }
 }
 
 #[cfg(test)]

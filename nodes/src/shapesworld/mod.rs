@@ -21,6 +21,7 @@ pub mod scene;
 pub mod score;
 pub mod spec;
 pub mod style;
+pub mod verify;
 pub mod vqa;
 mod words;
 pub mod write;

@@ -77,6 +77,15 @@ impl DitDenoise {
                     ),
                     ParamSpec::float("flow_shift", 3.0, 0.1, 20.0, "Timestep shift"),
                     ParamSpec::seed("seed", 42, "Noise seed"),
+                    ParamSpec::int(
+                        "batch",
+                        1,
+                        1,
+                        64,
+                        "Latents sampled at once under a one-row conditioning, each from its own \
+                         rows of the seed's noise (the first is the batch-1 latent): candidates \
+                         for unilip.rank_by_answers",
+                    ),
                     ParamSpec::bool("preview", false, "Emit the latent (first 3 channels) as a preview every step"),
                 ],
                 output_node: false,
@@ -109,7 +118,11 @@ impl Node for DitDenoise {
 
     fn execute(&self, ctx: &mut ExecCtx<'_>) -> Result<Vec<Value>, NodeError> {
         let handle = model_input(ctx)?;
-        let cond = input::<Conditioning>(ctx, "conditioning")?;
+        let cond = batched(
+            input::<Conditioning>(ctx, "conditioning")?,
+            ctx.int("batch")?,
+        )?;
+        let cond = &cond;
         let shift = ctx.float("flow_shift")?;
         let mut model = (*handle.model).clone();
         model.config.scheduler.flow_shift = shift;
@@ -120,7 +133,10 @@ impl Node for DitDenoise {
             None => InitLatent::Seed(ctx.int("seed")? as u64),
         };
         let image = match ctx.opt_input("image_latent") {
-            Some(_) => Some(model.scale(input::<Latent>(ctx, "image_latent")?.0.clone())),
+            Some(_) => Some(rows(
+                model.scale(input::<Latent>(ctx, "image_latent")?.0.clone()),
+                cond.cond.batch(),
+            )?),
             None => None,
         };
         let init = image_to_image(ctx, &model, cond, noise, image.clone())?;
@@ -145,6 +161,37 @@ impl Node for DitDenoise {
         )?;
         Ok(vec![value(Latent(model.unscale(z)))])
     }
+}
+
+/// `cond` for `batch` latents: itself at batch 1, else its one row (and its negative's)
+/// repeated; a conditioning of several rows must already have `batch` of them.
+fn batched(cond: &Conditioning, batch: i64) -> Result<Conditioning, NodeError> {
+    let batch = batch.max(1) as usize;
+    if batch == 1 {
+        return Ok(cond.clone());
+    }
+    let refused = |e: crate::models::unilip::UnilipError| {
+        NodeError::msg(format!("param `batch` = {batch}: {e}"))
+    };
+    Ok(Conditioning {
+        cond: cond.cond.broadcast(batch).map_err(refused)?,
+        uncond: cond
+            .uncond
+            .as_ref()
+            .map(|u| u.broadcast(batch))
+            .transpose()
+            .map_err(refused)?,
+    })
+}
+
+/// A one-row latent repeated to `batch` rows (others are left to the sampler's shape check).
+fn rows(latent: Tensor<B, 4>, batch: usize) -> Result<Tensor<B, 4>, NodeError> {
+    let [b, c, h, w] = latent.dims();
+    Ok(if b == 1 && batch > 1 {
+        latent.expand([batch, c, h, w])
+    } else {
+        latent
+    })
 }
 
 /// `noise` as the start, or with `strength` below 1 `image` (the scaled `image_latent`) noised

@@ -14,3 +14,4 @@ pub mod payload;
 pub mod pixel_decode;
 pub mod prompt;
 pub mod query_embed;
+pub mod rank_by_answers;

@@ -38,7 +38,10 @@ impl Prompt {
                         "Features of the image (edit / understand): sets the image-token count",
                     ),
                 ],
-                outputs: vec![PortSpec::new("tokens", PortType::TokenIds, "Token ids + mask")],
+                outputs: vec![
+                    PortSpec::new("tokens", PortType::TokenIds, "Token ids + mask"),
+                    PortSpec::new("text", PortType::Text, "The `text` param as given (no template)"),
+                ],
                 params: vec![
                     ParamSpec::text("text", "a red circle left of a blue square", "Prompt, instruction or question"),
                     ParamSpec::choice(
@@ -82,7 +85,10 @@ impl Node for Prompt {
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let (ids, mask) =
             encode_prompts(handle.tokenizer()?, &refs, &device()).map_err(model_err)?;
-        Ok(vec![value(Tokens { ids, mask, texts })])
+        Ok(vec![
+            value(Tokens { ids, mask, texts }),
+            Value::Text(text.to_string()),
+        ])
     }
 }
 
