@@ -177,6 +177,7 @@ fn shipped_graphs_run_on_the_default_model_without_flags() {
     let out = std::env::temp_dir().join(format!("unilip-default-{}", std::process::id()));
     for (graph, sets) in [
         ("generate.ron", vec!["dit.steps=4"]),
+        ("generate_best_of.ron", vec!["dit.steps=4"]),
         ("edit.ron", vec!["dit.steps=4"]),
         ("reconstruct.ron", vec![]),
         ("understand.ron", vec![]),
@@ -197,7 +198,12 @@ fn shipped_graphs_run_on_the_default_model_without_flags() {
             String::from_utf8_lossy(&o.stderr)
         );
     }
-    for png in ["generate.png", "edit.png", "reconstruct.png"] {
+    for png in [
+        "generate.png",
+        "generate_best_of.png",
+        "edit.png",
+        "reconstruct.png",
+    ] {
         let img = image::open(out.join(png)).expect(png).to_rgb8();
         assert_eq!(img.dimensions(), (64, 64), "{png}");
     }

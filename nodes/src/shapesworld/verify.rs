@@ -9,7 +9,7 @@
 //! groups are single objects — whether the relation holds. Sizes are not asked (the VQA data
 //! never asks them).
 
-use super::spec::SceneSpec;
+use super::spec::{GroupSpec, SceneSpec};
 use super::style::Style;
 use super::vqa::{QuestionKind, VqaQuestion};
 use super::words::number_word;
@@ -23,31 +23,27 @@ pub fn spec_questions(spec: &SceneSpec, style: &Style) -> Vec<VqaQuestion> {
         question,
         answer: answer.to_owned(),
     };
-    let mut out = Vec::new();
-    for &shape in style.shapes() {
-        let count: usize = groups
-            .iter()
-            .filter(|g| g.shape == shape)
-            .map(|g| g.count)
-            .sum();
-        out.push(question(
-            QuestionKind::Count,
-            format!("how many {} are there ?", style.shape_word(shape, true)),
-            number_word(count),
-        ));
-    }
-    for &colour in style.colours() {
-        let count: usize = groups
-            .iter()
-            .filter(|g| g.colour == colour)
-            .map(|g| g.count)
-            .sum();
-        out.push(question(
-            QuestionKind::Count,
-            format!("how many {} objects are there ?", style.colour_word(colour)),
-            number_word(count),
-        ));
-    }
+    let count = |of: &dyn Fn(&GroupSpec) -> bool| -> usize {
+        groups.iter().filter(|g| of(g)).map(|g| g.count).sum()
+    };
+    let by_shape = style.shapes().iter().map(|&shape| {
+        let noun = style.shape_word(shape, true).to_owned();
+        (noun, count(&|g| g.shape == shape))
+    });
+    let by_colour = style.colours().iter().map(|&colour| {
+        let noun = format!("{} objects", style.colour_word(colour));
+        (noun, count(&|g| g.colour == colour))
+    });
+    let mut out: Vec<VqaQuestion> = by_shape
+        .chain(by_colour)
+        .map(|(noun, n)| {
+            question(
+                QuestionKind::Count,
+                format!("how many {noun} are there ?"),
+                number_word(n),
+            )
+        })
+        .collect();
     for g in &groups {
         let colour = style.colour_word(g.colour);
         let shape = style.shape_word(g.shape, g.count != 1);
@@ -71,7 +67,7 @@ pub fn spec_questions(spec: &SceneSpec, style: &Style) -> Vec<VqaQuestion> {
     if let Some(related) = &spec.second {
         let (a, b) = (&spec.first, &related.group);
         if a.count == 1 && b.count == 1 {
-            let describe = |g: &super::spec::GroupSpec| {
+            let describe = |g: &GroupSpec| {
                 if a.shape == b.shape {
                     format!(
                         "{} {}",
