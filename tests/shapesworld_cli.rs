@@ -344,3 +344,83 @@ fn eval_dump_writes_every_item_with_the_scores_behind_the_metrics() {
         "{per_shape} vs {kept}"
     );
 }
+
+/// `eval --task generate --best-of N --dump`: each record keeps every candidate's answer
+/// log-probabilities (one per question asked) and their sum, the chosen candidate is the
+/// best-rated one, and the metrics are those of the chosen candidates.
+#[test]
+fn eval_best_of_dumps_every_candidates_answers_and_keeps_the_best_rated() {
+    let dir = temp("dump-best-of");
+    let stdout = ok(&unilip(&[
+        "eval",
+        "shapesworld",
+        "--task",
+        "generate",
+        "--n",
+        "3",
+        "--steps",
+        "2",
+        "--best-of",
+        "3",
+        "--json",
+        "--dump",
+        s(&dir),
+    ]));
+    let metrics: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let items = dumped_items(&dir);
+    assert_eq!(items.len(), 3);
+    let (mut correct, mut any) = (0.0, 0.0);
+    for r in &items {
+        let questions = r["questions"].as_array().unwrap().len();
+        assert!(questions > 5, "{r}");
+        let candidates = r["candidates"].as_array().unwrap();
+        assert_eq!(candidates.len(), 3);
+        let ratings: Vec<f64> = candidates
+            .iter()
+            .map(|c| {
+                let answers = c["answer_log_probs"].as_array().unwrap();
+                assert_eq!(answers.len(), questions, "{c}");
+                let sum: f64 = answers.iter().map(|a| a.as_f64().unwrap()).sum();
+                let rating = c["rating"].as_f64().unwrap();
+                assert!((sum - rating).abs() < 1e-9 && rating < 0.0, "{c}");
+                rating
+            })
+            .collect();
+        let chosen = r["chosen"].as_u64().unwrap() as usize;
+        assert!(ratings.iter().all(|&x| x <= ratings[chosen]), "{ratings:?}");
+        assert_eq!(r["geneval"], candidates[chosen]["geneval"]);
+        correct += f64::from(u8::from(r["geneval"]["correct"] == true));
+        any += f64::from(u8::from(
+            candidates.iter().any(|c| c["geneval"]["correct"] == true),
+        ));
+    }
+    assert_eq!(metrics["geneval"].as_f64().unwrap(), correct / 3.0);
+    assert_eq!(metrics["geneval_any_candidate"].as_f64().unwrap(), any / 3.0);
+}
+
+/// `eval --flow-shift`: the checkpoint's own shift (3) samples the same image as no flag, another
+/// shift a different one, and a non-positive shift is refused by name.
+#[test]
+fn eval_flow_shift_overrides_the_checkpoints_and_refuses_non_positive_values() {
+    let output = |shift: Option<&str>| {
+        let dir = temp(&format!("shift-{}", shift.unwrap_or("none")));
+        let mut args = vec!["eval", "shapesworld", "--task", "generate", "--n", "1"];
+        args.extend(["--steps", "3", "--dump", s(&dir)]);
+        if let Some(v) = shift {
+            args.extend(["--flow-shift", v]);
+        }
+        ok(&unilip(&args));
+        let name = dumped_items(&dir)[0]["output"].as_str().unwrap().to_string();
+        std::fs::read(dir.join(name)).unwrap()
+    };
+    let plain = output(None);
+    assert_eq!(output(Some("3")), plain);
+    assert_ne!(output(Some("1")), plain);
+    let refused = unilip(&["eval", "shapesworld", "--task", "generate", "--flow-shift", "0"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--flow-shift 0"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}

@@ -145,6 +145,10 @@ pub struct EvalArgs {
     /// step, as UniLIP does.
     #[arg(long, default_value_t = 1.0)]
     guidance_max_sigma: f32,
+    /// Sampler timestep shift (generate, edit) instead of the checkpoint's `flow_shift`
+    /// (UniLIP/SANA: 3); lower spends more of the steps at low noise.
+    #[arg(long)]
+    flow_shift: Option<f32>,
     /// Edit only: below 1, start sampling from the source image's latent noised to this
     /// fraction of the schedule (SDEdit / img2img strength) instead of from pure noise.
     #[arg(long, default_value_t = 1.0, value_parser = unit_interval)]
@@ -197,6 +201,7 @@ pub fn eval(args: EvalArgs) -> Result<(), CliError> {
     opts.guidance_max_sigma = args.guidance_max_sigma;
     opts.condition = args.condition.parse().map_err(CliError::Usage)?;
     opts.strength = args.strength;
+    opts.flow_shift = args.flow_shift;
     opts.best_of = args.best_of as usize;
     opts.dump = args.dump;
     let metrics = eval_shapesworld(&dir, &opts).map_err(CliError::Run)?;

@@ -94,6 +94,9 @@ pub struct EvalOptions {
     pub guidance_max_sigma: f32,
     /// DiT condition (generation, editing).
     pub condition: ConditionMode,
+    /// Sampler timestep shift instead of the checkpoint scheduler's `flow_shift` (generation,
+    /// editing; `unilip.dit_denoise`'s `flow_shift`).
+    pub flow_shift: Option<f32>,
     /// Editing only: below 1, sampling starts from the source image's latent noised to this
     /// fraction of the schedule ([`InitLatent::Noised`], SDEdit) instead of from pure noise.
     pub strength: f32,
@@ -120,6 +123,7 @@ impl EvalOptions {
             guidance: 4.5,
             guidance_max_sigma: 1.0,
             condition: ConditionMode::Dual,
+            flow_shift: None,
             strength: 1.0,
             best_of: 1,
             dump: None,
@@ -167,7 +171,13 @@ pub fn eval_shapesworld(dir: &Path, opts: &EvalOptions) -> Result<Metrics, Strin
         EvalTask::Vqa => ComponentSet::UNDERSTANDING,
         EvalTask::Probe => ComponentSet::VISION,
     };
-    let model = Unilip::<B>::load(dir, components, &device()).map_err(|e| e.to_string())?;
+    let mut model = Unilip::<B>::load(dir, components, &device()).map_err(|e| e.to_string())?;
+    if let Some(shift) = opts.flow_shift {
+        if !(shift > 0.0 && shift.is_finite()) {
+            return Err(format!("--flow-shift {shift}: must be a positive number"));
+        }
+        model.config.scheduler.flow_shift = f64::from(shift);
+    }
     let size = model.config.vision.vision_config.image_size.hw()[0];
     let generator = Generator::new(GenConfig {
         resolution: size as u32,
