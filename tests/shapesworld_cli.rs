@@ -395,7 +395,10 @@ fn eval_best_of_dumps_every_candidates_answers_and_keeps_the_best_rated() {
         ));
     }
     assert_eq!(metrics["geneval"].as_f64().unwrap(), correct / 3.0);
-    assert_eq!(metrics["geneval_any_candidate"].as_f64().unwrap(), any / 3.0);
+    assert_eq!(
+        metrics["geneval_any_candidate"].as_f64().unwrap(),
+        any / 3.0
+    );
 }
 
 /// `eval --flow-shift`: the checkpoint's own shift (3) samples the same image as no flag, another
@@ -410,13 +413,23 @@ fn eval_flow_shift_overrides_the_checkpoints_and_refuses_non_positive_values() {
             args.extend(["--flow-shift", v]);
         }
         ok(&unilip(&args));
-        let name = dumped_items(&dir)[0]["output"].as_str().unwrap().to_string();
+        let name = dumped_items(&dir)[0]["output"]
+            .as_str()
+            .unwrap()
+            .to_string();
         std::fs::read(dir.join(name)).unwrap()
     };
     let plain = output(None);
     assert_eq!(output(Some("3")), plain);
     assert_ne!(output(Some("1")), plain);
-    let refused = unilip(&["eval", "shapesworld", "--task", "generate", "--flow-shift", "0"]);
+    let refused = unilip(&[
+        "eval",
+        "shapesworld",
+        "--task",
+        "generate",
+        "--flow-shift",
+        "0",
+    ]);
     assert!(!refused.status.success());
     assert!(
         String::from_utf8_lossy(&refused.stderr).contains("--flow-shift 0"),

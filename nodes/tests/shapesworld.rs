@@ -1031,3 +1031,60 @@ fn vqa_streams_of_one_question_kind_hold_only_that_kind_and_all_is_unchanged() {
     let err = shapes_dataset(&vqa_params("size")).unwrap_err();
     assert!(err.contains("`size`"), "{err}");
 }
+
+/// `data.shapesworld`'s params with `kind = edits` and the given `edits`.
+fn edit_params(edits: &str) -> std::collections::BTreeMap<String, unilip_core::ParamValue> {
+    use unilip_core::ParamValue;
+    [
+        ("kind".to_string(), ParamValue::Str("edits".into())),
+        ("n".to_string(), ParamValue::Int(200)),
+        ("edits".to_string(), ParamValue::Str(edits.into())),
+    ]
+    .into()
+}
+
+#[test]
+fn edit_streams_of_some_kinds_hold_only_those_kinds_and_all_is_unchanged() {
+    use unilip_nodes::nodes::train::data::shapes_dataset;
+    use unilip_nodes::train::data::Dataset;
+
+    let generator = Generator::new(GenConfig::default()).unwrap();
+    let all = shapes_dataset(&edit_params("all")).unwrap();
+    for i in 0..10 {
+        assert_eq!(
+            all.get(i).unwrap().text,
+            generator.edit_item(i as u64).item.instruction
+        );
+    }
+    assert!(!all.fingerprint().contains("edits="));
+
+    let kinds = ["recolour", "swap"];
+    let some = shapes_dataset(&edit_params(" recolour , swap")).unwrap();
+    let mut seen = BTreeSet::new();
+    for i in 0..40 {
+        let item = generator
+            .edit_item_of_kinds(i, &kinds)
+            .expect("known kinds");
+        let kind = item.item.kind.name();
+        assert!(kinds.contains(&kind), "item {i} is a `{kind}` edit");
+        seen.insert(kind);
+        let sample = some.get(i as usize).unwrap();
+        assert_eq!(sample.text, item.item.instruction, "item {i}");
+        assert_eq!(
+            sample.image.data,
+            unilip_nodes::train::data::HostImage::from(&item.target_image).data
+        );
+    }
+    assert_eq!(seen.len(), 2, "both kinds occur: {seen:?}");
+    assert_ne!(some.fingerprint(), all.fingerprint());
+    assert!(generator.edit_item_of_kinds(0, &["paint"]).is_none());
+
+    let err = shapes_dataset(&edit_params("recolour,paint")).unwrap_err();
+    assert!(err.contains("`paint`") && err.contains("swap"), "{err}");
+    let err = shapes_dataset(&edit_params(",")).unwrap_err();
+    assert!(err.contains("``"), "{err}");
+    let mut vqa = edit_params("swap");
+    vqa.insert("kind".into(), unilip_core::ParamValue::Str("vqa".into()));
+    let err = shapes_dataset(&vqa).unwrap_err();
+    assert!(err.contains("`swap`") && err.contains("`vqa`"), "{err}");
+}

@@ -145,6 +145,9 @@ pub enum EditKind {
     },
 }
 
+/// Every edit kind's [`EditKind::name`], in the order of the enum.
+pub const EDIT_KIND_NAMES: [&str; 6] = ["recolour", "move", "add", "remove", "resize", "swap"];
+
 impl EditKind {
     /// Short name: "recolour", "move", "add", "remove", "resize" or "swap".
     pub fn name(&self) -> &'static str {

@@ -10,7 +10,7 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::edit::{sample_edit, EditItem};
+use super::edit::{sample_edit, EditItem, EDIT_KIND_NAMES};
 use super::layout::layout_spec;
 use super::render::render;
 use super::scene::{Scene, MAX_RESOLUTION, MIN_RESOLUTION};
@@ -167,6 +167,35 @@ impl Generator {
             target_image: render(&item.target),
             item,
         }
+    }
+
+    /// Edit item `index` of the stream holding only edits whose [`EditKind::name`] is in
+    /// `kinds`: the first fitting item of a run of edit items reserved for this index (as
+    /// [`Self::vqa_item_of_kind`]); `None` when `kinds` names no kind of
+    /// [`EDIT_KIND_NAMES`](super::edit::EDIT_KIND_NAMES).
+    ///
+    /// [`EditKind::name`]: super::EditKind::name
+    pub fn edit_item_of_kinds(&self, index: u64, kinds: &[&str]) -> Option<EditSample> {
+        if !kinds.iter().any(|k| EDIT_KIND_NAMES.contains(k)) {
+            return None;
+        }
+        const RUN: u64 = 64;
+        let first = index.wrapping_mul(RUN);
+        let item = (first..)
+            .map(|edit_index| {
+                sample_edit(
+                    self.config.resolution,
+                    self.style(),
+                    &mut self.rng(Task::Edit, edit_index),
+                )
+            })
+            .find(|item| kinds.contains(&item.kind.name()))
+            .expect("an unbounded run of edits holds every kind");
+        Some(EditSample {
+            source_image: render(&item.source),
+            target_image: render(&item.target),
+            item,
+        })
     }
 
     /// VQA item `index`: a question about the scene of caption item `index`.

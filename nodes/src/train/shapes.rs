@@ -3,7 +3,7 @@
 
 use super::data::{DataError, Dataset, DatasetKind, HostImage, Sample};
 use crate::models::tokenizer::{build_word_level, Tokenizer, TokenizerError, TEMPLATE_WORDS};
-use crate::shapesworld::{vocabulary, GenConfig, Generator, QuestionKind};
+use crate::shapesworld::{vocabulary, GenConfig, Generator, QuestionKind, EDIT_KIND_NAMES};
 
 /// `n` procedural samples of one kind, rendered on demand (nothing is stored).
 #[derive(Debug, Clone)]
@@ -13,6 +13,8 @@ pub struct ShapesDataset {
     n: usize,
     /// VQA only: ask questions of this kind alone (`None`: every kind, as drawn).
     questions: Option<QuestionKind>,
+    /// Edits only: these edit kinds alone ([`EDIT_KIND_NAMES`]; `None`: every kind, as drawn).
+    edits: Option<Vec<&'static str>>,
 }
 
 impl ShapesDataset {
@@ -24,7 +26,39 @@ impl ShapesDataset {
             kind,
             n,
             questions: None,
+            edits: None,
         })
+    }
+
+    /// The same edit stream holding only the edit kinds named in `kinds` (a curriculum toward
+    /// the kinds a model fails, or a per-kind ablation); refused for captions and VQA, and for
+    /// an unknown or missing kind name.
+    pub fn only_edits(mut self, kinds: &[&str]) -> Result<Self, String> {
+        if self.kind != DatasetKind::Edits {
+            return Err(format!(
+                "edits `{}` asks for edit triplets, but the dataset's kind is `{}`",
+                kinds.join(","),
+                self.kind
+            ));
+        }
+        let mut known = Vec::new();
+        for kind in kinds {
+            let name = EDIT_KIND_NAMES
+                .into_iter()
+                .find(|k| k == kind)
+                .ok_or_else(|| {
+                    format!(
+                        "unknown edit kind `{kind}` (expected some of {})",
+                        EDIT_KIND_NAMES.join(", ")
+                    )
+                })?;
+            known.push(name);
+        }
+        if known.is_empty() {
+            return Err("edits: name at least one edit kind".into());
+        }
+        self.edits = Some(known);
+        Ok(self)
     }
 
     /// The same VQA stream holding only questions of `kind` (a curriculum, or a per-kind
@@ -69,7 +103,17 @@ impl Dataset for ShapesDataset {
                 }
             }
             DatasetKind::Edits => {
-                let e = self.generator.edit_item(i);
+                let e = match &self.edits {
+                    Some(kinds) => {
+                        self.generator
+                            .edit_item_of_kinds(i, kinds)
+                            .ok_or_else(|| DataError {
+                                path: "shapesworld".into(),
+                                reason: format!("item {index}: no edit kind among {kinds:?}"),
+                            })?
+                    }
+                    None => self.generator.edit_item(i),
+                };
                 Sample {
                     image: HostImage::from(&e.target_image),
                     source: Some(HostImage::from(&e.source_image)),
@@ -98,6 +142,10 @@ impl Dataset for ShapesDataset {
         let filter = self
             .questions
             .map_or(String::new(), |k| format!(":{}", k.name()));
+        let filter = match &self.edits {
+            Some(kinds) => format!("{filter}:edits={}", kinds.join(",")),
+            None => filter,
+        };
         format!(
             "shapesworld:{:?}:{}:{}{filter}",
             self.generator.config(),

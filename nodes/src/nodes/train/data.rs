@@ -131,6 +131,12 @@ impl ShapesWorldData {
                         &questions,
                         "VQA: every question kind, or one alone",
                     ),
+                    ParamSpec::text(
+                        "edits",
+                        "all",
+                        "Edits: `all`, or a comma-separated list of the kinds to keep \
+                         (recolour, move, add, remove, resize, swap)",
+                    ),
                 ],
                 output_node: false,
             },
@@ -170,6 +176,13 @@ pub fn shapes_dataset(params: &BTreeMap<String, ParamValue>) -> Result<ShapesDat
         dataset_kind(&s("kind", "captions"))?,
         i("n", 4096).max(1) as usize,
     )?;
+    let data = match s("edits", "all").trim() {
+        "all" | "" => data,
+        list => {
+            let kinds: Vec<&str> = list.split(',').map(str::trim).collect();
+            data.only_edits(&kinds)?
+        }
+    };
     match s("questions", "all").as_str() {
         "all" => Ok(data),
         name => {
