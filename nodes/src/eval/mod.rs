@@ -28,8 +28,8 @@ use crate::probe::{feature_position_share, ObjectProbes, TokenGrid};
 use crate::shapesworld::verify::spec_questions;
 use crate::shapesworld::{
     detect, edit_score, geneval_objects, geneval_score, psnr, recover_objects, ssim,
-    vqa_answer_correct, Detection, Domain, GenConfig, Generator, Object, ObjectRecovery, Shape,
-    Split, VqaQuestion,
+    vqa_answer_correct, CaptionItem, Detection, Domain, GenConfig, GenEvalResult, Generator,
+    Object, ObjectRecovery, Shape, Split, VqaQuestion,
 };
 use dump::{detected, Dump};
 
@@ -134,6 +134,16 @@ impl EvalOptions {
 /// Seed offset between the candidates of one prompt ([`EvalOptions::best_of`]): far above any
 /// item index, so no candidate reuses another item's noise.
 const CANDIDATE_SEED_STRIDE: u64 = 1 << 32;
+
+/// One sampled image for a prompt, with its scores ([`EvalOptions::best_of`]).
+struct Candidate {
+    image: RgbImage,
+    /// The log-probability of each expected answer (empty when nothing is chosen).
+    answers: Vec<f64>,
+    /// Their sum: what the choice maximises.
+    rating: f64,
+    geneval: GenEvalResult,
+}
 
 /// Per-item PSNR cap of the edit metrics (an exact copy would be infinite).
 const MAX_PSNR_DB: f64 = 100.0;
@@ -416,6 +426,41 @@ impl Eval<'_> {
         Ok(log_probs.into_iter().map(f64::from).collect())
     }
 
+    /// The [`EvalOptions::best_of`] candidates for caption item `i` (candidate `k` from noise
+    /// seed `seed + i + k·2³²`, so the first is the plain sample), each scored, and rated by
+    /// `questions` when there is more than one.
+    fn candidates(
+        &self,
+        tok: &Tokenizer,
+        i: usize,
+        item: &CaptionItem,
+        questions: &[VqaQuestion],
+    ) -> Result<Vec<Candidate>, String> {
+        let best_of = self.opts.best_of.max(1);
+        let style = self.generator.style();
+        let seed = self.opts.seed.wrapping_add(i as u64);
+        (0..best_of as u64)
+            .map(|k| {
+                let mut sample = self.sample(i);
+                sample.init =
+                    InitLatent::Seed(seed.wrapping_add(k.wrapping_mul(CANDIDATE_SEED_STRIDE)));
+                let prompt = generation_prompt(&item.caption);
+                let img = self.generated(tok, &prompt, &generation_negative(), None, &sample)?;
+                let image = resize_to(&img, &item.image);
+                let answers = match best_of {
+                    1 => Vec::new(),
+                    _ => self.verify(tok, &image, questions)?,
+                };
+                Ok(Candidate {
+                    geneval: geneval_score(&image, &item.spec, &style),
+                    rating: answers.iter().sum(),
+                    answers,
+                    image,
+                })
+            })
+            .collect()
+    }
+
     fn generate(&mut self, tok: &Tokenizer) -> Result<Metrics, String> {
         let style = self.generator.style();
         let best_of = self.opts.best_of.max(1);
@@ -424,49 +469,28 @@ impl Eval<'_> {
         let (mut first_correct, mut any_correct) = (Vec::new(), Vec::new());
         for i in 0..self.opts.n {
             let item = self.generator.caption_item(i as u64);
-            let questions = if best_of > 1 {
-                spec_questions(&item.spec, &style)
-            } else {
-                Vec::new()
+            let questions = match best_of {
+                1 => Vec::new(),
+                _ => spec_questions(&item.spec, &style),
             };
-            let mut candidates = Vec::with_capacity(best_of);
-            for k in 0..best_of {
-                let mut sample = self.sample(i);
-                let seed = self.opts.seed.wrapping_add(i as u64);
-                sample.init = InitLatent::Seed(
-                    seed.wrapping_add((k as u64).wrapping_mul(CANDIDATE_SEED_STRIDE)),
-                );
-                let img = self.generated(
-                    tok,
-                    &generation_prompt(&item.caption),
-                    &generation_negative(),
-                    None,
-                    &sample,
-                )?;
-                let img = resize_to(&img, &item.image);
-                let answers = if best_of > 1 {
-                    self.verify(tok, &img, &questions)?
-                } else {
-                    Vec::new()
-                };
-                let r = geneval_score(&img, &item.spec, &style);
-                candidates.push((img, answers.iter().sum::<f64>(), r, answers));
-            }
+            let candidates = self.candidates(tok, i, &item, &questions)?;
             // The first candidate wins ties, so best-of-1 is the plain sampler.
-            let chosen = (1..best_of).fold(0, |best, k| {
-                if candidates[k].1 > candidates[best].1 {
+            let chosen = (1..candidates.len()).fold(0, |best, k| {
+                if candidates[k].rating > candidates[best].rating {
                     k
                 } else {
                     best
                 }
             });
-            let (img, _, r, _) = &candidates[chosen];
+            let Candidate {
+                image, geneval: r, ..
+            } = &candidates[chosen];
             let r = *r;
             if let Some(dump) = &mut self.dump {
                 let ratings: Vec<_> = candidates
                     .iter()
-                    .map(|(_, rating, r, answers)| {
-                        json!({"rating": rating, "geneval": r, "answer_log_probs": answers})
+                    .map(|c| {
+                        json!({"rating": c.rating, "geneval": c.geneval, "answer_log_probs": c.answers})
                     })
                     .collect();
                 let record = json!({
@@ -476,9 +500,9 @@ impl Eval<'_> {
                     "chosen": chosen,
                     "questions": questions,
                     "candidates": ratings,
-                    "detected": detected(img, &style),
+                    "detected": detected(image, &style),
                     "reference": dump.image(i, "reference", &item.image)?,
-                    "output": dump.image(i, "output", img)?,
+                    "output": dump.image(i, "output", image)?,
                 });
                 dump.record(record);
             }
@@ -488,9 +512,9 @@ impl Eval<'_> {
             found.push(f64::from(r.objects_found));
             asked.push(f64::from(r.objects_asked));
             empty.push(f64::from(u8::from(r.objects_found == 0)));
-            first_correct.push(f64::from(u8::from(candidates[0].2.correct)));
+            first_correct.push(f64::from(u8::from(candidates[0].geneval.correct)));
             any_correct.push(f64::from(u8::from(
-                candidates.iter().any(|(_, _, r, _)| r.correct),
+                candidates.iter().any(|c| c.geneval.correct),
             )));
         }
         let mut metrics = Metrics::from([
