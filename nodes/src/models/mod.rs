@@ -8,5 +8,6 @@ pub mod preprocess;
 pub mod qwen2;
 pub mod sana;
 pub mod scheduler;
+pub mod teacher_forcing;
 pub mod tokenizer;
 pub mod unilip;

@@ -38,6 +38,7 @@ use crate::models::scheduler::{
     cfg as guide, gaussian_noise, DpmSolverConfig, DpmSolverMultistepScheduler,
     FlowMatchEulerConfig, FlowMatchEulerScheduler, SchedulerError,
 };
+use crate::models::teacher_forcing::{token_log_probs, TextBatch};
 use crate::models::tokenizer::{understanding_prompt, SpecialIds, Tokenizer, TokenizerError};
 use crate::param_keys::{keyed_tensors, ParamKeys, UnkeyedParam};
 use crate::unidiff::heads::UnidiffHeads;
@@ -1814,8 +1815,6 @@ impl<B: Backend> Unilip<B> {
         let n_image = self.image_tokens(h, w)?;
         let device = pixel_values.device();
         let features = self.image_features(pixel_values)?;
-        // Right-padded `prompt ++ answer` rows: position j predicts token j + 1, and the
-        // answer's tokens are the targets from the prompt's last position on.
         let rows = pairs
             .iter()
             .map(|(q, a)| {
@@ -1830,40 +1829,10 @@ impl<B: Backend> Unilip<B> {
                 pairs[i].1
             )));
         }
-        let len = rows
-            .iter()
-            .map(|(p, a)| p.len() + a.len() - 1)
-            .max()
-            .unwrap_or(0);
-        let pad = tokenizer.special().endoftext;
-        let (mut inputs, mut mask, mut targets, mut weights) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for (prompt, answer) in &rows {
-            let seq: Vec<u32> = prompt.iter().chain(answer).copied().collect();
-            for j in 0..len {
-                let real = j + 1 < seq.len();
-                inputs.push(i64::from(if real { seq[j] } else { pad }));
-                mask.push(i64::from(real));
-                targets.push(i64::from(if real { seq[j + 1] } else { pad }));
-                weights.push(if real && j + 1 >= prompt.len() {
-                    1.0f32
-                } else {
-                    0.0
-                });
-            }
-        }
-        let shape = [rows.len(), len];
-        let ids = Tensor::from_data(TensorData::new(inputs, shape), &device);
-        let mask = Tensor::from_data(TensorData::new(mask, shape), &device);
-        let targets: Tensor<B, 2, Int> =
-            Tensor::from_data(TensorData::new(targets, shape), &device);
-        let weights: Tensor<B, 2> = Tensor::from_data(TensorData::new(weights, shape), &device);
-        let embeds = self.embed_prompt(ids, Some(&features))?;
-        let logits = llm.logits(self.llm_hidden(embeds, mask)?)?;
-        let log_probs = burn::tensor::activation::log_softmax(logits, 2)
-            .gather(2, targets.unsqueeze_dim(2))
-            .squeeze_dim::<2>(2);
-        (log_probs * weights)
+        let batch = TextBatch::new(&rows, tokenizer.special().endoftext).tensors::<B>(&device);
+        let embeds = self.embed_prompt(batch.inputs, Some(&features))?;
+        let logits = llm.logits(self.llm_hidden(embeds, batch.mask)?)?;
+        (token_log_probs(logits, batch.targets) * batch.weights)
             .sum_dim(1)
             .into_data()
             .convert::<f32>()

@@ -6,8 +6,8 @@
 
 use std::fmt;
 
+use crate::models::teacher_forcing::token_log_probs;
 use burn::prelude::*;
-use burn::tensor::activation::log_softmax;
 
 use crate::unidiff::RscMode;
 
@@ -146,8 +146,7 @@ pub fn token_cross_entropy<B: Backend>(
     targets: Tensor<B, 2, Int>,
     weights: Tensor<B, 2>,
 ) -> Tensor<B, 1> {
-    let logp = log_softmax(logits, 2);
-    let picked = logp.gather(2, targets.unsqueeze_dim(2)).squeeze_dim::<2>(2);
+    let picked = token_log_probs(logits, targets);
     let total = weights.clone().sum().clamp_min(1.0);
     (picked * weights).sum().neg() / total
 }

@@ -25,6 +25,7 @@ use crate::models::preprocess::normalize;
 use crate::models::scheduler::{
     add_noise, gaussian_noise, velocity_target, FlowMatchEulerConfig, FlowMatchEulerScheduler,
 };
+use crate::models::teacher_forcing::{TextBatch, TextTensors};
 use crate::models::tokenizer::{
     edit_negative, edit_prompt, generation_negative, generation_prompt, understanding_prompt,
     Tokenizer,
@@ -463,23 +464,12 @@ impl<'a> Objective<'a> {
             })
             .collect::<Result<Vec<_>, crate::models::tokenizer::TokenizerError>>()
             .map_err(UnilipError::from)?;
-        let batch = TextBatch::new(&rows, special.endoftext);
-        let input_ids = Tensor::from_data(
-            TensorData::new(batch.inputs, [samples.len(), batch.len]),
-            &dev,
-        );
-        let mask = Tensor::from_data(
-            TensorData::new(batch.mask, [samples.len(), batch.len]),
-            &dev,
-        );
-        let targets = Tensor::from_data(
-            TensorData::new(batch.targets, [samples.len(), batch.len]),
-            &dev,
-        );
-        let weights = Tensor::from_data(
-            TensorData::new(batch.weights, [samples.len(), batch.len]),
-            &dev,
-        );
+        let TextTensors {
+            inputs: input_ids,
+            mask,
+            targets,
+            weights,
+        } = TextBatch::new(&rows, special.endoftext).tensors(&dev);
         let embeds = model.embed_prompt(input_ids, Some(&features))?;
         let hidden = model.llm_hidden(embeds, mask)?;
         let llm = model
@@ -510,50 +500,6 @@ struct DitPass {
     target: Tensor<TrainB, 4>,
     tapped: Option<Tensor<TrainB, 3>>,
     timesteps: Vec<f32>,
-}
-
-/// Right-padded next-token batch: inputs are `seq[..n-1]`, targets `seq[1..]`, weight 1 where the
-/// target is an answer token.
-struct TextBatch {
-    len: usize,
-    inputs: Vec<i64>,
-    mask: Vec<i64>,
-    targets: Vec<i64>,
-    weights: Vec<f32>,
-}
-
-impl TextBatch {
-    fn new(rows: &[(Vec<u32>, Vec<u32>)], pad: u32) -> Self {
-        let len = rows
-            .iter()
-            .map(|(p, a)| p.len() + a.len() - 1)
-            .max()
-            .unwrap_or(0);
-        let mut out = Self {
-            len,
-            inputs: Vec::new(),
-            mask: Vec::new(),
-            targets: Vec::new(),
-            weights: Vec::new(),
-        };
-        for (prompt, answer) in rows {
-            let seq: Vec<u32> = prompt.iter().chain(answer).copied().collect();
-            let n = seq.len() - 1;
-            for j in 0..len {
-                let real = j < n;
-                out.inputs.push(i64::from(if real { seq[j] } else { pad }));
-                out.mask.push(i64::from(real));
-                out.targets
-                    .push(i64::from(if real { seq[j + 1] } else { pad }));
-                out.weights.push(if real && j + 1 >= prompt.len() {
-                    1.0
-                } else {
-                    0.0
-                });
-            }
-        }
-        out
-    }
 }
 
 fn vision(model: &Unilip<TrainB>) -> Result<&InternVlVision<TrainB>, TrainError> {
