@@ -179,18 +179,14 @@ impl Generator {
         if !kinds.iter().any(|k| EDIT_KIND_NAMES.contains(k)) {
             return None;
         }
-        const RUN: u64 = 64;
-        let first = index.wrapping_mul(RUN);
-        let item = (first..)
-            .map(|edit_index| {
-                sample_edit(
-                    self.config.resolution,
-                    self.style(),
-                    &mut self.rng(Task::Edit, edit_index),
-                )
-            })
-            .find(|item| kinds.contains(&item.kind.name()))
-            .expect("an unbounded run of edits holds every kind");
+        let item = first_in_run(index, |edit_index| {
+            let item = sample_edit(
+                self.config.resolution,
+                self.style(),
+                &mut self.rng(Task::Edit, edit_index),
+            );
+            kinds.contains(&item.kind.name()).then_some(item)
+        });
         Some(EditSample {
             source_image: render(&item.source),
             target_image: render(&item.target),
@@ -209,17 +205,11 @@ impl Generator {
     /// run of caption scenes reserved for this index, about which such a question can be asked
     /// (a position question needs an object clear of the centre line, say).
     pub fn vqa_item_of_kind(&self, index: u64, kind: QuestionKind) -> VqaItem {
-        // Each index owns `RUN` scenes; a run without a fitting scene (vanishingly rare for every
-        // kind) continues into the next index's scenes, which stays deterministic.
-        const RUN: u64 = 64;
-        let first = index.wrapping_mul(RUN);
-        (first..)
-            .find_map(|scene_index| {
-                let (scene, _) = self.caption_scene(scene_index);
-                let question = ask(kind, &scene, &mut self.rng(Task::Vqa, scene_index))?;
-                Some(VqaItem::rendered(scene, question))
-            })
-            .expect("an unbounded run of scenes holds one that fits")
+        first_in_run(index, |scene_index| {
+            let (scene, _) = self.caption_scene(scene_index);
+            let question = ask(kind, &scene, &mut self.rng(Task::Vqa, scene_index))?;
+            Some(VqaItem::rendered(scene, question))
+        })
     }
 
     fn caption_scene(&self, index: u64) -> (Scene, SceneSpec) {
@@ -247,6 +237,17 @@ impl Generator {
         });
         StdRng::seed_from_u64(seed)
     }
+}
+
+/// The first item `fitting` gives over the run of stream indices reserved for `index` (the
+/// filtered streams of [`Generator::vqa_item_of_kind`] and [`Generator::edit_item_of_kinds`]).
+/// Each index owns `RUN` items; a run without a fitting one (vanishingly rare for any kind
+/// those callers accept) continues into the next index's items, which stays deterministic.
+fn first_in_run<T>(index: u64, fitting: impl FnMut(u64) -> Option<T>) -> T {
+    const RUN: u64 = 64;
+    (index.wrapping_mul(RUN)..)
+        .find_map(fitting)
+        .expect("an unbounded run of items holds one that fits")
 }
 
 /// One step of the splitmix64 generator, used as a 64-bit mixing function.

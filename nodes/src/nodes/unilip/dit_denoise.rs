@@ -136,7 +136,7 @@ impl Node for DitDenoise {
             Some(_) => Some(rows(
                 model.scale(input::<Latent>(ctx, "image_latent")?.0.clone()),
                 cond.cond.batch(),
-            )?),
+            )),
             None => None,
         };
         let init = image_to_image(ctx, &model, cond, noise, image.clone())?;
@@ -185,13 +185,13 @@ fn batched(cond: &Conditioning, batch: i64) -> Result<Conditioning, NodeError> {
 }
 
 /// A one-row latent repeated to `batch` rows (others are left to the sampler's shape check).
-fn rows(latent: Tensor<B, 4>, batch: usize) -> Result<Tensor<B, 4>, NodeError> {
+fn rows(latent: Tensor<B, 4>, batch: usize) -> Tensor<B, 4> {
     let [b, c, h, w] = latent.dims();
-    Ok(if b == 1 && batch > 1 {
+    if b == 1 && batch > 1 {
         latent.expand([batch, c, h, w])
     } else {
         latent
-    })
+    }
 }
 
 /// `noise` as the start, or with `strength` below 1 `image` (the scaled `image_latent`) noised
