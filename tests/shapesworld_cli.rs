@@ -111,7 +111,10 @@ fn miniature_recipe_trains_every_stage_and_eval_reports_json() {
             "recon",
             vec!["psnr_db", "ssim", "recon_geneval", "recon_geneval_checks"],
         ),
-        ("generate", vec!["geneval", "geneval_checks"]),
+        (
+            "generate",
+            vec!["geneval", "geneval_checks", "geneval_one_group_items"],
+        ),
         (
             "edit",
             vec![
@@ -134,6 +137,9 @@ fn miniature_recipe_trains_every_stage_and_eval_reports_json() {
                 "flow_prompt_delta",
                 "flow_edit_source_delta_se",
                 "flow_edit_loss_copy_source_sigma_0.9",
+                "flow_relation_relation_delta",
+                "flow_relation_colour_binding_delta_se",
+                "flow_relation_loss_shapes_swapped",
             ],
         ),
     ] {
@@ -301,6 +307,28 @@ fn eval_dump_writes_every_item_with_the_scores_behind_the_metrics() {
         (checks / 3.0 - reported).abs() < 1e-6,
         "{checks} vs {reported}"
     );
+    // The split by prompt structure adds up to the records.
+    let relates = |r: &&serde_json::Value| {
+        let prompt = r["prompt"].as_str().unwrap();
+        ["left of", "right of", "above", "below"]
+            .iter()
+            .any(|w| prompt.contains(w))
+    };
+    for (name, two) in [("one_group", false), ("two_groups", true)] {
+        let of_kind: Vec<_> = items.iter().filter(|r| relates(r) == two).collect();
+        let right = of_kind
+            .iter()
+            .filter(|r| r["geneval"]["correct"] == true)
+            .count();
+        let metric = |k: String| metrics[&k].as_f64().unwrap();
+        assert_eq!(
+            metric(format!("geneval_{name}_items")),
+            of_kind.len() as f64
+        );
+        let expected = right as f64 / of_kind.len().max(1) as f64;
+        assert_eq!(metric(format!("geneval_{name}")), expected, "{name}");
+    }
+    assert!(items.iter().any(|r| relates(&r)) && !items.iter().all(|r| relates(&r)));
 
     // Reconstruction: each record says which of the scene's objects came back with their
     // shape, and the per-shape metrics add up to those records.
@@ -399,6 +427,44 @@ fn eval_best_of_dumps_every_candidates_answers_and_keeps_the_best_rated() {
         metrics["geneval_any_candidate"].as_f64().unwrap(),
         any / 3.0
     );
+}
+
+/// `eval --task recon --latent-noise S`: no noise is the plain reconstruction, more noise costs
+/// PSNR, and other tasks or a negative value are refused by name.
+#[test]
+fn eval_latent_noise_perturbs_reconstructions_only() {
+    let psnr = |noise: Option<&str>| {
+        let mut args = vec![
+            "eval",
+            "shapesworld",
+            "--task",
+            "recon",
+            "--n",
+            "4",
+            "--json",
+        ];
+        if let Some(v) = noise {
+            args.extend(["--latent-noise", v]);
+        }
+        let json: serde_json::Value = serde_json::from_str(&ok(&unilip(&args))).unwrap();
+        json["psnr_db"].as_f64().unwrap()
+    };
+    let plain = psnr(None);
+    assert_eq!(psnr(Some("0")), plain);
+    let noisy = psnr(Some("1"));
+    assert!(noisy < plain - 2.0, "{noisy} dB vs {plain} dB");
+    let refusals: [&[&str]; 2] = [
+        &["--task", "generate", "--latent-noise", "0.5"],
+        &["--task", "recon", "--latent-noise=-1"],
+    ];
+    for args in refusals {
+        let mut all = vec!["eval", "shapesworld", "--n", "1"];
+        all.extend(args);
+        let refused = unilip(&all);
+        assert!(!refused.status.success());
+        let err = String::from_utf8_lossy(&refused.stderr);
+        assert!(err.contains("--latent-noise"), "{err}");
+    }
 }
 
 /// `eval --flow-shift`: the checkpoint's own shift (3) samples the same image as no flag, another

@@ -140,6 +140,28 @@ fn captions_round_trip_through_the_parser() {
 }
 
 #[test]
+fn rearrangements_reverse_the_relation_and_swap_colours_and_shapes() {
+    let spec = SceneSpec::parse("three small red circles left of a blue square").unwrap();
+    let captions: Vec<String> = spec
+        .rearrangements()
+        .iter()
+        .map(SceneSpec::caption)
+        .collect();
+    assert_eq!(
+        captions,
+        [
+            "three small red circles right of a blue square",
+            "three small blue circles left of a red square",
+            "three small red squares left of a blue circle",
+        ]
+    );
+    assert!(SceneSpec::parse("two red circles")
+        .unwrap()
+        .rearrangements()
+        .is_empty());
+}
+
+#[test]
 fn parser_accepts_user_prompts_and_rejects_bad_ones() {
     let spec = SceneSpec::parse("Two red circles, to the LEFT of a blue square.").expect("parses");
     assert_eq!(

@@ -9,9 +9,10 @@ use std::sync::Arc;
 
 use common::*;
 use unilip_nodes::backend::{device, TrainB};
+use unilip_nodes::models::tokenizer::Tokenizer;
 use unilip_nodes::models::unilip::{Unilip, UnilipConfig};
 use unilip_nodes::shapesworld::{Domain, GenConfig, Split};
-use unilip_nodes::train::data::{CopyEdits, Dataset, DatasetKind, MixDataset};
+use unilip_nodes::train::data::{CopyEdits, DataError, Dataset, DatasetKind, MixDataset, Sample};
 use unilip_nodes::train::loss::LossKind;
 use unilip_nodes::train::objective::Task;
 use unilip_nodes::train::shapes::ShapesDataset;
@@ -136,6 +137,88 @@ fn generation_and_editing_lower_the_flow_matching_loss() {
             "{task:?}: queries train"
         );
     }
+}
+
+/// The first one or two of two coloured squares with captions that relate two groups.
+#[derive(Debug)]
+struct Related(usize);
+
+impl Dataset for Related {
+    fn kind(&self) -> DatasetKind {
+        DatasetKind::Captions
+    }
+    fn len(&self) -> usize {
+        self.0
+    }
+    fn get(&self, i: usize) -> Result<Sample, DataError> {
+        Ok(Sample {
+            image: square(i, 8 * i),
+            source: None,
+            text: [
+                "a red square left of a blue circle",
+                "a green circle right of a blue square",
+            ][i]
+                .into(),
+            answer: None,
+        })
+    }
+    fn fingerprint(&self) -> String {
+        format!("{self:?}")
+    }
+    fn describe(&self) -> String {
+        format!("{} related captions", self.0)
+    }
+}
+
+#[test]
+fn prompt_contrast_is_a_hinge_on_rearranged_captions_only() {
+    let root = temp("contrast");
+    let words: Vec<&str> = WORDS
+        .iter()
+        .copied()
+        .chain(["left", "right", "of", "circle"])
+        .collect();
+    let base = checkpoint_words(&root, &words, |_| {});
+    let model = Unilip::<TrainB>::load(&base, Task::Generate.components(), &device()).unwrap();
+    let tok = Tokenizer::from_file(base.join("tokenizer.json")).unwrap();
+    let losses = |margin: f64, data: &dyn Dataset| {
+        let terms = [term(FLOW), term(LossKind::PromptContrast { margin })];
+        eval_losses(&model, &tok, Task::Generate, &terms, data)
+    };
+    // Captions naming one group have nothing to rearrange: the term is exactly zero.
+    let squares = Squares {
+        kind: DatasetKind::Captions,
+        n: 2,
+        poison: None,
+    };
+    assert_eq!(losses(10.0, &squares)[1], 0.0);
+    // Same noise, timesteps and rearrangements at every margin. One sample: relu(m − gap) at
+    // m = 10 (an untrained DiT's gap is far below 10) gives the gap, m = 0 clamps it.
+    let [flow, wide] = losses(10.0, &Related(1))[..] else {
+        panic!("two terms")
+    };
+    let gap = 10.0 - wide;
+    assert!(
+        gap.abs() < 1.0 && gap != 0.0,
+        "an untrained DiT's gap: {gap}"
+    );
+    assert!((losses(0.0, &Related(1))[1] - (-gap).max(0.0)).abs() < 1e-5);
+    assert_eq!(
+        losses(0.0, &Related(1))[0],
+        flow,
+        "the flow term is unchanged"
+    );
+    // Two samples: the mean of the per-sample hinges, linear in the margin while all count.
+    let shift = losses(10.0, &Related(2))[1] - losses(5.0, &Related(2))[1];
+    assert!((shift - 5.0).abs() < 1e-5, "{shift}");
+    assert_eq!(
+        Task::infer(
+            &[term(FLOW), term(LossKind::PromptContrast { margin: 0.1 })],
+            DatasetKind::Captions
+        )
+        .unwrap(),
+        Task::Generate
+    );
 }
 
 #[test]

@@ -158,6 +158,11 @@ pub struct EvalArgs {
     /// count, colour, shape and relation questions); 1 is the plain sampler.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     best_of: u32,
+    /// Recon only: add Gaussian noise of this standard deviation (in the DiT's units; its
+    /// sampler starts from unit noise) to each latent before the pixel decoder, to see how
+    /// robust the decoder is to imperfect latents such as a DiT's samples.
+    #[arg(long, default_value_t = 0.0)]
+    latent_noise: f32,
     /// DiT condition (generate, edit, flow): dual, hidden_only or query_only.
     #[arg(long, default_value = "dual")]
     condition: String,
@@ -203,6 +208,7 @@ pub fn eval(args: EvalArgs) -> Result<(), CliError> {
     opts.strength = args.strength;
     opts.flow_shift = args.flow_shift;
     opts.best_of = args.best_of as usize;
+    opts.latent_noise = args.latent_noise;
     opts.dump = args.dump;
     let metrics = eval_shapesworld(&dir, &opts).map_err(CliError::Run)?;
     print_metrics(&metrics, args.json);

@@ -4,6 +4,10 @@
 //! lack part of it: another item's prompt and the negative prompt for text-to-image; another
 //! item's source image and the negative instruction for editing. A DiT that ignores a part of
 //! its condition has the same loss without it; the loss it saves is what that part tells it.
+//! Prompts relating two groups ("three red circles left of a blue square") are also compared
+//! with the same prompt with the relation reversed, with the two groups' colours swapped and
+//! with their shapes swapped: what the DiT takes from the relation word and from which group
+//! each colour and shape belongs to.
 
 use burn::prelude::*;
 use rand::rngs::StdRng;
@@ -16,6 +20,7 @@ use crate::models::tokenizer::{
     edit_negative, edit_prompt, generation_negative, generation_prompt, Tokenizer,
 };
 use crate::models::unilip::{encode_prompts, Condition};
+use crate::shapesworld::CaptionItem;
 
 /// Noise levels σ of the comparison (`x_σ = (1 − σ)·x₀ + σ·ε`): layout is decided near 1,
 /// shapes and edges near 0.
@@ -118,6 +123,29 @@ impl Eval<'_> {
                 .push(self.losses(tok, &prompts, Some((&features, &sources)), x0, i)?);
         }
         let mut metrics = Metrics::new();
+        self.relation_items()
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let x0 = self.target(&self.features(&item.image)?)?;
+                let style = self.generator.style();
+                let prompts: Vec<String> = std::iter::once(item.spec)
+                    .chain(item.spec.rearrangements())
+                    .map(|spec| generation_prompt(&spec.caption_in(&style)))
+                    .collect();
+                self.losses(tok, &prompts, None, x0, i)
+            })
+            .collect::<Result<Vec<_>, String>>()
+            .map(|items| Comparison { items })?
+            .insert(
+                &mut metrics,
+                "flow_relation",
+                &[
+                    ("reversed", "relation"),
+                    ("colours_swapped", "colour_binding"),
+                    ("shapes_swapped", "shape_binding"),
+                ],
+            );
         generation.insert(
             &mut metrics,
             "flow",
@@ -140,6 +168,21 @@ impl Eval<'_> {
             );
         }
         Ok(metrics)
+    }
+
+    /// The first `n` caption items of the stream whose prompt relates two groups that differ in
+    /// colour and in shape (so that swapping either changes the prompt).
+    fn relation_items(&self) -> Vec<CaptionItem> {
+        (0..)
+            .map(|i| self.generator.caption_item(i))
+            .filter(|item| {
+                let first = item.spec.first;
+                item.spec
+                    .second
+                    .is_some_and(|r| r.group.colour != first.colour && r.group.shape != first.shape)
+            })
+            .take(self.opts.n)
+            .collect()
     }
 
     /// The DiT target of an image's features: its UniLIP latent, shifted and scaled.

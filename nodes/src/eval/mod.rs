@@ -13,11 +13,14 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use image::RgbImage;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 use serde_json::json;
 
 use crate::backend::{device, B};
 use crate::models::preprocess::{preprocess, RgbU8};
 use crate::models::qwen2::{GenerationConfig, Sampling};
+use crate::models::scheduler::gaussian_noise;
 use crate::models::tokenizer::{
     edit_negative, edit_prompt, generation_negative, generation_prompt, Tokenizer,
 };
@@ -39,7 +42,9 @@ pub enum EvalTask {
     /// Encoder → decoder reconstruction: `psnr_db`, `ssim`, and `recon_geneval(_checks)`, the
     /// GenEval-like score of the reconstruction against its caption (the ceiling for generation).
     Recon,
-    /// Text-to-image: `geneval` (fraction of prompts fully correct), `geneval_checks`.
+    /// Text-to-image: `geneval` (fraction of prompts fully correct), `geneval_checks`, and
+    /// `geneval_one_group` / `geneval_two_groups` (with `…_items`): `geneval` over the prompts
+    /// naming one group and over those relating two ("A left of B").
     Generate,
     /// Editing: `edit` (mean score), `edit_change_made`, `edit_preserved`, and two graded
     /// pixel measures that move before the strict score does: `edit_target_psnr_db` (output
@@ -70,7 +75,10 @@ pub enum EvalTask {
     /// (`flow_edit_loss_no_instruction`). The paired differences `flow_prompt_delta`,
     /// `flow_condition_delta`, `flow_edit_source_delta` and `flow_edit_instruction_delta` (with
     /// `_se`, and per noise level as `…_sigma_<σ>`) are what each part saves: near zero when the
-    /// DiT ignores it.
+    /// DiT ignores it. On the first `n` prompts relating two groups that differ in colour and
+    /// shape, the prompt rearranged ([`crate::shapesworld::SceneSpec::rearrangements`]):
+    /// `flow_relation_relation_delta` (relation reversed), `flow_relation_colour_binding_delta`
+    /// and `flow_relation_shape_binding_delta` (the groups' colours, shapes swapped).
     Flow,
 }
 
@@ -105,6 +113,11 @@ pub struct EvalOptions {
     /// log-probability of the right answers to the prompt's questions
     /// ([`crate::shapesworld::verify`]), asked of each candidate. 1 is the plain sampler.
     pub best_of: usize,
+    /// Reconstruction only: the standard deviation of Gaussian noise added to each latent, in
+    /// the DiT's units (its sampler starts from unit noise), before the pixel decoder: how
+    /// robust the decoder is to latents that are slightly off, as a DiT's samples are. 0 is
+    /// the plain reconstruction.
+    pub latent_noise: f32,
     /// Directory for per-item images and records (`items.jsonl`, `metrics.json`); not for
     /// [`EvalTask::Probe`], whose items are objects, not images.
     pub dump: Option<PathBuf>,
@@ -126,6 +139,7 @@ impl EvalOptions {
             flow_shift: None,
             strength: 1.0,
             best_of: 1,
+            latent_noise: 0.0,
             dump: None,
         }
     }
@@ -163,6 +177,15 @@ pub fn eval_shapesworld(dir: &Path, opts: &EvalOptions) -> Result<Metrics, Strin
         (Some(d), _) => Some(Dump::create(d)?),
         (None, _) => None,
     };
+    if opts.latent_noise != 0.0 && opts.task != EvalTask::Recon {
+        return Err("--latent-noise perturbs reconstructions: only for --task recon".into());
+    }
+    if !(opts.latent_noise >= 0.0 && opts.latent_noise.is_finite()) {
+        return Err(format!(
+            "--latent-noise {}: must be a non-negative number",
+            opts.latent_noise
+        ));
+    }
     if opts.best_of > 1 && opts.task != EvalTask::Generate {
         return Err(
             "--best-of chooses among generated candidates: only for --task generate".into(),
@@ -332,6 +355,23 @@ impl Eval<'_> {
         Ok(s)
     }
 
+    /// Encoder → decoder on `image`, with [`EvalOptions::latent_noise`] added to the DiT latent
+    /// (noise seeded by the stream seed plus `index`).
+    fn reconstruct(&self, image: &RgbImage, index: usize) -> Result<Tensor<B, 4>, String> {
+        let m = self.model;
+        let latent = m
+            .encode_latent(self.pixels(image)?)
+            .map_err(|e| e.to_string())?;
+        let latent = if self.opts.latent_noise > 0.0 {
+            let mut rng = StdRng::seed_from_u64(self.opts.seed.wrapping_add(index as u64));
+            let noise = gaussian_noise(latent.dims(), &mut rng, &device());
+            m.unscale(m.scale(latent) + noise.mul_scalar(self.opts.latent_noise))
+        } else {
+            latent
+        };
+        m.decode_latent(latent).map_err(|e| e.to_string())
+    }
+
     fn recon(&mut self) -> Result<Metrics, String> {
         let style = self.generator.style();
         let (mut p, mut s) = (Vec::new(), Vec::new());
@@ -339,10 +379,7 @@ impl Eval<'_> {
         let mut objects = Vec::new();
         for i in 0..self.opts.n {
             let item = self.generator.caption_item(i as u64);
-            let decoded = self
-                .model
-                .reconstruct(self.pixels(&item.image)?)
-                .map_err(|e| e.to_string())?;
+            let decoded = self.reconstruct(&item.image, i)?;
             let out = to_rgb_image(self.model.output_image(decoded))?;
             let out = resize_to(&out, &item.image);
             p.push(psnr(&item.image, &out).map_err(|e| e.to_string())?);
@@ -467,6 +504,8 @@ impl Eval<'_> {
         let (mut correct, mut checks, mut colours) = (Vec::new(), Vec::new(), Vec::new());
         let (mut found, mut asked, mut empty) = (Vec::new(), Vec::new(), Vec::new());
         let (mut first_correct, mut any_correct) = (Vec::new(), Vec::new());
+        // Fully correct prompts, split by whether the prompt relates two groups.
+        let (mut one_group, mut two_groups) = (Vec::new(), Vec::new());
         for i in 0..self.opts.n {
             let item = self.generator.caption_item(i as u64);
             let questions = match best_of {
@@ -507,6 +546,10 @@ impl Eval<'_> {
                 dump.record(record);
             }
             correct.push(f64::from(u8::from(r.correct)));
+            match item.spec.second {
+                Some(_) => two_groups.push(f64::from(u8::from(r.correct))),
+                None => one_group.push(f64::from(u8::from(r.correct))),
+            }
             checks.push(f64::from(r.fraction()));
             colours.push(f64::from(u8::from(r.colours)));
             found.push(f64::from(r.objects_found));
@@ -525,6 +568,10 @@ impl Eval<'_> {
         ]);
         insert_with_standard_error(&mut metrics, "geneval", &correct);
         insert_with_standard_error(&mut metrics, "geneval_checks", &checks);
+        for (name, values) in [("one_group", &one_group), ("two_groups", &two_groups)] {
+            metrics.insert(format!("geneval_{name}"), mean(values));
+            metrics.insert(format!("geneval_{name}_items"), values.len() as f64);
+        }
         if best_of > 1 {
             metrics.insert("best_of".to_string(), best_of as f64);
             metrics.insert("geneval_first_candidate".to_string(), mean(&first_correct));

@@ -66,6 +66,16 @@ impl Relation {
         }
     }
 
+    /// The opposite relation ("left of" ↔ "right of", "above" ↔ "below").
+    pub fn reversed(self) -> Relation {
+        match self {
+            Relation::LeftOf => Relation::RightOf,
+            Relation::RightOf => Relation::LeftOf,
+            Relation::Above => Relation::Below,
+            Relation::Below => Relation::Above,
+        }
+    }
+
     /// Signed distance in pixels by which `a` satisfies the relation to `b` along the
     /// relation's axis (positive when it holds), for points `(x, y)` with y down.
     pub fn separation(self, a: (f32, f32), b: (f32, f32)) -> f32 {
@@ -173,6 +183,46 @@ impl SceneSpec {
             None => first,
             Some(r) => format!("{first} {} {}", r.relation.phrase(), r.group.phrase(style)),
         }
+    }
+
+    /// The same words in other arrangements, for a spec relating two groups (empty for one
+    /// group): the relation reversed, the groups' colours swapped, their shapes swapped, in
+    /// that order (a swap of two equal colours or shapes gives the spec itself).
+    pub fn rearrangements(&self) -> Vec<SceneSpec> {
+        let Some(related) = self.second else {
+            return Vec::new();
+        };
+        let (a, b) = (self.first, related.group);
+        let with = |first: GroupSpec, relation: Relation, group: GroupSpec| SceneSpec {
+            first,
+            second: Some(RelatedGroup { relation, group }),
+        };
+        let r = related.relation;
+        vec![
+            with(a, r.reversed(), b),
+            with(
+                GroupSpec {
+                    colour: b.colour,
+                    ..a
+                },
+                r,
+                GroupSpec {
+                    colour: a.colour,
+                    ..b
+                },
+            ),
+            with(
+                GroupSpec {
+                    shape: b.shape,
+                    ..a
+                },
+                r,
+                GroupSpec {
+                    shape: a.shape,
+                    ..b
+                },
+            ),
+        ]
     }
 
     /// The groups, first then second.

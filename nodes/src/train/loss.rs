@@ -30,6 +30,15 @@ pub enum LossKind {
         /// Standard deviation of the logit-normal timestep density.
         logit_std: f64,
     },
+    /// Hard-negative prompt contrast, on ShapesWorld captions that relate two groups: the DiT's
+    /// flow loss on a sample under the caption rearranged (relation reversed, or the groups'
+    /// colours or shapes swapped: one at random) must exceed its loss under the caption itself
+    /// by `margin`; the term is `mean relu(margin − (L_rearranged − L_own))` over those rows.
+    /// It rewards a DiT for reading which group goes where and has which colour and shape.
+    PromptContrast {
+        /// The loss gap below which a sample counts.
+        margin: f64,
+    },
     /// Next-token cross-entropy over the answer (or caption) tokens.
     Text,
     /// UniDiff ITC: symmetric InfoNCE between the image and caption embeddings (UniDiff heads)
@@ -62,6 +71,7 @@ impl LossKind {
             Self::Perceptual => "perceptual",
             Self::Distill => "distill",
             Self::FlowMatching { .. } => "flow_matching",
+            Self::PromptContrast { .. } => "prompt_contrast",
             Self::Text => "text",
             Self::Itc { .. } => "itc",
             Self::Rsc { .. } => "rsc",
@@ -83,7 +93,16 @@ impl LossKind {
 
     /// True when the term runs the DiT on noised latents.
     pub fn uses_dit(&self) -> bool {
-        matches!(self, Self::FlowMatching { .. } | Self::Rsc { .. })
+        self.is_flow() || matches!(self, Self::Rsc { .. })
+    }
+
+    /// True for the terms of generation / editing training (flow matching and its prompt
+    /// contrast).
+    pub fn is_flow(&self) -> bool {
+        matches!(
+            self,
+            Self::FlowMatching { .. } | Self::PromptContrast { .. }
+        )
     }
 
     /// True when the frozen original vision tower is needed.

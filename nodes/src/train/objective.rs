@@ -14,6 +14,7 @@
 
 use burn::prelude::*;
 use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
 use rand::RngExt;
 
 use super::data::{image_batch, DatasetKind, Sample};
@@ -33,6 +34,7 @@ use crate::models::tokenizer::{
 use crate::models::unilip::{
     encode_prompts, resize_bilinear, ComponentSet, ConditionMode, Unilip, UnilipError,
 };
+use crate::shapesworld::SceneSpec;
 use crate::unidiff::embed::{image_embeddings, text_embeddings};
 use crate::unidiff::{info_nce_scaled, rsc_loss, RscMode};
 
@@ -62,9 +64,7 @@ impl Task {
             return setup("no loss terms: connect a loss node to the trainer".into());
         }
         let encoder = losses.iter().all(|t| t.kind.is_encoder());
-        let flow = losses
-            .iter()
-            .all(|t| matches!(t.kind, LossKind::FlowMatching { .. }));
+        let flow = losses.iter().all(|t| t.kind.is_flow());
         let text = losses.iter().all(|t| t.kind == LossKind::Text);
         let unidiff = losses.iter().any(|t| t.kind.is_unidiff())
             && losses
@@ -264,6 +264,9 @@ impl<'a> Objective<'a> {
                 LossKind::FlowMatching { .. } => {
                     Ok(mse(pass.velocity.clone(), pass.target.clone()))
                 }
+                LossKind::PromptContrast { margin } => {
+                    self.prompt_contrast(model, samples, &pass, margin, rng)
+                }
                 _ => Err(TrainError::Setup(format!(
                     "loss `{}` does not apply to generation/editing training",
                     term.kind.name()
@@ -289,16 +292,18 @@ impl<'a> Objective<'a> {
         let n_img = model
             .image_tokens(input_size(model), input_size(model))
             .unwrap_or(0);
+        let dropped: Vec<bool> = samples
+            .iter()
+            .map(|_| rng.random::<f64>() < self.caption_dropout)
+            .collect();
         let prompts: Vec<String> = samples
             .iter()
-            .map(|s| {
-                let drop = rng.random::<f64>() < self.caption_dropout;
-                match (s.source.is_some(), drop) {
-                    (true, true) => edit_negative(n_img),
-                    (true, false) => edit_prompt(&s.text, n_img),
-                    (false, true) => generation_negative(),
-                    (false, false) => generation_prompt(&s.text),
-                }
+            .zip(&dropped)
+            .map(|(s, &drop)| match (s.source.is_some(), drop) {
+                (true, true) => edit_negative(n_img),
+                (true, false) => edit_prompt(&s.text, n_img),
+                (false, true) => generation_negative(),
+                (false, false) => generation_prompt(&s.text),
             })
             .collect();
         let texts: Vec<&str> = prompts.iter().map(String::as_str).collect();
@@ -334,9 +339,10 @@ impl<'a> Objective<'a> {
         let sigmas = Tensor::from_data(TensorData::new(t.sigmas, [b]), &dev);
         let timesteps = Tensor::from_data(TensorData::new(t.timesteps.clone(), [b]), &dev);
         let xt = add_noise(x0.clone(), noise.clone(), sigmas);
+        let input = dit.input(xt, source.latent);
         let (velocity, tapped) = dit.forward_tapped(
-            dit.input(xt, source.latent),
-            timesteps,
+            input.clone(),
+            timesteps.clone(),
             cond.embeds,
             cond.mask.float(),
             tap,
@@ -346,7 +352,67 @@ impl<'a> Objective<'a> {
             target: velocity_target(x0, noise),
             tapped,
             timesteps: t.timesteps,
+            input,
+            timestep_tensor: timesteps,
+            dropped,
         })
+    }
+
+    /// [`LossKind::PromptContrast`] on `pass`: the rows whose (kept) caption parses as a
+    /// ShapesWorld spec relating two groups are run again under one of its rearrangements,
+    /// chosen at random, at the same noisy latent and timestep.
+    fn prompt_contrast(
+        &self,
+        model: &Unilip<TrainB>,
+        samples: &[Sample],
+        pass: &DitPass,
+        margin: f64,
+        rng: &mut StdRng,
+    ) -> Result<Tensor<TrainB, 1>, TrainError> {
+        let dev = crate::backend::device();
+        let (rows, prompts): (Vec<i64>, Vec<String>) = samples
+            .iter()
+            .zip(&pass.dropped)
+            .enumerate()
+            .filter(|(_, (s, &dropped))| s.source.is_none() && !dropped)
+            .filter_map(|(i, (s, _))| {
+                let spec = SceneSpec::parse(&s.text).ok()?;
+                let other: Vec<SceneSpec> = spec
+                    .rearrangements()
+                    .into_iter()
+                    .filter(|r| *r != spec)
+                    .collect();
+                let chosen = other.choose(rng)?;
+                Some((i as i64, generation_prompt(&chosen.caption())))
+            })
+            .unzip();
+        if rows.is_empty() {
+            // No caption to rearrange in this micro-batch: a zero that keeps the graph.
+            return Ok(pass.velocity.clone().sum().mul_scalar(0.0));
+        }
+        let n = rows.len();
+        let rows = Tensor::<TrainB, 1, Int>::from_data(TensorData::new(rows, [n]), &dev);
+        let texts: Vec<&str> = prompts.iter().map(String::as_str).collect();
+        let (ids, mask) = encode_prompts::<TrainB>(self.tokenizer()?, &texts, &dev)?;
+        let cond = model.condition(ids, mask, None, self.condition_mode)?;
+        let dit = model.dit.as_ref().ok_or(UnilipError::NotLoaded("dit"))?;
+        let rearranged = dit.forward(
+            pass.input.clone().select(0, rows.clone()),
+            pass.timestep_tensor.clone().select(0, rows.clone()),
+            cond.embeds,
+            cond.mask.float(),
+        );
+        let target = pass.target.clone().select(0, rows.clone());
+        let per_row = |v: Tensor<TrainB, 4>| {
+            (v - target.clone())
+                .powi_scalar(2)
+                .flatten::<2>(1, 3)
+                .mean_dim(1)
+                .squeeze_dim::<1>(1)
+        };
+        let own = per_row(pass.velocity.clone().select(0, rows));
+        let gap = per_row(rearranged) - own;
+        Ok(gap.neg().add_scalar(margin).clamp_min(0.0).mean())
     }
 
     /// UniDiff: `L = Σ wᵢ·termᵢ` over ITC (image vs caption embeddings), IS (flow matching) and
@@ -500,6 +566,11 @@ struct DitPass {
     target: Tensor<TrainB, 4>,
     tapped: Option<Tensor<TrainB, 3>>,
     timesteps: Vec<f32>,
+    /// The DiT's input (noisy latent, and the source beside it for a DiT that takes one).
+    input: Tensor<TrainB, 4>,
+    timestep_tensor: Tensor<TrainB, 1>,
+    /// Which rows had their prompt replaced by the null prompt.
+    dropped: Vec<bool>,
 }
 
 fn vision(model: &Unilip<TrainB>) -> Result<&InternVlVision<TrainB>, TrainError> {

@@ -32,8 +32,17 @@ pub fn checkpoint(dir: &Path) -> PathBuf {
 
 /// [`checkpoint`] with `edit` applied to the `shapes` config first.
 pub fn checkpoint_with(dir: &Path, edit: impl FnOnce(&mut UnilipConfig)) -> PathBuf {
+    checkpoint_words(dir, &WORDS, edit)
+}
+
+/// [`checkpoint_with`] whose tokenizer knows `words` (besides the chat template's).
+pub fn checkpoint_words(
+    dir: &Path,
+    words: &[&str],
+    edit: impl FnOnce(&mut UnilipConfig),
+) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
-    let vocab: Vec<&str> = TEMPLATE_WORDS.iter().chain(WORDS.iter()).copied().collect();
+    let vocab: Vec<&str> = TEMPLATE_WORDS.iter().chain(words).copied().collect();
     let tok_path = dir.join("tok.json");
     let inner = build_word_level(&vocab, &[]).unwrap();
     let tok = Tokenizer::from_inner(inner, "test").unwrap();
@@ -156,19 +165,19 @@ pub fn eval_loss(dir: &Path, task: Task, terms: &[LossTerm], data: &Squares) -> 
     eval_losses(&model, &tok, task, terms, data)[0]
 }
 
-/// Every term of the objective for `model` on samples `0..n`, at fixed noise and timesteps (the
-/// model is its own frozen teacher).
+/// Every term of the objective for `model` on all samples of `data`, at fixed noise and
+/// timesteps (the model is its own frozen teacher).
 pub fn eval_losses(
     model: &Unilip<TrainB>,
     tok: &Tokenizer,
     task: Task,
     terms: &[LossTerm],
-    data: &Squares,
+    data: &dyn Dataset,
 ) -> Vec<f64> {
     let mut objective = Objective::new(task, terms).unwrap();
     objective.tokenizer = Some(tok);
     objective.teacher = Some(model);
-    let samples: Vec<Sample> = (0..data.n).map(|i| data.get(i).unwrap()).collect();
+    let samples: Vec<Sample> = (0..data.len()).map(|i| data.get(i).unwrap()).collect();
     let mut rng = StdRng::seed_from_u64(99);
     objective
         .losses(model, &samples, &mut rng)

@@ -172,6 +172,24 @@ loss_node!(
     })
 );
 loss_node!(
+    PromptContrastLoss,
+    "loss.prompt_contrast",
+    "Hard-negative prompt contrast for generation training on ShapesWorld captions: on each \
+     caption relating two groups, the DiT's flow loss under the caption rearranged (relation \
+     reversed, or the groups' colours or shapes swapped) must exceed its loss under the caption \
+     by `margin` (hinge). Chain it with loss.flow_matching; other captions add nothing.",
+    vec![ParamSpec::float(
+        "margin",
+        0.02,
+        0.0,
+        10.0,
+        "Loss gap (per-sample MSE) below which a rearranged caption is penalised"
+    )],
+    |ctx| Ok(LossKind::PromptContrast {
+        margin: ctx.float("margin")?,
+    })
+);
+loss_node!(
     TextLoss,
     "loss.text",
     "Next-token cross-entropy of the MLLM on answers (VQA data) or captions (caption data).",
