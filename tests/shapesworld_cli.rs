@@ -467,6 +467,78 @@ fn eval_latent_noise_perturbs_reconstructions_only() {
     }
 }
 
+/// `eval --task generate --regions`: prompts naming one group sample exactly as without
+/// regions, prompts relating two groups (each group's half reading its caption) differently;
+/// other tasks refuse the flag by name.
+#[test]
+fn eval_regions_change_only_the_prompts_that_relate_two_groups() {
+    let outputs = |regions: &str| {
+        let dir = temp(&format!("regions-{regions}"));
+        let args = [
+            "eval",
+            "shapesworld",
+            "--task",
+            "generate",
+            "--n",
+            "6",
+            "--steps",
+            "3",
+            "--regions",
+            regions,
+            "--dump",
+            s(&dir),
+        ];
+        ok(&unilip(&args));
+        let items = std::fs::read_to_string(dir.join("items.jsonl")).unwrap();
+        items
+            .lines()
+            .enumerate()
+            .map(|(i, line)| {
+                let record: serde_json::Value = serde_json::from_str(line).unwrap();
+                let prompt = record["prompt"].as_str().unwrap().to_string();
+                let png = std::fs::read(dir.join(format!("{i:06}_output.png"))).unwrap();
+                (prompt, png)
+            })
+            .collect::<Vec<_>>()
+    };
+    let plain = outputs("off");
+    let (mut one, mut two) = (0, 0);
+    for mode in ["own", "with-base"] {
+        for ((prompt, image), (same_prompt, plain_image)) in outputs(mode).iter().zip(&plain) {
+            assert_eq!(prompt, same_prompt);
+            let related = [" left of ", " right of ", " above ", " below "]
+                .iter()
+                .any(|r| prompt.contains(r));
+            if related {
+                two += 1;
+                assert_ne!(
+                    image, plain_image,
+                    "{mode}: `{prompt}` sampled as without regions"
+                );
+            } else {
+                one += 1;
+                assert_eq!(image, plain_image, "{mode}: `{prompt}` changed");
+            }
+        }
+    }
+    assert!(
+        one > 0 && two > 0,
+        "{one} one-group and {two} two-group prompts"
+    );
+    let refused = unilip(&[
+        "eval",
+        "shapesworld",
+        "--task",
+        "recon",
+        "--n",
+        "1",
+        "--regions",
+        "own",
+    ]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--regions"));
+}
+
 /// `eval --flow-shift`: the checkpoint's own shift (3) samples the same image as no flag, another
 /// shift a different one, and a non-positive shift is refused by name.
 #[test]

@@ -459,6 +459,43 @@ fn edit_graph_strength_starts_from_the_wired_image_latent() {
     assert!(max_diff(&image_of(&half), &image_of(&full)) > 1e-3);
 }
 
+/// `generate_regions.ron`: each half of the canvas reads its group's prompt beside the whole
+/// one. Regions holding the base prompt itself read the same tokens as no regions at all (alone,
+/// or twice over beside the base), so they give `generate.ron`'s image exactly; an empty box is
+/// an error naming the node and its params.
+#[test]
+fn region_graph_reads_each_regions_prompt_in_its_box() {
+    let mut exec = Executor::default();
+    let (plain, _) = run(&shipped("generate.ron"), "decode", &mut exec);
+    let mut doc = shipped("generate_regions.ron");
+    let (regional, _) = run(&doc, "decode", &mut exec);
+    let d = max_diff(&image_of(&regional), &image_of(&plain));
+    assert!(d > 1e-3, "the group prompts change nothing ({d})");
+    let base_text = doc.nodes["prompt"].params["text"].clone();
+    for node in ["prompt_left", "prompt_right"] {
+        let params = &mut doc.nodes.get_mut(node).unwrap().params;
+        params.insert("text".into(), base_text.clone());
+    }
+    for with_base in [false, true] {
+        for node in ["left", "right"] {
+            let params = &mut doc.nodes.get_mut(node).unwrap().params;
+            params.insert("with_base".into(), ParamValue::Bool(with_base));
+        }
+        let (same, _) = run(&doc, "decode", &mut exec);
+        let d = max_diff(&image_of(&same), &image_of(&plain));
+        assert!(d < 1e-4, "with_base {with_base}: {d}");
+    }
+    let left = doc.nodes.get_mut("left").unwrap();
+    left.params.insert("x1".into(), ParamValue::Float(0.0));
+    let g = validate(&doc, Registry::global()).unwrap();
+    let opts = RunOptions {
+        targets: vec!["decode".into()],
+        ..Default::default()
+    };
+    let err = exec.run(&g, &opts).unwrap_err().to_string();
+    assert!(err.contains("left") && err.contains("x0..x1"), "{err}");
+}
+
 /// `generate_best_of.ron`: `dit.batch` samples several candidates under one prompt (the first
 /// from batch 1's noise, so it is `generate.ron`'s image), and `unilip.rank_by_answers` passes
 /// on exactly the candidate whose answers to the prompt's questions the model rates highest.

@@ -58,6 +58,7 @@ fn options(fx: &Fixture, init: Tensor<B, 4>) -> SampleOptions<B> {
         guidance_max_sigma: 1.0,
         init: InitLatent::Latent(init),
         source: None,
+        regions: Vec::new(),
     }
 }
 

@@ -162,6 +162,45 @@ fn rearrangements_reverse_the_relation_and_swap_colours_and_shapes() {
 }
 
 #[test]
+fn group_regions_are_the_halves_that_hold_each_groups_objects() {
+    let mut grounded = 0;
+    for g in generators() {
+        let style = g.style();
+        for i in 0..150 {
+            let item = g.caption_item(i);
+            let regions = item.spec.group_regions(&style);
+            let Some(related) = item.spec.second else {
+                assert!(regions.is_empty(), "{}", item.caption);
+                continue;
+            };
+            grounded += 1;
+            let groups = [item.spec.first, related.group];
+            assert_eq!(regions.len(), 2);
+            for (group, (caption, [x0, y0, x1, y1])) in groups.iter().zip(&regions) {
+                assert_eq!(*caption, group.phrase(&style));
+                assert!(item.caption.contains(caption.as_str()), "{}", item.caption);
+                // Each half spans half the canvas along the relation's axis.
+                assert!(((x1 - x0) * (y1 - y0) - 0.5).abs() < 1e-6);
+                let other = groups.iter().find(|o| *o != group).unwrap_or(group);
+                let res = item.scene.resolution as f32;
+                for o in item.scene.objects.iter().filter(|o| {
+                    group.matches(o.shape, o.colour, o.size)
+                        && !other.matches(o.shape, o.colour, o.size)
+                }) {
+                    let (x, y) = (o.cx / res, o.cy / res);
+                    assert!(
+                        (*x0..=*x1).contains(&x) && (*y0..=*y1).contains(&y),
+                        "{}: object at ({x}, {y}) outside its group's half",
+                        item.caption
+                    );
+                }
+            }
+        }
+    }
+    assert!(grounded > 100, "{grounded} two-group captions");
+}
+
+#[test]
 fn parser_accepts_user_prompts_and_rejects_bad_ones() {
     let spec = SceneSpec::parse("Two red circles, to the LEFT of a blue square.").expect("parses");
     assert_eq!(

@@ -11,8 +11,10 @@ use common::*;
 use unilip_nodes::backend::{device, TrainB};
 use unilip_nodes::models::tokenizer::Tokenizer;
 use unilip_nodes::models::unilip::{Unilip, UnilipConfig};
-use unilip_nodes::shapesworld::{Domain, GenConfig, Split};
-use unilip_nodes::train::data::{CopyEdits, DataError, Dataset, DatasetKind, MixDataset, Sample};
+use unilip_nodes::shapesworld::{Domain, GenConfig, SceneSpec, Split, Style};
+use unilip_nodes::train::data::{
+    CopyEdits, DataError, Dataset, DatasetKind, MixDataset, RegionCaption, Sample,
+};
 use unilip_nodes::train::loss::LossKind;
 use unilip_nodes::train::objective::Task;
 use unilip_nodes::train::shapes::ShapesDataset;
@@ -160,6 +162,7 @@ impl Dataset for Related {
             ][i]
                 .into(),
             answer: None,
+            regions: Vec::new(),
         })
     }
     fn fingerprint(&self) -> String {
@@ -168,6 +171,112 @@ impl Dataset for Related {
     fn describe(&self) -> String {
         format!("{} related captions", self.0)
     }
+}
+
+/// [`Related`]'s samples with `regions(caption)` as their regions.
+#[derive(Debug)]
+struct Grounded(usize, fn(&str) -> Vec<RegionCaption>);
+
+impl Dataset for Grounded {
+    fn kind(&self) -> DatasetKind {
+        DatasetKind::Captions
+    }
+    fn len(&self) -> usize {
+        self.0
+    }
+    fn get(&self, i: usize) -> Result<Sample, DataError> {
+        let sample = Related(self.0).get(i)?;
+        Ok(Sample {
+            regions: (self.1)(&sample.text),
+            ..sample
+        })
+    }
+    fn fingerprint(&self) -> String {
+        format!("{self:?}")
+    }
+    fn describe(&self) -> String {
+        format!("{} grounded captions", self.0)
+    }
+}
+
+#[test]
+fn grounded_captions_let_each_region_read_its_caption_in_cross_attention() {
+    let root = temp("grounded");
+    let words: Vec<&str> = WORDS
+        .iter()
+        .copied()
+        .chain(["left", "right", "of", "circle"])
+        .collect();
+    let base = checkpoint_words(&root, &words, |_| {});
+    let model = Unilip::<TrainB>::load(&base, Task::Generate.components(), &device()).unwrap();
+    let tok = Tokenizer::from_file(base.join("tokenizer.json")).unwrap();
+    let flow =
+        |data: &dyn Dataset| eval_losses(&model, &tok, Task::Generate, &[term(FLOW)], data)[0];
+    let plain = flow(&Grounded(2, |_| Vec::new()));
+    assert_eq!(plain, flow(&Related(2)));
+    // A region over the whole canvas holding the caption itself, read beside the caption: every
+    // key and value appears twice, so cross-attention (and the loss) is unchanged.
+    let itself = flow(&Grounded(2, |text| {
+        vec![RegionCaption {
+            caption: text.into(),
+            edges: [0.0, 0.0, 1.0, 1.0],
+        }]
+    }));
+    assert!((itself - plain).abs() < 1e-5 * plain, "{itself} vs {plain}");
+    // Each group's caption over its half: the same samples, noise and timesteps, another loss.
+    let halves = |text: &str| {
+        SceneSpec::parse(text)
+            .unwrap()
+            .group_regions(&Style::default())
+            .into_iter()
+            .map(|(caption, edges)| RegionCaption { caption, edges })
+            .collect()
+    };
+    let grounded = flow(&Grounded(2, halves));
+    assert!((grounded - plain).abs() > 1e-4, "{grounded} vs {plain}");
+    // An empty box is refused, naming the caption.
+    let flow_term = [term(FLOW)];
+    let mut objective =
+        unilip_nodes::train::objective::Objective::new(Task::Generate, &flow_term).unwrap();
+    objective.tokenizer = Some(&tok);
+    let bad = Grounded(1, |_| {
+        vec![RegionCaption {
+            caption: "a red square".into(),
+            edges: [0.5, 0.0, 0.5, 1.0],
+        }]
+    });
+    let samples = vec![bad.get(0).unwrap()];
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1);
+    let err = objective
+        .losses(&model, &samples, &mut rng)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("a red square left of a blue circle"), "{err}");
+    // ShapesWorld grounds exactly its captions that relate two groups; edits refuse it.
+    let config = GenConfig {
+        resolution: 64,
+        seed: 3,
+        split: Split::Train,
+        domain: Domain::Default,
+    };
+    let data = ShapesDataset::new(config.clone(), DatasetKind::Captions, 40)
+        .unwrap()
+        .with_regions()
+        .unwrap();
+    let generator = data.generator().clone();
+    for i in 0..40 {
+        let sample = data.get(i).unwrap();
+        let spec = generator.caption_item(i as u64).spec;
+        assert_eq!(
+            sample.regions.len(),
+            if spec.second.is_some() { 2 } else { 0 }
+        );
+        assert_eq!(sample.regions, halves(&sample.text));
+    }
+    assert!(ShapesDataset::new(config, DatasetKind::Edits, 4)
+        .unwrap()
+        .with_regions()
+        .is_err());
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use unilip_core::{GraphDoc, ParamValue};
-use unilip_nodes::eval::{eval_shapesworld, EvalOptions, EvalTask, Metrics};
+use unilip_nodes::eval::{eval_shapesworld, EvalOptions, EvalTask, Metrics, RegionMode};
 use unilip_nodes::shapesworld::{write_split, Domain, GenConfig, Split};
 
 use super::checkpoint::{init_checkpoint, Dtype, Preset};
@@ -163,6 +163,11 @@ pub struct EvalArgs {
     /// robust the decoder is to imperfect latents such as a DiT's samples.
     #[arg(long, default_value_t = 0.0)]
     latent_noise: f32,
+    /// Generate only: regional prompting of prompts relating two groups ("A left of B"): each
+    /// group's own caption is read, in the DiT's cross-attention, by the half of the canvas the
+    /// relation puts it in (`own`), or beside the whole prompt (`with-base`).
+    #[arg(long, value_enum, default_value = "off")]
+    regions: RegionArg,
     /// DiT condition (generate, edit, flow): dual, hidden_only or query_only.
     #[arg(long, default_value = "dual")]
     condition: String,
@@ -174,6 +179,17 @@ pub struct EvalArgs {
     /// the item's scores) and `metrics.json`. Not for `--task probe` or `flow`.
     #[arg(long, value_name = "DIR")]
     dump: Option<PathBuf>,
+}
+
+/// `--regions`: see [`RegionMode`].
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RegionArg {
+    /// The whole prompt everywhere (UniLIP).
+    Off,
+    /// Each group's half reads that group's caption alone.
+    Own,
+    /// Each group's half reads that group's caption and the whole prompt.
+    WithBase,
 }
 
 /// A number in `[0, 1]` (clap value parser).
@@ -209,6 +225,11 @@ pub fn eval(args: EvalArgs) -> Result<(), CliError> {
     opts.flow_shift = args.flow_shift;
     opts.best_of = args.best_of as usize;
     opts.latent_noise = args.latent_noise;
+    opts.regions = match args.regions {
+        RegionArg::Off => RegionMode::Off,
+        RegionArg::Own => RegionMode::Own,
+        RegionArg::WithBase => RegionMode::WithBase,
+    };
     opts.dump = args.dump;
     let metrics = eval_shapesworld(&dir, &opts).map_err(CliError::Run)?;
     print_metrics(&metrics, args.json);

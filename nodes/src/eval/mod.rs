@@ -20,6 +20,7 @@ use serde_json::json;
 use crate::backend::{device, B};
 use crate::models::preprocess::{preprocess, RgbU8};
 use crate::models::qwen2::{GenerationConfig, Sampling};
+use crate::models::regions::{Area, RegionPrompt};
 use crate::models::scheduler::gaussian_noise;
 use crate::models::tokenizer::{
     edit_negative, edit_prompt, generation_negative, generation_prompt, Tokenizer,
@@ -32,7 +33,7 @@ use crate::shapesworld::verify::spec_questions;
 use crate::shapesworld::{
     detect, edit_score, geneval_objects, geneval_score, psnr, recover_objects, ssim,
     vqa_answer_correct, CaptionItem, Detection, Domain, GenConfig, GenEvalResult, Generator,
-    Object, ObjectRecovery, Shape, Split, VqaQuestion,
+    Object, ObjectRecovery, SceneSpec, Shape, Split, VqaQuestion,
 };
 use dump::{detected, Dump};
 
@@ -118,6 +119,10 @@ pub struct EvalOptions {
     /// robust the decoder is to latents that are slightly off, as a DiT's samples are. 0 is
     /// the plain reconstruction.
     pub latent_noise: f32,
+    /// Generation only: how a prompt relating two groups ("A left of B") is sampled. With
+    /// regions, each group's own caption is read in cross-attention by the half of the canvas
+    /// the relation puts it in, as ShapesWorld's layout places it ([`crate::models::regions`]).
+    pub regions: RegionMode,
     /// Directory for per-item images and records (`items.jsonl`, `metrics.json`); not for
     /// [`EvalTask::Probe`], whose items are objects, not images.
     pub dump: Option<PathBuf>,
@@ -140,9 +145,22 @@ impl EvalOptions {
             strength: 1.0,
             best_of: 1,
             latent_noise: 0.0,
+            regions: RegionMode::Off,
             dump: None,
         }
     }
+}
+
+/// Regional prompting of two-group prompts in `--task generate` ([`EvalOptions::regions`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RegionMode {
+    /// The whole prompt everywhere (UniLIP).
+    #[default]
+    Off,
+    /// Each group's half reads that group's caption alone.
+    Own,
+    /// Each group's half reads that group's caption and the whole prompt.
+    WithBase,
 }
 
 /// Seed offset between the candidates of one prompt ([`EvalOptions::best_of`]): far above any
@@ -185,6 +203,9 @@ pub fn eval_shapesworld(dir: &Path, opts: &EvalOptions) -> Result<Metrics, Strin
             "--latent-noise {}: must be a non-negative number",
             opts.latent_noise
         ));
+    }
+    if opts.regions != RegionMode::Off && opts.task != EvalTask::Generate {
+        return Err("--regions places a prompt's groups: only for --task generate".into());
     }
     if opts.best_of > 1 && opts.task != EvalTask::Generate {
         return Err(
@@ -444,6 +465,36 @@ impl Eval<'_> {
         to_rgb_image(out.image)
     }
 
+    /// Regional prompts for a spec relating two groups under [`EvalOptions::regions`]: each
+    /// group's own caption over the half of the canvas the relation puts it in (none for a
+    /// one-group spec or with regions off).
+    fn group_regions(
+        &self,
+        tok: &Tokenizer,
+        spec: &SceneSpec,
+    ) -> Result<Vec<RegionPrompt<B>>, String> {
+        if self.opts.regions == RegionMode::Off {
+            return Ok(Vec::new());
+        }
+        spec.group_regions(&self.generator.style())
+            .into_iter()
+            .map(|(caption, edges)| {
+                let prompt = generation_prompt(&caption);
+                let (ids, mask) =
+                    encode_prompts::<B>(tok, &[&prompt], &device()).map_err(|e| e.to_string())?;
+                let cond = self
+                    .model
+                    .condition(ids, mask, None, self.opts.condition)
+                    .map_err(|e| e.to_string())?;
+                Ok(RegionPrompt {
+                    cond,
+                    area: Area::from_edges(edges),
+                    with_base: self.opts.regions == RegionMode::WithBase,
+                })
+            })
+            .collect()
+    }
+
     /// How strongly the model's understanding holds the right answer to each of `questions`
     /// about `img`: its log-probability.
     fn verify(
@@ -481,6 +532,7 @@ impl Eval<'_> {
                 let mut sample = self.sample(i);
                 sample.init =
                     InitLatent::Seed(seed.wrapping_add(k.wrapping_mul(CANDIDATE_SEED_STRIDE)));
+                sample.regions = self.group_regions(tok, &item.spec)?;
                 let prompt = generation_prompt(&item.caption);
                 let img = self.generated(tok, &prompt, &generation_negative(), None, &sample)?;
                 let image = resize_to(&img, &item.image);

@@ -6,6 +6,7 @@ pub mod latent_head;
 pub mod layers;
 pub mod preprocess;
 pub mod qwen2;
+pub mod regions;
 pub mod sana;
 pub mod scheduler;
 pub mod teacher_forcing;

@@ -538,7 +538,8 @@ struct Conditioning<B: Backend> {
     caption_projection: Tensor<B, 3>,
     /// Caption after `caption_norm` `[b, l, d]`.
     caption: Tensor<B, 3>,
-    /// Cross-attention bias `[b, heads, n, l]` (repeated from `[b, 1, 1, l]`, see [`modulation`]).
+    /// Cross-attention bias `[b, heads, n, l]` (repeated from `[b, 1, 1, l]` unless given per
+    /// image token, see [`modulation`]).
     bias: Tensor<B, 4>,
 }
 
@@ -698,13 +699,14 @@ impl<B: Backend> SanaTransformer<B> {
         }
     }
 
-    /// Timestep and caption conditioning for `tokens` image tokens. `caption_mask` is `[b, l]`
-    /// with 1 = keep, 0 = drop.
+    /// Timestep and caption conditioning for `tokens` image tokens. `caption_mask` is `[b, 1, l]`
+    /// (the same for every image token) or `[b, tokens, l]` (per image token), with 1 = attend,
+    /// 0 = drop.
     fn condition(
         &self,
         timestep: Tensor<B, 1>,
         caption: Tensor<B, 3>,
-        caption_mask: Tensor<B, 2>,
+        caption_mask: Tensor<B, 3>,
         tokens: usize,
     ) -> Conditioning<B> {
         let (t6, e) = self.time_embed.forward(timestep);
@@ -712,14 +714,18 @@ impl<B: Backend> SanaTransformer<B> {
         let proj = cp
             .linear_2
             .forward(gelu_approximate(cp.linear_1.forward(caption)));
-        let [b, l] = caption_mask.dims();
+        let [b, m, l] = caption_mask.dims();
         let bias = caption_mask
             .neg()
             .add_scalar(1.0)
             .mul_scalar(MASK_BIAS)
-            .reshape([b, 1, 1, l])
-            .repeat_dim(1, self.config.num_cross_attention_heads)
-            .repeat_dim(2, tokens);
+            .reshape([b, 1, m, l])
+            .repeat_dim(1, self.config.num_cross_attention_heads);
+        let bias = if m == tokens {
+            bias
+        } else {
+            bias.repeat_dim(2, tokens)
+        };
         Conditioning {
             timestep: t6,
             embedded_timestep: e,
@@ -764,6 +770,26 @@ impl<B: Backend> SanaTransformer<B> {
             .0
     }
 
+    /// [`Self::forward`] with a caption mask `[b, 1, l]` (every image token reads the same caption
+    /// tokens, as `forward` with the `[b, l]` mask) or `[b, h·w, l]` (one row per image token,
+    /// row-major over the token grid; 1 = attend): each image token reads only the caption
+    /// tokens its row allows. Regional prompting uses it to let each part of the canvas read its
+    /// own prompt.
+    pub fn forward_token_masked(
+        &self,
+        x: Tensor<B, 4>,
+        timestep: Tensor<B, 1>,
+        caption: Tensor<B, 3>,
+        token_mask: Tensor<B, 3>,
+    ) -> Tensor<B, 4> {
+        let (mut hs, h, w) = self.embed_patches(x);
+        let cond = self.condition(timestep, caption, token_mask, h * w);
+        for block in &self.transformer_blocks {
+            hs = block.forward(hs, &cond, h, w);
+        }
+        self.head(hs, cond.embedded_timestep, h, w).2
+    }
+
     /// [`Self::forward`] that also returns the hidden states `[b, n, d]` after block `tap`
     /// (0-based) of the same pass, when `tap` names a block (UniDiff's RSC reads them).
     pub fn forward_tapped(
@@ -775,7 +801,7 @@ impl<B: Backend> SanaTransformer<B> {
         tap: Option<usize>,
     ) -> (Tensor<B, 4>, Option<Tensor<B, 3>>) {
         let (mut hs, h, w) = self.embed_patches(x);
-        let cond = self.condition(timestep, caption, caption_mask, h * w);
+        let cond = self.condition(timestep, caption, caption_mask.unsqueeze_dim(1), h * w);
         let mut tapped = None;
         for (i, block) in self.transformer_blocks.iter().enumerate() {
             hs = block.forward(hs, &cond, h, w);
@@ -795,7 +821,7 @@ impl<B: Backend> SanaTransformer<B> {
         caption_mask: Tensor<B, 2>,
     ) -> SanaTrace<B> {
         let (patch_embed, h, w) = self.embed_patches(x);
-        let cond = self.condition(timestep, caption, caption_mask, h * w);
+        let cond = self.condition(timestep, caption, caption_mask.unsqueeze_dim(1), h * w);
         let mut blocks = Vec::with_capacity(self.transformer_blocks.len());
         let mut hs = patch_embed.clone();
         for block in &self.transformer_blocks {
@@ -830,7 +856,7 @@ impl<B: Backend> SanaTransformer<B> {
             return None;
         }
         let (mut hs, h, w) = self.embed_patches(x);
-        let cond = self.condition(timestep, caption, caption_mask, h * w);
+        let cond = self.condition(timestep, caption, caption_mask.unsqueeze_dim(1), h * w);
         for blk in &self.transformer_blocks[..=block] {
             hs = blk.forward(hs, &cond, h, w);
         }

@@ -33,6 +33,7 @@ use crate::models::qwen2::{
     bidirectional_mask, position_ids_from_mask, AttentionMask, GenerationConfig, GenerationOutput,
     Qwen2Config, Qwen2Error, Qwen2ForCausalLM, Qwen2Model,
 };
+use crate::models::regions::{regional_caption, RegionPrompt};
 use crate::models::sana::{PosEmbed, SanaConfig, SanaTransformer};
 use crate::models::scheduler::{
     cfg as guide, gaussian_noise, DpmSolverConfig, DpmSolverMultistepScheduler,
@@ -1232,6 +1233,9 @@ pub struct SampleOptions<B: Backend> {
     /// latent at every step by a DiT that takes one ([`SanaConfig::takes_source`]); such a
     /// DiT gets zeros without it. UniLIP's own DiT does not use it.
     pub source: Option<Tensor<B, 4>>,
+    /// Regional prompts ([`RegionPrompt`]): parts of the canvas that read their own prompt in
+    /// the DiT's cross-attention, at every step. Empty samples as UniLIP does.
+    pub regions: Vec<RegionPrompt<B>>,
 }
 
 impl<B: Backend> SampleOptions<B> {
@@ -1244,6 +1248,7 @@ impl<B: Backend> SampleOptions<B> {
             guidance_max_sigma: 1.0,
             init: InitLatent::Seed(seed),
             source: None,
+            regions: Vec::new(),
         }
     }
 }
@@ -1570,26 +1575,12 @@ impl<B: Backend> Unilip<B> {
         let dit = need(&self.dit, "dit")?;
         let n = cond.batch();
         let dev = cond.embeds.device();
-        let guided = match uncond {
-            Some(u) if u.batch() != n => {
-                return Err(UnilipError::Input(format!(
-                    "negative condition has {} rows, positive {n}",
-                    u.batch()
-                ))
-                .into())
-            }
-            Some(u) => {
-                let l = u.embeds.dims()[1].max(cond.embeds.dims()[1]);
-                let (u, c) = (u.pad_to(l), cond.pad_to(l));
-                Some((
-                    Tensor::cat(vec![u.embeds, c.embeds], 0),
-                    Tensor::cat(vec![u.mask, c.mask], 0).float(),
-                ))
-            }
-            None => None,
-        };
-        let unguided = (cond.embeds.clone(), cond.mask.clone().float());
         let mut x = self.initial_latent(n, &opts.init, &dev)?;
+        let plain = self.sampling_captions(cond, uncond, &[], &x)?;
+        let regional = match opts.regions.as_slice() {
+            [] => None,
+            regions => Some(self.sampling_captions(cond, uncond, regions, &x)?),
+        };
         let source = match &opts.source {
             Some(s) if s.dims() != x.dims() => {
                 return Err(UnilipError::Input(format!(
@@ -1615,6 +1606,7 @@ impl<B: Backend> Unilip<B> {
         }
         let train_timesteps = self.config.scheduler.num_train_timesteps as f32;
         for (i, &t) in timesteps.iter().enumerate().skip(first) {
+            let (unguided, guided) = regional.as_ref().unwrap_or(&plain);
             // Unguided steps (σ above `guidance_max_sigma`) run the positive rows alone.
             let guide_here = guided.as_ref().filter(|_| {
                 opts.guidance_max_sigma >= 1.0 || t / train_timesteps <= opts.guidance_max_sigma
@@ -1627,11 +1619,11 @@ impl<B: Backend> Unilip<B> {
                         both_sources.as_ref(),
                     ),
                 ),
-                None => (&unguided, dit.input(x.clone(), source.as_ref())),
+                None => (unguided, dit.input(x.clone(), source.as_ref())),
             };
             let rows = caption.dims()[0];
             let t = Tensor::from_data(TensorData::new(vec![t; rows], [rows]), &dev);
-            let v = dit.forward(input, t, caption.clone(), mask.clone());
+            let v = dit.forward_token_masked(input, t, caption.clone(), mask.clone());
             let v = if guide_here.is_some() {
                 guide(
                     v.clone().narrow(0, 0, n),
@@ -1645,6 +1637,66 @@ impl<B: Backend> Unilip<B> {
             on_step(i + 1 - first, total - first, &x)?;
         }
         Ok(x)
+    }
+
+    /// The DiT captions and masks of a sampling run: the positive rows alone and, with a
+    /// negative, `[negative; positive]` stacked for CFG. Masks are `[rows, 1, l]`, or one row per
+    /// image token (`[rows, h·w, l]`) with `regions`.
+    #[allow(clippy::type_complexity)]
+    fn sampling_captions(
+        &self,
+        cond: &Condition<B>,
+        uncond: Option<&Condition<B>>,
+        regions: &[RegionPrompt<B>],
+        latent: &Tensor<B, 4>,
+    ) -> Result<(
+        (Tensor<B, 3>, Tensor<B, 3>),
+        Option<(Tensor<B, 3>, Tensor<B, 3>)>,
+    )> {
+        let n = cond.batch();
+        let (caption, mask) = match regions {
+            [] => (
+                cond.embeds.clone(),
+                cond.mask.clone().float().unsqueeze_dim(1),
+            ),
+            regions => {
+                let [_, _, h, w] = latent.dims();
+                let p = self.config.dit.patch_size.max(1);
+                regional_caption(cond, regions, [h / p, w / p])?
+            }
+        };
+        let Some(u) = uncond else {
+            return Ok(((caption, mask), None));
+        };
+        if u.batch() != n {
+            return Err(UnilipError::Input(format!(
+                "negative condition has {} rows, positive {n}",
+                u.batch()
+            )));
+        }
+        let l = u.embeds.dims()[1].max(caption.dims()[1]);
+        let pad = |t: Tensor<B, 3>| {
+            let [b, len, c] = t.dims();
+            match l - len {
+                0 => t,
+                extra => {
+                    let dev = t.device();
+                    Tensor::cat(vec![t, Tensor::zeros([b, extra, c], &dev)], 1)
+                }
+            }
+        };
+        let (caption, mask) = (pad(caption), pad(mask.swap_dims(1, 2)).swap_dims(1, 2));
+        let u = u.pad_to(l);
+        let u_mask = u
+            .mask
+            .float()
+            .unsqueeze_dim::<3>(1)
+            .repeat_dim(1, mask.dims()[1]);
+        let guided = (
+            Tensor::cat(vec![u.embeds, caption.clone()], 0),
+            Tensor::cat(vec![u_mask, mask.clone()], 0),
+        );
+        Ok(((caption, mask), Some(guided)))
     }
 
     /// DiT latent of a UniLIP latent `[b, C, h, w]`: `(z − unilip_shift) · unilip_factor`.

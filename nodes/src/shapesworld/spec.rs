@@ -48,6 +48,19 @@ pub enum Relation {
 }
 
 impl Relation {
+    /// The halves of the canvas where the layout puts the first and the second group of
+    /// "first `self` second", as `[x0, y0, x1, y1]` fractions of the canvas (y down).
+    pub fn halves(self) -> ([f32; 4], [f32; 4]) {
+        let (left, right) = ([0.0, 0.0, 0.5, 1.0], [0.5, 0.0, 1.0, 1.0]);
+        let (top, bottom) = ([0.0, 0.0, 1.0, 0.5], [0.0, 0.5, 1.0, 1.0]);
+        match self {
+            Relation::LeftOf => (left, right),
+            Relation::RightOf => (right, left),
+            Relation::Above => (top, bottom),
+            Relation::Below => (bottom, top),
+        }
+    }
+
     /// All relations.
     pub const ALL: [Relation; 4] = [
         Relation::LeftOf,
@@ -183,6 +196,20 @@ impl SceneSpec {
             None => first,
             Some(r) => format!("{first} {} {}", r.relation.phrase(), r.group.phrase(style)),
         }
+    }
+
+    /// For a spec relating two groups: each group's own caption (in `style`'s words) with the
+    /// half of the canvas the layout puts it in (see [`Relation::halves`]); empty for one group.
+    /// What regional prompting reads where.
+    pub fn group_regions(&self, style: &Style) -> Vec<(String, [f32; 4])> {
+        let Some(related) = self.second else {
+            return Vec::new();
+        };
+        let (first, second) = related.relation.halves();
+        [(self.first, first), (related.group, second)]
+            .into_iter()
+            .map(|(group, half)| (group.phrase(style), half))
+            .collect()
     }
 
     /// The same words in other arrangements, for a spec relating two groups (empty for one

@@ -96,6 +96,19 @@ pub struct Sample {
     pub text: String,
     /// The answer (VQA only).
     pub answer: Option<String>,
+    /// Parts of the image with their own captions (grounding; empty when the data has none):
+    /// training then lets each part read its caption in the DiT's cross-attention, as sampling
+    /// with regional prompts does ([`crate::models::regions`]).
+    pub regions: Vec<RegionCaption>,
+}
+
+/// A part of an image described by its own caption.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegionCaption {
+    /// What the part shows.
+    pub caption: String,
+    /// Where it lies, `[x0, y0, x1, y1]` as fractions of the image (y down).
+    pub edges: [f32; 4],
 }
 
 /// A failure reading one sample, naming the file.
@@ -337,6 +350,7 @@ impl Dataset for FolderDataset {
             source: e.source.as_deref().map(read_rgb).transpose()?,
             text,
             answer,
+            regions: Vec::new(),
         })
     }
 
@@ -451,6 +465,7 @@ impl Dataset for CopyEdits {
             image,
             text: self.instruction.clone(),
             answer: None,
+            regions: Vec::new(),
         })
     }
 

@@ -23,6 +23,7 @@ use super::TrainError;
 use crate::backend::TrainB;
 use crate::models::internvit::InternVlVision;
 use crate::models::preprocess::normalize;
+use crate::models::regions::{token_mask, Area};
 use crate::models::scheduler::{
     add_noise, gaussian_noise, velocity_target, FlowMatchEulerConfig, FlowMatchEulerScheduler,
 };
@@ -32,7 +33,7 @@ use crate::models::tokenizer::{
     Tokenizer,
 };
 use crate::models::unilip::{
-    encode_prompts, resize_bilinear, ComponentSet, ConditionMode, Unilip, UnilipError,
+    encode_prompts, resize_bilinear, ComponentSet, Condition, ConditionMode, Unilip, UnilipError,
 };
 use crate::shapesworld::SceneSpec;
 use crate::unidiff::embed::{image_embeddings, text_embeddings};
@@ -310,6 +311,9 @@ impl<'a> Objective<'a> {
         let (ids, mask) = encode_prompts::<TrainB>(tok, &texts, &dev)?;
         let cond = model.condition(ids, mask, source.features, self.condition_mode)?;
         let [_, c, h, w] = x0.dims();
+        let patch = model.config.dit.patch_size.max(1);
+        let regional =
+            self.regional_caption(model, samples, &dropped, &cond, [h / patch, w / patch])?;
         let noise = gaussian_noise::<TrainB, 4, _>([b, c, h, w], rng, &dev);
         let (logit_mean, logit_std) = self
             .terms
@@ -340,13 +344,24 @@ impl<'a> Objective<'a> {
         let timesteps = Tensor::from_data(TensorData::new(t.timesteps.clone(), [b]), &dev);
         let xt = add_noise(x0.clone(), noise.clone(), sigmas);
         let input = dit.input(xt, source.latent);
-        let (velocity, tapped) = dit.forward_tapped(
-            input.clone(),
-            timesteps.clone(),
-            cond.embeds,
-            cond.mask.float(),
-            tap,
-        );
+        let (velocity, tapped) = match regional {
+            Some(_) if tap.is_some() => {
+                return Err(TrainError::Setup(
+                    "regional captions (data `regions`) and the rsc loss do not combine".into(),
+                ))
+            }
+            Some((caption, mask)) => (
+                dit.forward_token_masked(input.clone(), timesteps.clone(), caption, mask),
+                None,
+            ),
+            None => dit.forward_tapped(
+                input.clone(),
+                timesteps.clone(),
+                cond.embeds,
+                cond.mask.float(),
+                tap,
+            ),
+        };
         Ok(DitPass {
             velocity,
             target: velocity_target(x0, noise),
@@ -356,6 +371,63 @@ impl<'a> Objective<'a> {
             timestep_tensor: timesteps,
             dropped,
         })
+    }
+
+    /// The DiT caption and per-image-token mask when some kept caption of `samples` comes with
+    /// regions ([`crate::train::data::Sample::regions`]): the base condition `cond`, read by every
+    /// image token, followed by one condition per region slot, read by the tokens of that
+    /// region alone (regional prompting with the base, as `--regions with-base` samples).
+    /// `None` when no row has regions.
+    #[allow(clippy::type_complexity)]
+    fn regional_caption(
+        &self,
+        model: &Unilip<TrainB>,
+        samples: &[Sample],
+        dropped: &[bool],
+        cond: &Condition<TrainB>,
+        grid: [usize; 2],
+    ) -> Result<Option<(Tensor<TrainB, 3>, Tensor<TrainB, 3>)>, TrainError> {
+        let kept = |s: &Sample, dropped: bool| !dropped && s.source.is_none();
+        let slots = samples
+            .iter()
+            .zip(dropped)
+            .filter(|(s, &d)| kept(s, d))
+            .map(|(s, _)| s.regions.len())
+            .max()
+            .unwrap_or(0);
+        if slots == 0 {
+            return Ok(None);
+        }
+        let dev = crate::backend::device();
+        let tokens = grid[0] * grid[1];
+        let base_mask = cond.mask.clone().float().unsqueeze_dim::<3>(1);
+        let mut embeds = vec![cond.embeds.clone()];
+        let mut masks = vec![base_mask.repeat_dim(1, tokens)];
+        for slot in 0..slots {
+            let mut prompts = Vec::with_capacity(samples.len());
+            let mut reads = Vec::with_capacity(samples.len());
+            for (s, &d) in samples.iter().zip(dropped) {
+                match s.regions.get(slot).filter(|_| kept(s, d)) {
+                    Some(r) => {
+                        let area = Area::from_edges(r.edges);
+                        area.validate()
+                            .map_err(|e| TrainError::Setup(format!("`{}`: {e}", s.text)))?;
+                        prompts.push(generation_prompt(&r.caption));
+                        reads.push(area.covers(grid));
+                    }
+                    None => {
+                        prompts.push(generation_negative());
+                        reads.push(vec![false; tokens]);
+                    }
+                }
+            }
+            let texts: Vec<&str> = prompts.iter().map(String::as_str).collect();
+            let (ids, mask) = encode_prompts::<TrainB>(self.tokenizer()?, &texts, &dev)?;
+            let region = model.condition(ids, mask, None, self.condition_mode)?;
+            masks.push(token_mask(&region.mask, &reads, &dev));
+            embeds.push(region.embeds);
+        }
+        Ok(Some((Tensor::cat(embeds, 1), Tensor::cat(masks, 2))))
     }
 
     /// [`LossKind::PromptContrast`] on `pass`: the rows whose (kept) caption parses as a

@@ -1,7 +1,7 @@
 //! ShapesWorld as training data ([`ShapesDataset`]) and the word-level tokenizer of models trained
 //! on it ([`shapes_tokenizer`]).
 
-use super::data::{DataError, Dataset, DatasetKind, HostImage, Sample};
+use super::data::{DataError, Dataset, DatasetKind, HostImage, RegionCaption, Sample};
 use crate::models::tokenizer::{build_word_level, Tokenizer, TokenizerError, TEMPLATE_WORDS};
 use crate::shapesworld::{vocabulary, GenConfig, Generator, QuestionKind, EDIT_KIND_NAMES};
 
@@ -15,6 +15,9 @@ pub struct ShapesDataset {
     questions: Option<QuestionKind>,
     /// Edits only: these edit kinds alone ([`EDIT_KIND_NAMES`]; `None`: every kind, as drawn).
     edits: Option<Vec<&'static str>>,
+    /// Captions only: give each caption relating two groups its groups' captions and halves
+    /// ([`Sample::regions`]).
+    regions: bool,
 }
 
 impl ShapesDataset {
@@ -27,6 +30,7 @@ impl ShapesDataset {
             n,
             questions: None,
             edits: None,
+            regions: false,
         })
     }
 
@@ -75,6 +79,20 @@ impl ShapesDataset {
         Ok(self)
     }
 
+    /// The same caption stream with each caption relating two groups grounded: its groups'
+    /// own captions and the halves of the image the layout puts them in ([`Sample::regions`]);
+    /// refused for edits and VQA.
+    pub fn with_regions(mut self) -> Result<Self, String> {
+        if self.kind != DatasetKind::Captions {
+            return Err(format!(
+                "regions ground captions, but the dataset's kind is `{}`",
+                self.kind
+            ));
+        }
+        self.regions = true;
+        Ok(self)
+    }
+
     /// The generator underneath.
     pub fn generator(&self) -> &Generator {
         &self.generator
@@ -98,6 +116,15 @@ impl Dataset for ShapesDataset {
                 Sample {
                     image: HostImage::from(&item.image),
                     source: None,
+                    regions: match self.regions {
+                        true => item
+                            .spec
+                            .group_regions(&self.generator.style())
+                            .into_iter()
+                            .map(|(caption, edges)| RegionCaption { caption, edges })
+                            .collect(),
+                        false => Vec::new(),
+                    },
                     text: item.caption,
                     answer: None,
                 }
@@ -119,6 +146,7 @@ impl Dataset for ShapesDataset {
                     source: Some(HostImage::from(&e.source_image)),
                     text: e.item.instruction,
                     answer: None,
+                    regions: Vec::new(),
                 }
             }
             DatasetKind::Vqa => {
@@ -131,6 +159,7 @@ impl Dataset for ShapesDataset {
                     source: None,
                     text: item.question,
                     answer: Some(item.answer),
+                    regions: Vec::new(),
                 }
             }
         })
@@ -145,6 +174,10 @@ impl Dataset for ShapesDataset {
         let filter = match &self.edits {
             Some(kinds) => format!("{filter}:edits={}", kinds.join(",")),
             None => filter,
+        };
+        let filter = match self.regions {
+            true => format!("{filter}:regions"),
+            false => filter,
         };
         format!(
             "shapesworld:{:?}:{}:{}{filter}",

@@ -97,18 +97,21 @@ impl Dataset for Squares {
                 source: None,
                 text: format!("a {name} square"),
                 answer: None,
+                regions: Vec::new(),
             },
             DatasetKind::Edits => Sample {
                 source: Some(square(i + 1, 0)),
                 image,
                 text: format!("make it {name}"),
                 answer: None,
+                regions: Vec::new(),
             },
             DatasetKind::Vqa => Sample {
                 image,
                 source: None,
                 text: "what colour ?".into(),
                 answer: Some(name.into()),
+                regions: Vec::new(),
             },
         })
     }

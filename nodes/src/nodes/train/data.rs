@@ -131,6 +131,13 @@ impl ShapesWorldData {
                         &questions,
                         "VQA: every question kind, or one alone",
                     ),
+                    ParamSpec::bool(
+                        "regions",
+                        false,
+                        "Captions: ground each caption relating two groups with its groups' own \
+                         captions and halves, so training lets each half read its group's caption \
+                         (regional prompting, as `--regions with-base` samples)",
+                    ),
                     ParamSpec::text(
                         "edits",
                         "all",
@@ -182,6 +189,10 @@ pub fn shapes_dataset(params: &BTreeMap<String, ParamValue>) -> Result<ShapesDat
             let kinds: Vec<&str> = list.split(',').map(str::trim).collect();
             data.only_edits(&kinds)?
         }
+    };
+    let data = match params.get("regions") {
+        Some(ParamValue::Bool(true)) => data.with_regions()?,
+        _ => data,
     };
     match s("questions", "all").as_str() {
         "all" => Ok(data),

@@ -140,6 +140,7 @@ impl Node for HiddenStateCondition {
         let conditioning = Conditioning {
             cond: row(0),
             uncond: (rows > 1).then(|| row(1)),
+            regions: Vec::new(),
         };
         Ok(vec![value(conditioning)])
     }

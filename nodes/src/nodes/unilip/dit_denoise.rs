@@ -151,6 +151,7 @@ impl Node for DitDenoise {
             guidance_max_sigma: ctx.float("guidance_max_sigma")? as f32,
             init,
             source,
+            regions: cond.regions.clone(),
         };
         let show = ctx.bool("preview")?;
         let z = model.sample::<NodeError>(
@@ -181,6 +182,7 @@ fn batched(cond: &Conditioning, batch: i64) -> Result<Conditioning, NodeError> {
             .map(|u| u.broadcast(batch))
             .transpose()
             .map_err(refused)?,
+        regions: cond.regions.clone(),
     })
 }
 

@@ -15,3 +15,4 @@ pub mod pixel_decode;
 pub mod prompt;
 pub mod query_embed;
 pub mod rank_by_answers;
+pub mod region;

@@ -7,6 +7,7 @@ use burn::prelude::*;
 use unilip_core::{ExecCtx, NodeError, Payload, Summary, Value};
 
 use crate::backend::B;
+use crate::models::regions::RegionPrompt;
 use crate::models::tokenizer::Tokenizer;
 use crate::models::unilip::{Condition, Unilip};
 
@@ -139,13 +140,16 @@ pub struct Sequence {
 }
 payload!(Sequence, |s| Some(summarize(&s.states)), bytes(&s.states));
 
-/// DiT conditioning: the positive condition and, for CFG, the negative one.
+/// DiT conditioning: the positive condition and, for CFG, the negative one, with any regional
+/// prompts (`unilip.region`).
 #[derive(Debug, Clone)]
 pub struct Conditioning {
     /// Positive prompt.
     pub cond: Condition<B>,
     /// Negative ("null") prompt.
     pub uncond: Option<Condition<B>>,
+    /// Parts of the canvas that read their own prompt beside or instead of `cond`.
+    pub regions: Vec<RegionPrompt<B>>,
 }
 payload!(
     Conditioning,

@@ -1,0 +1,223 @@
+//! Regional prompting in cross-attention: parts of the canvas that read their own prompt.
+//!
+//! The DiT runs once per step on the whole canvas (its self-attention and convolutions see every
+//! token, so objects stay whole across region edges); only what each image token *reads* in
+//! cross-attention changes. The base prompt's tokens and every region's prompt tokens are
+//! concatenated into one caption, and a per-image-token mask lets a token inside a region read
+//! that region's prompt (and, with [`RegionPrompt::with_base`], the base prompt too), and a
+//! token outside every region the base prompt alone. This is the attention mode of A1111's Regional
+//! Prompter and of DenseDiffusion's masks, not ComfyUI's area conditioning, which runs the model
+//! once per area and blends its outputs.
+
+use burn::prelude::*;
+
+use super::unilip::{Condition, Result, UnilipError};
+
+/// A box on the canvas, as fractions of its width and height: columns `x0..x1`, rows `y0..y1`
+/// (y down).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Area {
+    /// Left edge, in `[0, 1]`.
+    pub x0: f32,
+    /// Top edge, in `[0, 1]`.
+    pub y0: f32,
+    /// Right edge, in `[0, 1]`, above `x0`.
+    pub x1: f32,
+    /// Bottom edge, in `[0, 1]`, above `y0`.
+    pub y1: f32,
+}
+
+impl Area {
+    /// The whole canvas.
+    pub const FULL: Area = Area {
+        x0: 0.0,
+        y0: 0.0,
+        x1: 1.0,
+        y1: 1.0,
+    };
+
+    /// The box with edges `[x0, y0, x1, y1]`.
+    pub fn from_edges([x0, y0, x1, y1]: [f32; 4]) -> Self {
+        Self { x0, y0, x1, y1 }
+    }
+
+    /// An error naming the box unless `0 ≤ x0 < x1 ≤ 1` and `0 ≤ y0 < y1 ≤ 1`.
+    pub fn validate(&self) -> Result<()> {
+        let ok =
+            |lo: f32, hi: f32| (0.0..=1.0).contains(&lo) && (0.0..=1.0).contains(&hi) && lo < hi;
+        if ok(self.x0, self.x1) && ok(self.y0, self.y1) {
+            Ok(())
+        } else {
+            Err(UnilipError::Input(format!(
+                "region x {}..{}, y {}..{}: each must be a non-empty range within 0..1",
+                self.x0, self.x1, self.y0, self.y1
+            )))
+        }
+    }
+
+    /// Which cells of an `h × w` token grid the box covers (its centre lies inside), row-major.
+    pub fn covers(&self, grid: [usize; 2]) -> Vec<bool> {
+        let [h, w] = grid;
+        let inside = |lo: f32, hi: f32, cell: usize, cells: usize| {
+            let centre = (cell as f32 + 0.5) / cells as f32;
+            lo <= centre && centre < hi
+        };
+        (0..h)
+            .flat_map(|r| (0..w).map(move |c| (r, c)))
+            .map(|(r, c)| inside(self.y0, self.y1, r, h) && inside(self.x0, self.x1, c, w))
+            .collect()
+    }
+}
+
+/// A prompt that drives one part of the canvas.
+#[derive(Debug, Clone)]
+pub struct RegionPrompt<B: Backend> {
+    /// Its condition: one row (shared by every sampled latent) or one per latent.
+    pub cond: Condition<B>,
+    /// Where it applies.
+    pub area: Area,
+    /// Whether the tokens of its area also read the base prompt (the whole caption) beside its
+    /// own; without it they read its prompt alone (and those of other regions covering them).
+    pub with_base: bool,
+}
+
+/// The positive caption for `base` (`n` rows) and `regions` on an `h × w` token grid: the base
+/// and every region's embeddings concatenated along the sequence, `[n, l, c]`, with the
+/// per-image-token mask `[n, h·w, l]` (1 = attend) that
+/// [`super::sana::SanaTransformer::forward_token_masked`] takes. A token reads the prompt of
+/// every region covering it, and the base prompt unless one of those regions is without it.
+pub fn regional_caption<B: Backend>(
+    base: &Condition<B>,
+    regions: &[RegionPrompt<B>],
+    grid: [usize; 2],
+) -> Result<(Tensor<B, 3>, Tensor<B, 3>)> {
+    let n = base.batch();
+    let tokens = grid[0] * grid[1];
+    let dev = base.embeds.device();
+    let covered: Vec<Vec<bool>> = regions
+        .iter()
+        .map(|r| r.area.validate().map(|()| r.area.covers(grid)))
+        .collect::<Result<_>>()?;
+    let base_reads: Vec<bool> = (0..tokens)
+        .map(|t| {
+            regions
+                .iter()
+                .zip(&covered)
+                .all(|(r, c)| r.with_base || !c[t])
+        })
+        .collect();
+    let mut embeds = vec![base.embeds.clone()];
+    let mut masks = vec![token_mask(&base.mask, &[base_reads], &dev)];
+    for (region, covered) in regions.iter().zip(&covered) {
+        let cond = match region.cond.batch() {
+            rows if rows == n => region.cond.clone(),
+            1 => Condition {
+                embeds: region.cond.embeds.clone().repeat_dim(0, n),
+                mask: region.cond.mask.clone().repeat_dim(0, n),
+            },
+            rows => {
+                return Err(UnilipError::Input(format!(
+                    "a region's condition has {rows} rows; the sampled batch has {n}"
+                )))
+            }
+        };
+        embeds.push(cond.embeds);
+        masks.push(token_mask(&cond.mask, std::slice::from_ref(covered), &dev));
+    }
+    Ok((Tensor::cat(embeds, 1), Tensor::cat(masks, 2)))
+}
+
+/// `[n, tokens, l]`: the caption mask `[n, l]` on the image tokens that read it, 0 elsewhere.
+/// `reads` holds one row of per-token flags shared by every caption row, or one row per caption
+/// row.
+pub fn token_mask<B: Backend>(
+    mask: &Tensor<B, 2, Int>,
+    reads: &[Vec<bool>],
+    dev: &B::Device,
+) -> Tensor<B, 3> {
+    let tokens = reads.first().map_or(0, Vec::len);
+    let values: Vec<f32> = reads
+        .iter()
+        .flatten()
+        .map(|&r| f32::from(u8::from(r)))
+        .collect();
+    let reads =
+        Tensor::<B, 1>::from_floats(values.as_slice(), dev).reshape([reads.len(), tokens, 1]);
+    mask.clone().float().unsqueeze_dim::<3>(1) * reads
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{device, B as T};
+
+    fn cond(rows: usize, len: usize, fill: f32) -> Condition<T> {
+        let dev = device();
+        Condition {
+            embeds: Tensor::full([rows, len, 2], fill, &dev),
+            mask: Tensor::ones([rows, len], &dev),
+        }
+    }
+
+    #[test]
+    fn half_areas_cover_their_columns() {
+        let left = Area {
+            x1: 0.5,
+            ..Area::FULL
+        };
+        assert_eq!(
+            left.covers([2, 4]),
+            vec![true, true, false, false, true, true, false, false]
+        );
+        assert!(Area {
+            x0: 0.5,
+            x1: 0.5,
+            ..Area::FULL
+        }
+        .validate()
+        .is_err());
+        assert!(Area {
+            y1: 1.5,
+            ..Area::FULL
+        }
+        .validate()
+        .is_err());
+    }
+
+    #[test]
+    fn each_token_reads_its_regions_prompt_and_the_base_only_outside_regions() {
+        let base = cond(2, 3, 0.0);
+        let left = |with_base| RegionPrompt {
+            cond: cond(1, 2, 1.0),
+            area: Area {
+                x1: 0.5,
+                ..Area::FULL
+            },
+            with_base,
+        };
+        let (caption, mask) = regional_caption(&base, &[left(false)], [1, 2]).unwrap();
+        assert_eq!(caption.dims(), [2, 5, 2]);
+        let values: Vec<f32> = caption.narrow(0, 1, 1).into_data().to_vec().unwrap();
+        assert_eq!(values, vec![0., 0., 0., 0., 0., 0., 1., 1., 1., 1.]);
+        let mask: Vec<f32> = mask.narrow(0, 1, 1).into_data().to_vec().unwrap();
+        // Token 0 (left) reads the region's two tokens; token 1 the base's three.
+        assert_eq!(mask, vec![0., 0., 0., 1., 1., 1., 1., 1., 0., 0.]);
+        let (_, mask) = regional_caption(&base, &[left(true)], [1, 2]).unwrap();
+        let mask: Vec<f32> = mask.narrow(0, 0, 1).into_data().to_vec().unwrap();
+        assert_eq!(mask, vec![1., 1., 1., 1., 1., 1., 1., 1., 0., 0.]);
+        let wrong_rows = RegionPrompt {
+            cond: cond(3, 2, 1.0),
+            ..left(false)
+        };
+        assert!(regional_caption(&base, &[wrong_rows], [1, 2]).is_err());
+        let outside = RegionPrompt {
+            area: Area {
+                x0: 0.5,
+                x1: 0.2,
+                ..Area::FULL
+            },
+            ..left(false)
+        };
+        assert!(regional_caption(&base, &[outside], [1, 2]).is_err());
+    }
+}
