@@ -259,7 +259,7 @@ fn grounded_captions_let_each_region_read_its_caption_in_cross_attention() {
         split: Split::Train,
         domain: Domain::Default,
     };
-    let data = ShapesDataset::new(config.clone(), DatasetKind::Captions, 40)
+    let data = ShapesDataset::new(config, DatasetKind::Captions, 40)
         .unwrap()
         .with_regions()
         .unwrap();

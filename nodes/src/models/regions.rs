@@ -69,6 +69,10 @@ impl Area {
     }
 }
 
+/// A DiT caption `[n, l, c]` with its per-image-token mask `[n, h·w, l]` (or `[n, 1, l]`, the same
+/// for every image token; 1 = attend).
+pub type MaskedCaption<B> = (Tensor<B, 3>, Tensor<B, 3>);
+
 /// A prompt that drives one part of the canvas.
 #[derive(Debug, Clone)]
 pub struct RegionPrompt<B: Backend> {
@@ -90,7 +94,7 @@ pub fn regional_caption<B: Backend>(
     base: &Condition<B>,
     regions: &[RegionPrompt<B>],
     grid: [usize; 2],
-) -> Result<(Tensor<B, 3>, Tensor<B, 3>)> {
+) -> Result<MaskedCaption<B>> {
     let n = base.batch();
     let tokens = grid[0] * grid[1];
     let dev = base.embeds.device();

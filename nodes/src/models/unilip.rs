@@ -33,7 +33,7 @@ use crate::models::qwen2::{
     bidirectional_mask, position_ids_from_mask, AttentionMask, GenerationConfig, GenerationOutput,
     Qwen2Config, Qwen2Error, Qwen2ForCausalLM, Qwen2Model,
 };
-use crate::models::regions::{regional_caption, RegionPrompt};
+use crate::models::regions::{regional_caption, MaskedCaption, RegionPrompt};
 use crate::models::sana::{PosEmbed, SanaConfig, SanaTransformer};
 use crate::models::scheduler::{
     cfg as guide, gaussian_noise, DpmSolverConfig, DpmSolverMultistepScheduler,
@@ -1642,17 +1642,13 @@ impl<B: Backend> Unilip<B> {
     /// The DiT captions and masks of a sampling run: the positive rows alone and, with a
     /// negative, `[negative; positive]` stacked for CFG. Masks are `[rows, 1, l]`, or one row per
     /// image token (`[rows, h·w, l]`) with `regions`.
-    #[allow(clippy::type_complexity)]
     fn sampling_captions(
         &self,
         cond: &Condition<B>,
         uncond: Option<&Condition<B>>,
         regions: &[RegionPrompt<B>],
         latent: &Tensor<B, 4>,
-    ) -> Result<(
-        (Tensor<B, 3>, Tensor<B, 3>),
-        Option<(Tensor<B, 3>, Tensor<B, 3>)>,
-    )> {
+    ) -> Result<(MaskedCaption<B>, Option<MaskedCaption<B>>)> {
         let n = cond.batch();
         let (caption, mask) = match regions {
             [] => (
