@@ -23,7 +23,7 @@ use super::TrainError;
 use crate::backend::TrainB;
 use crate::models::internvit::InternVlVision;
 use crate::models::preprocess::normalize;
-use crate::models::regions::{token_mask, Area};
+use crate::models::regions::{token_mask, Area, MaskedCaption};
 use crate::models::scheduler::{
     add_noise, gaussian_noise, velocity_target, FlowMatchEulerConfig, FlowMatchEulerScheduler,
 };
@@ -313,7 +313,7 @@ impl<'a> Objective<'a> {
         let [_, c, h, w] = x0.dims();
         let patch = model.config.dit.patch_size.max(1);
         let regional =
-            self.regional_caption(model, samples, &dropped, &cond, [h / patch, w / patch])?;
+            self.grounded_caption(model, samples, &dropped, &cond, [h / patch, w / patch])?;
         let noise = gaussian_noise::<TrainB, 4, _>([b, c, h, w], rng, &dev);
         let (logit_mean, logit_std) = self
             .terms
@@ -378,15 +378,14 @@ impl<'a> Objective<'a> {
     /// image token, followed by one condition per region slot, read by the tokens of that
     /// region alone (regional prompting with the base, as `--regions with-base` samples).
     /// `None` when no row has regions.
-    #[allow(clippy::type_complexity)]
-    fn regional_caption(
+    fn grounded_caption(
         &self,
         model: &Unilip<TrainB>,
         samples: &[Sample],
         dropped: &[bool],
         cond: &Condition<TrainB>,
         grid: [usize; 2],
-    ) -> Result<Option<(Tensor<TrainB, 3>, Tensor<TrainB, 3>)>, TrainError> {
+    ) -> Result<Option<MaskedCaption<TrainB>>, TrainError> {
         let kept = |s: &Sample, dropped: bool| !dropped && s.source.is_none();
         let slots = samples
             .iter()
