@@ -496,6 +496,70 @@ fn region_graph_reads_each_regions_prompt_in_its_box() {
     assert!(err.contains("left") && err.contains("x0..x1"), "{err}");
 }
 
+/// `unilip.caption_regions` plans from the prompt's text what `generate_regions.ron` wires by
+/// hand (each group's caption over its half), so the two give the same image; a prompt naming
+/// one group, or outside the caption grammar, passes the conditioning through (with a warning
+/// for the latter).
+#[test]
+fn caption_regions_plan_the_groups_halves_from_the_prompt() {
+    let mut exec = Executor::default();
+    let (by_hand, _) = run(&shipped("generate_regions.ron"), "decode", &mut exec);
+    let mut doc = shipped("generate.ron");
+    let planner = GraphDoc::from_ron(
+        r#"(format: 1, nodes: {"plan": (type: "unilip.caption_regions", version: 1)})"#,
+        "plan",
+    )
+    .unwrap()
+    .nodes["plan"]
+        .clone();
+    doc.nodes.insert("plan".into(), planner);
+    let wired: Edge = "condition.conditioning -> dit.conditioning"
+        .parse()
+        .unwrap();
+    doc.edges.retain(|e| *e != wired);
+    for edge in [
+        "ckpt.model -> plan.model",
+        "condition.conditioning -> plan.conditioning",
+        "prompt.text -> plan.text",
+        "plan.conditioning -> dit.conditioning",
+    ] {
+        doc.edges.push(edge.parse().unwrap());
+    }
+    let (planned, _) = run(&doc, "decode", &mut exec);
+    let d = max_diff(&image_of(&planned), &image_of(&by_hand));
+    assert!(d < 1e-4, "planned vs hand-wired regions differ by {d}");
+    for (text, warns) in [("two red circles", false), ("a photo of a dog", true)] {
+        let set = |doc: &mut GraphDoc| {
+            let params = &mut doc.nodes.get_mut("prompt").unwrap().params;
+            params.insert("text".into(), ParamValue::Str(text.into()));
+        };
+        set(&mut doc);
+        let warnings = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = warnings.clone();
+        let opts = RunOptions {
+            targets: vec!["decode".into()],
+            events: Some(Arc::new(move |e: &unilip_core::Event| {
+                if let unilip_core::Event::Warning { node, .. } = e {
+                    sink.lock().unwrap().push(node.clone());
+                }
+            })),
+            ..Default::default()
+        };
+        let g = validate(&doc, Registry::global()).unwrap();
+        let report = exec.run(&g, &opts).unwrap();
+        let with_plan = report.outputs["decode"][0].clone();
+        let mut plain = shipped("generate.ron");
+        set(&mut plain);
+        let (without, _) = run(&plain, "decode", &mut exec);
+        assert!(
+            max_diff(&image_of(&with_plan), &image_of(&without)) < 1e-6,
+            "{text}"
+        );
+        let warned = warnings.lock().unwrap().iter().any(|n| n == "plan");
+        assert_eq!(warned, warns, "{text}");
+    }
+}
+
 /// `generate_best_of.ron`: `dit.batch` samples several candidates under one prompt (the first
 /// from batch 1's noise, so it is `generate.ron`'s image), and `unilip.rank_by_answers` passes
 /// on exactly the candidate whose answers to the prompt's questions the model rates highest.

@@ -20,7 +20,7 @@ use serde_json::json;
 use crate::backend::{device, B};
 use crate::models::preprocess::{preprocess, RgbU8};
 use crate::models::qwen2::{GenerationConfig, Sampling};
-use crate::models::regions::{Area, RegionPrompt};
+use crate::models::regions::{caption_regions, RegionPrompt};
 use crate::models::scheduler::gaussian_noise;
 use crate::models::tokenizer::{
     edit_negative, edit_prompt, generation_negative, generation_prompt, Tokenizer,
@@ -476,23 +476,16 @@ impl Eval<'_> {
         if self.opts.regions == RegionMode::Off {
             return Ok(Vec::new());
         }
-        spec.group_regions(&self.generator.style())
-            .into_iter()
-            .map(|(caption, edges)| {
-                let prompt = generation_prompt(&caption);
-                let (ids, mask) =
-                    encode_prompts::<B>(tok, &[&prompt], &device()).map_err(|e| e.to_string())?;
-                let cond = self
-                    .model
-                    .condition(ids, mask, None, self.opts.condition)
-                    .map_err(|e| e.to_string())?;
-                Ok(RegionPrompt {
-                    cond,
-                    area: Area::from_edges(edges),
-                    with_base: self.opts.regions == RegionMode::WithBase,
-                })
-            })
-            .collect()
+        caption_regions(
+            self.model,
+            tok,
+            spec,
+            &self.generator.style(),
+            self.opts.condition,
+            self.opts.regions == RegionMode::WithBase,
+            &device(),
+        )
+        .map_err(|e| e.to_string())
     }
 
     /// How strongly the model's understanding holds the right answer to each of `questions`

@@ -11,7 +11,9 @@
 
 use burn::prelude::*;
 
-use super::unilip::{Condition, Result, UnilipError};
+use super::tokenizer::{generation_prompt, Tokenizer};
+use super::unilip::{encode_prompts, Condition, ConditionMode, Result, Unilip, UnilipError};
+use crate::shapesworld::{SceneSpec, Style};
 
 /// A box on the canvas, as fractions of its width and height: columns `x0..x1`, rows `y0..y1`
 /// (y down).
@@ -129,6 +131,34 @@ pub fn regional_caption<B: Backend>(
         masks.push(token_mask(&cond.mask, std::slice::from_ref(covered), &dev));
     }
     Ok((Tensor::cat(embeds, 1), Tensor::cat(masks, 2)))
+}
+
+/// Regional prompts planned from a ShapesWorld caption relating two groups ("A left of B"): each
+/// group's own caption (in `style`'s words, as a generation prompt through `model`'s MLLM and
+/// connector in `mode`) over the half of the canvas the layout puts it in
+/// ([`SceneSpec::group_regions`]); none for a caption naming one group. The caption grammar is
+/// the layout planner that an LLM is in LLM-grounded diffusion.
+pub fn caption_regions<B: Backend>(
+    model: &Unilip<B>,
+    tok: &Tokenizer,
+    spec: &SceneSpec,
+    style: &Style,
+    mode: ConditionMode,
+    with_base: bool,
+    device: &B::Device,
+) -> Result<Vec<RegionPrompt<B>>> {
+    spec.group_regions(style)
+        .into_iter()
+        .map(|(caption, edges)| {
+            let prompt = generation_prompt(&caption);
+            let (ids, mask) = encode_prompts::<B>(tok, &[&prompt], device)?;
+            Ok(RegionPrompt {
+                cond: model.condition(ids, mask, None, mode)?,
+                area: Area::from_edges(edges),
+                with_base,
+            })
+        })
+        .collect()
 }
 
 /// `[n, tokens, l]`: the caption mask `[n, l]` on the image tokens that read it, 0 elsewhere.

@@ -1,12 +1,17 @@
-//! `unilip.region`: regional prompting. A second prompt's condition drives one box of the
-//! canvas through the DiT's cross-attention ([`crate::models::regions`]); chain the node to add
-//! more regions.
+//! Regional prompting ([`crate::models::regions`]): `unilip.region` lets a second prompt's
+//! condition drive one box of the canvas through the DiT's cross-attention (chain it to add more
+//! regions); `unilip.caption_regions` plans the regions of a ShapesWorld caption relating two
+//! groups by itself.
 
 use unilip_core::{ExecCtx, Node, NodeError, NodeSchema, ParamSpec, PortSpec, PortType, Value};
 
-use super::payload::{input, value, Conditioning};
-use crate::models::regions::{Area, RegionPrompt};
+use super::checkpoint::{model_input, model_port};
+use super::payload::{input, model_err, value, Conditioning};
+use crate::backend::device;
+use crate::models::regions::{caption_regions, Area, RegionPrompt};
+use crate::models::unilip::ConditionMode;
 use crate::register_node;
+use crate::shapesworld::{SceneSpec, Style};
 
 /// `unilip.region`.
 pub struct Region {
@@ -91,3 +96,99 @@ impl Node for Region {
 }
 
 register_node!(Region);
+
+/// `unilip.caption_regions`.
+pub struct CaptionRegions {
+    schema: NodeSchema,
+}
+
+impl CaptionRegions {
+    /// The node.
+    pub fn new() -> Self {
+        Self {
+            schema: NodeSchema {
+                id: "unilip.caption_regions".into(),
+                version: 1,
+                category: "unilip/condition".into(),
+                description:
+                    "Plans regional prompts from the prompt's text: a ShapesWorld caption \
+                              relating two groups (\"two red circles left of a blue square\") gets \
+                              each group's own caption over the half of the canvas its layout \
+                              puts the group in, as `unilip.region` nodes would (the caption \
+                              grammar plays the layout-planning LLM of LLM-grounded diffusion). \
+                              Any other text passes the conditioning through, with a warning \
+                              when it does not parse."
+                        .into(),
+                inputs: vec![
+                    model_port(),
+                    PortSpec::new(
+                        "conditioning",
+                        PortType::Conditioning { dim: None },
+                        "Base condition (+ negative)",
+                    ),
+                    PortSpec::new(
+                        "text",
+                        PortType::Text,
+                        "The prompt's text (unilip.prompt.text)",
+                    ),
+                ],
+                outputs: vec![PortSpec::new(
+                    "conditioning",
+                    PortType::Conditioning { dim: None },
+                    "The base condition with the groups' regions added",
+                )],
+                params: vec![
+                    ParamSpec::choice(
+                        "mode",
+                        "dual",
+                        &ConditionMode::NAMES,
+                        "Condition mode of the groups' captions (the base condition's)",
+                    ),
+                    ParamSpec::bool(
+                        "with_base",
+                        true,
+                        "Each half also reads the whole prompt (false: its group's caption alone)",
+                    ),
+                ],
+                output_node: false,
+            },
+        }
+    }
+}
+
+impl Node for CaptionRegions {
+    fn schema(&self) -> &NodeSchema {
+        &self.schema
+    }
+
+    fn execute(&self, ctx: &mut ExecCtx<'_>) -> Result<Vec<Value>, NodeError> {
+        let handle = model_input(ctx)?;
+        let base = input::<Conditioning>(ctx, "conditioning")?;
+        let text = ctx.input("text")?.as_text().map_err(model_err)?.to_string();
+        let spec = match SceneSpec::parse(&text) {
+            Ok(spec) => spec,
+            Err(e) => {
+                ctx.warn(format!(
+                    "no regions: `{text}` is not a ShapesWorld caption ({e})"
+                ));
+                return Ok(vec![value(base.clone())]);
+            }
+        };
+        let mode: ConditionMode = ctx.str("mode")?.parse().map_err(NodeError::msg)?;
+        let regions = caption_regions(
+            &handle.model,
+            handle.tokenizer()?,
+            &spec,
+            &Style::default(),
+            mode,
+            ctx.bool("with_base")?,
+            &device(),
+        )
+        .map_err(model_err)?;
+        let mut out = base.clone();
+        out.regions.extend(regions);
+        Ok(vec![value(out)])
+    }
+}
+
+register_node!(CaptionRegions);
