@@ -10,12 +10,14 @@ use unilip_core::{
     validate, Edge, ErrorKind, Executor, GraphDoc, ParamValue, Registry, RunEnv, RunOptions, Value,
 };
 use unilip_nodes::backend::{device, B};
+use unilip_nodes::models::regions::caption_regions;
 use unilip_nodes::models::tokenizer::{generation_negative, generation_prompt, Tokenizer};
 use unilip_nodes::models::unilip::{
     encode_prompts, to_image, write_random_checkpoint, ComponentSet, ConditionMode, SampleOptions,
     Unilip, UnilipConfig,
 };
 use unilip_nodes::nodes::unilip::convert::pixel_values;
+use unilip_nodes::shapesworld::{SceneSpec, Style};
 use unilip_nodes::weights::SaveDtype;
 
 /// A tiny random checkpoint shared by the tests of this file.
@@ -75,6 +77,23 @@ fn run(doc: &GraphDoc, target: &str, exec: &mut Executor) -> (Value, unilip_core
     (v, report)
 }
 
+/// `doc` (a shipped generate graph) without its `unilip.caption_regions` node: the condition
+/// wired straight into the DiT, as UniLIP samples.
+fn without_planner(mut doc: GraphDoc) -> GraphDoc {
+    assert!(
+        doc.nodes.remove("plan").is_some(),
+        "the graph plans regions"
+    );
+    doc.edges
+        .retain(|e| e.from.node != "plan" && e.to.node != "plan");
+    doc.edges.push(
+        "condition.conditioning -> dit.conditioning"
+            .parse()
+            .unwrap(),
+    );
+    doc
+}
+
 fn image_of(v: &Value) -> Vec<f32> {
     v.as_image().unwrap().data.clone()
 }
@@ -114,10 +133,16 @@ fn reconstruct_graph_equals_direct_component_calls() {
 }
 
 /// The generate pipeline called directly, with `guidance_max_sigma` as the graph sets it.
+/// The shipped generate graph's pipeline called directly: its prompt, with the regions
+/// `unilip.caption_regions` plans for it.
 fn generate_direct(mode: ConditionMode, seed: u64, guidance_max_sigma: f32) -> Vec<f32> {
     let m = model(ComponentSet::GENERATION);
     let tok = Tokenizer::from_file(checkpoint().join("tokenizer.json")).unwrap();
     let text = "two red circles left of a blue square";
+    let spec = SceneSpec::parse(text).unwrap();
+    let regions =
+        caption_regions(&m, &tok, &spec, &Style::default(), mode, true, &device()).unwrap();
+    assert_eq!(regions.len(), 2);
     let (ids, mask) = encode_prompts::<B>(
         &tok,
         &[&generation_prompt(text), &generation_negative()],
@@ -132,6 +157,7 @@ fn generate_direct(mode: ConditionMode, seed: u64, guidance_max_sigma: f32) -> V
             mode,
             &SampleOptions {
                 guidance_max_sigma,
+                regions,
                 ..SampleOptions::unilip(seed)
             },
             |_, _, _| Ok(()),
@@ -466,7 +492,11 @@ fn edit_graph_strength_starts_from_the_wired_image_latent() {
 #[test]
 fn region_graph_reads_each_regions_prompt_in_its_box() {
     let mut exec = Executor::default();
-    let (plain, _) = run(&shipped("generate.ron"), "decode", &mut exec);
+    let (plain, _) = run(
+        &without_planner(shipped("generate.ron")),
+        "decode",
+        &mut exec,
+    );
     let mut doc = shipped("generate_regions.ron");
     let (regional, _) = run(&doc, "decode", &mut exec);
     let d = max_diff(&image_of(&regional), &image_of(&plain));
@@ -496,8 +526,9 @@ fn region_graph_reads_each_regions_prompt_in_its_box() {
     assert!(err.contains("left") && err.contains("x0..x1"), "{err}");
 }
 
-/// `unilip.caption_regions` plans from the prompt's text what `generate_regions.ron` wires by
-/// hand (each group's caption over its half), so the two give the same image; a prompt naming
+/// `unilip.caption_regions` (in `generate.ron`) plans from the prompt's text what
+/// `generate_regions.ron` wires by hand (each group's caption over its half), so the two give
+/// the same image; a prompt naming
 /// one group, or outside the caption grammar, passes the conditioning through (with a warning
 /// for the latter).
 #[test]
@@ -505,26 +536,6 @@ fn caption_regions_plan_the_groups_halves_from_the_prompt() {
     let mut exec = Executor::default();
     let (by_hand, _) = run(&shipped("generate_regions.ron"), "decode", &mut exec);
     let mut doc = shipped("generate.ron");
-    let planner = GraphDoc::from_ron(
-        r#"(format: 1, nodes: {"plan": (type: "unilip.caption_regions", version: 1)})"#,
-        "plan",
-    )
-    .unwrap()
-    .nodes["plan"]
-        .clone();
-    doc.nodes.insert("plan".into(), planner);
-    let wired: Edge = "condition.conditioning -> dit.conditioning"
-        .parse()
-        .unwrap();
-    doc.edges.retain(|e| *e != wired);
-    for edge in [
-        "ckpt.model -> plan.model",
-        "condition.conditioning -> plan.conditioning",
-        "prompt.text -> plan.text",
-        "plan.conditioning -> dit.conditioning",
-    ] {
-        doc.edges.push(edge.parse().unwrap());
-    }
     let (planned, _) = run(&doc, "decode", &mut exec);
     let d = max_diff(&image_of(&planned), &image_of(&by_hand));
     assert!(d < 1e-4, "planned vs hand-wired regions differ by {d}");
@@ -548,7 +559,7 @@ fn caption_regions_plan_the_groups_halves_from_the_prompt() {
         let g = validate(&doc, Registry::global()).unwrap();
         let report = exec.run(&g, &opts).unwrap();
         let with_plan = report.outputs["decode"][0].clone();
-        let mut plain = shipped("generate.ron");
+        let mut plain = without_planner(shipped("generate.ron"));
         set(&mut plain);
         let (without, _) = run(&plain, "decode", &mut exec);
         assert!(

@@ -344,7 +344,14 @@ impl Node for DitFeatures {
     fn execute(&self, ctx: &mut ExecCtx<'_>) -> Result<Vec<Value>, NodeError> {
         let model = &model_input(ctx)?.model;
         let latent = input::<Latent>(ctx, "latent")?.0.clone();
-        let cond = &input::<Conditioning>(ctx, "conditioning")?.cond;
+        let conditioning = input::<Conditioning>(ctx, "conditioning")?;
+        if !conditioning.regions.is_empty() {
+            return Err(NodeError::msg(
+                "input `conditioning` has regional prompts, which the feature tap does not \
+                 apply: wire the conditioning from before the region nodes",
+            ));
+        }
+        let cond = &conditioning.cond;
         let block = ctx.int("block")?.max(0) as usize;
         let t = ctx.float("timestep")? as f32;
         let seed = ctx.int("seed")? as u64;

@@ -118,6 +118,7 @@ impl Node for HiddenStateCondition {
             };
         }
         let positions = position_ids_from_mask(seq.mask.clone());
+        let mode: ConditionMode = ctx.str("mode")?.parse().map_err(NodeError::msg)?;
         let (states, mask, positions) = match ctx.str("mode")? {
             "dual" => (hidden, seq.mask.clone(), positions),
             "hidden_only" => {
@@ -141,6 +142,7 @@ impl Node for HiddenStateCondition {
             cond: row(0),
             uncond: (rows > 1).then(|| row(1)),
             regions: Vec::new(),
+            mode,
         };
         Ok(vec![value(conditioning)])
     }

@@ -183,6 +183,7 @@ fn batched(cond: &Conditioning, batch: i64) -> Result<Conditioning, NodeError> {
             .transpose()
             .map_err(refused)?,
         regions: cond.regions.clone(),
+        mode: cond.mode,
     })
 }
 

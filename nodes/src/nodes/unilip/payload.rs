@@ -9,7 +9,7 @@ use unilip_core::{ExecCtx, NodeError, Payload, Summary, Value};
 use crate::backend::B;
 use crate::models::regions::RegionPrompt;
 use crate::models::tokenizer::Tokenizer;
-use crate::models::unilip::{Condition, Unilip};
+use crate::models::unilip::{Condition, ConditionMode, Unilip};
 
 fn summarize<const D: usize>(t: &Tensor<B, D>) -> Summary {
     let dims = t.dims().to_vec();
@@ -150,6 +150,8 @@ pub struct Conditioning {
     pub uncond: Option<Condition<B>>,
     /// Parts of the canvas that read their own prompt beside or instead of `cond`.
     pub regions: Vec<RegionPrompt<B>>,
+    /// Which connector outputs `cond` holds (what planned regions are conditioned with too).
+    pub mode: ConditionMode,
 }
 payload!(
     Conditioning,

@@ -9,7 +9,6 @@ use super::checkpoint::{model_input, model_port};
 use super::payload::{input, model_err, value, Conditioning};
 use crate::backend::device;
 use crate::models::regions::{caption_regions, Area, RegionPrompt};
-use crate::models::unilip::ConditionMode;
 use crate::register_node;
 use crate::shapesworld::{SceneSpec, Style};
 
@@ -116,8 +115,9 @@ impl CaptionRegions {
                               each group's own caption over the half of the canvas its layout \
                               puts the group in, as `unilip.region` nodes would (the caption \
                               grammar plays the layout-planning LLM of LLM-grounded diffusion). \
-                              Any other text passes the conditioning through, with a warning \
-                              when it does not parse."
+                              The groups' captions are conditioned in the base condition's \
+                              mode, through the whole connector. Any other text passes the \
+                              conditioning through, with a warning when it does not parse."
                         .into(),
                 inputs: vec![
                     model_port(),
@@ -137,19 +137,11 @@ impl CaptionRegions {
                     PortType::Conditioning { dim: None },
                     "The base condition with the groups' regions added",
                 )],
-                params: vec![
-                    ParamSpec::choice(
-                        "mode",
-                        "dual",
-                        &ConditionMode::NAMES,
-                        "Condition mode of the groups' captions (the base condition's)",
-                    ),
-                    ParamSpec::bool(
-                        "with_base",
-                        true,
-                        "Each half also reads the whole prompt (false: its group's caption alone)",
-                    ),
-                ],
+                params: vec![ParamSpec::bool(
+                    "with_base",
+                    true,
+                    "Each half also reads the whole prompt (false: its group's caption alone)",
+                )],
                 output_node: false,
             },
         }
@@ -174,13 +166,12 @@ impl Node for CaptionRegions {
                 return Ok(vec![value(base.clone())]);
             }
         };
-        let mode: ConditionMode = ctx.str("mode")?.parse().map_err(NodeError::msg)?;
         let regions = caption_regions(
             &handle.model,
             handle.tokenizer()?,
             &spec,
             &Style::default(),
-            mode,
+            base.mode,
             ctx.bool("with_base")?,
             &device(),
         )
