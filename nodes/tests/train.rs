@@ -173,6 +173,19 @@ impl Dataset for Related {
     }
 }
 
+/// A random generation model (and its tokenizer) whose vocabulary holds the relation captions.
+fn relation_model(name: &str) -> (Unilip<TrainB>, Tokenizer) {
+    let words: Vec<&str> = WORDS
+        .iter()
+        .copied()
+        .chain(["left", "right", "of", "circle"])
+        .collect();
+    let base = checkpoint_words(&temp(name), &words, |_| {});
+    let model = Unilip::<TrainB>::load(&base, Task::Generate.components(), &device()).unwrap();
+    let tok = Tokenizer::from_file(base.join("tokenizer.json")).unwrap();
+    (model, tok)
+}
+
 /// [`Related`]'s samples with `regions(caption)` as their regions.
 #[derive(Debug)]
 struct Grounded(usize, fn(&str) -> Vec<RegionCaption>);
@@ -201,15 +214,7 @@ impl Dataset for Grounded {
 
 #[test]
 fn grounded_captions_let_each_region_read_its_caption_in_cross_attention() {
-    let root = temp("grounded");
-    let words: Vec<&str> = WORDS
-        .iter()
-        .copied()
-        .chain(["left", "right", "of", "circle"])
-        .collect();
-    let base = checkpoint_words(&root, &words, |_| {});
-    let model = Unilip::<TrainB>::load(&base, Task::Generate.components(), &device()).unwrap();
-    let tok = Tokenizer::from_file(base.join("tokenizer.json")).unwrap();
+    let (model, tok) = relation_model("grounded");
     let flow =
         |data: &dyn Dataset| eval_losses(&model, &tok, Task::Generate, &[term(FLOW)], data)[0];
     let plain = flow(&Grounded(2, |_| Vec::new()));
@@ -281,15 +286,7 @@ fn grounded_captions_let_each_region_read_its_caption_in_cross_attention() {
 
 #[test]
 fn prompt_contrast_is_a_hinge_on_rearranged_captions_only() {
-    let root = temp("contrast");
-    let words: Vec<&str> = WORDS
-        .iter()
-        .copied()
-        .chain(["left", "right", "of", "circle"])
-        .collect();
-    let base = checkpoint_words(&root, &words, |_| {});
-    let model = Unilip::<TrainB>::load(&base, Task::Generate.components(), &device()).unwrap();
-    let tok = Tokenizer::from_file(base.join("tokenizer.json")).unwrap();
+    let (model, tok) = relation_model("contrast");
     let losses = |margin: f64, data: &dyn Dataset| {
         let terms = [term(FLOW), term(LossKind::PromptContrast { margin })];
         eval_losses(&model, &tok, Task::Generate, &terms, data)

@@ -782,12 +782,7 @@ impl<B: Backend> SanaTransformer<B> {
         caption: Tensor<B, 3>,
         token_mask: Tensor<B, 3>,
     ) -> Tensor<B, 4> {
-        let (mut hs, h, w) = self.embed_patches(x);
-        let cond = self.condition(timestep, caption, token_mask, h * w);
-        for block in &self.transformer_blocks {
-            hs = block.forward(hs, &cond, h, w);
-        }
-        self.head(hs, cond.embedded_timestep, h, w).2
+        self.run(x, timestep, caption, token_mask, None).0
     }
 
     /// [`Self::forward`] that also returns the hidden states `[b, n, d]` after block `tap`
@@ -800,8 +795,21 @@ impl<B: Backend> SanaTransformer<B> {
         caption_mask: Tensor<B, 2>,
         tap: Option<usize>,
     ) -> (Tensor<B, 4>, Option<Tensor<B, 3>>) {
+        self.run(x, timestep, caption, caption_mask.unsqueeze_dim(1), tap)
+    }
+
+    /// The forward pass with a `[b, 1 or h·w, l]` caption mask, and the hidden states after block
+    /// `tap` when it names one.
+    fn run(
+        &self,
+        x: Tensor<B, 4>,
+        timestep: Tensor<B, 1>,
+        caption: Tensor<B, 3>,
+        caption_mask: Tensor<B, 3>,
+        tap: Option<usize>,
+    ) -> (Tensor<B, 4>, Option<Tensor<B, 3>>) {
         let (mut hs, h, w) = self.embed_patches(x);
-        let cond = self.condition(timestep, caption, caption_mask.unsqueeze_dim(1), h * w);
+        let cond = self.condition(timestep, caption, caption_mask, h * w);
         let mut tapped = None;
         for (i, block) in self.transformer_blocks.iter().enumerate() {
             hs = block.forward(hs, &cond, h, w);
