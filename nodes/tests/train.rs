@@ -257,6 +257,17 @@ fn grounded_captions_let_each_region_read_its_caption_in_cross_attention() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("a red square left of a blue circle"), "{err}");
+    // The contrast term's rearranged captions have no regions: the combination is refused.
+    let with_contrast = [term(FLOW), term(LossKind::PromptContrast { margin: 0.1 })];
+    let mut objective =
+        unilip_nodes::train::objective::Objective::new(Task::Generate, &with_contrast).unwrap();
+    objective.tokenizer = Some(&tok);
+    let samples = vec![Grounded(1, halves).get(0).unwrap()];
+    let err = objective
+        .losses(&model, &samples, &mut rng)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("prompt_contrast"), "{err}");
     // ShapesWorld grounds exactly its captions that relate two groups; edits refuse it.
     let config = GenConfig {
         resolution: 64,

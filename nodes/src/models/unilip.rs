@@ -1576,11 +1576,7 @@ impl<B: Backend> Unilip<B> {
         let n = cond.batch();
         let dev = cond.embeds.device();
         let mut x = self.initial_latent(n, &opts.init, &dev)?;
-        let plain = self.sampling_captions(cond, uncond, &[], &x)?;
-        let regional = match opts.regions.as_slice() {
-            [] => None,
-            regions => Some(self.sampling_captions(cond, uncond, regions, &x)?),
-        };
+        let (unguided, guided) = self.sampling_captions(cond, uncond, &opts.regions, &x)?;
         let source = match &opts.source {
             Some(s) if s.dims() != x.dims() => {
                 return Err(UnilipError::Input(format!(
@@ -1606,7 +1602,6 @@ impl<B: Backend> Unilip<B> {
         }
         let train_timesteps = self.config.scheduler.num_train_timesteps as f32;
         for (i, &t) in timesteps.iter().enumerate().skip(first) {
-            let (unguided, guided) = regional.as_ref().unwrap_or(&plain);
             // Unguided steps (σ above `guidance_max_sigma`) run the positive rows alone.
             let guide_here = guided.as_ref().filter(|_| {
                 opts.guidance_max_sigma >= 1.0 || t / train_timesteps <= opts.guidance_max_sigma
@@ -1619,7 +1614,7 @@ impl<B: Backend> Unilip<B> {
                         both_sources.as_ref(),
                     ),
                 ),
-                None => (unguided, dit.input(x.clone(), source.as_ref())),
+                None => (&unguided, dit.input(x.clone(), source.as_ref())),
             };
             let rows = caption.dims()[0];
             let t = Tensor::from_data(TensorData::new(vec![t; rows], [rows]), &dev);

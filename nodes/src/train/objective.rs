@@ -350,6 +350,18 @@ impl<'a> Objective<'a> {
                     "regional captions (data `regions`) and the rsc loss do not combine".into(),
                 ))
             }
+            Some(_)
+                if self
+                    .terms
+                    .iter()
+                    .any(|t| matches!(t.kind, LossKind::PromptContrast { .. })) =>
+            {
+                return Err(TrainError::Setup(
+                    "regional captions (data `regions`) and loss.prompt_contrast do not combine: \
+                     the rearranged captions have no regions"
+                        .into(),
+                ))
+            }
             Some((caption, mask)) => (
                 dit.forward_token_masked(input.clone(), timesteps.clone(), caption, mask),
                 None,
