@@ -115,18 +115,7 @@ pub fn regional_caption<B: Backend>(
     let mut embeds = vec![base.embeds.clone()];
     let mut masks = vec![token_mask(&base.mask, &[base_reads], &dev)];
     for (region, covered) in regions.iter().zip(&covered) {
-        let cond = match region.cond.batch() {
-            rows if rows == n => region.cond.clone(),
-            1 => Condition {
-                embeds: region.cond.embeds.clone().repeat_dim(0, n),
-                mask: region.cond.mask.clone().repeat_dim(0, n),
-            },
-            rows => {
-                return Err(UnilipError::Input(format!(
-                    "a region's condition has {rows} rows; the sampled batch has {n}"
-                )))
-            }
-        };
+        let cond = region.cond.broadcast(n)?;
         embeds.push(cond.embeds);
         masks.push(token_mask(&cond.mask, std::slice::from_ref(covered), &dev));
     }
