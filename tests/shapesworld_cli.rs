@@ -7,6 +7,7 @@ mod common;
 use std::path::Path;
 
 use common::{ok, s, temp, tensors, unilip};
+use unilip_nodes::shapesworld::SceneSpec;
 
 #[test]
 fn data_writes_captions_edits_and_vqa() {
@@ -467,13 +468,14 @@ fn eval_latent_noise_perturbs_reconstructions_only() {
     }
 }
 
-/// `eval --task generate --regions`: prompts naming one group sample exactly as without
-/// regions, prompts relating two groups (each group's half reading its caption) differently;
-/// other tasks refuse the flag by name.
+/// `eval --task generate --regions`: with the groups layout, prompts naming one group sample
+/// exactly as without regions, prompts relating two groups (each group's half reading its
+/// caption) differently; with `--layout objects` every prompt changes; `--layout` without
+/// `--regions`, and `--regions` for other tasks, are refused by name.
 #[test]
-fn eval_regions_change_only_the_prompts_that_relate_two_groups() {
-    let outputs = |regions: &str| {
-        let dir = temp(&format!("regions-{regions}"));
+fn eval_regions_change_the_prompts_their_layout_places() {
+    let outputs = |regions: &str, layout: &str| {
+        let dir = temp(&format!("regions-{regions}-{layout}"));
         let args = [
             "eval",
             "shapesworld",
@@ -485,6 +487,8 @@ fn eval_regions_change_only_the_prompts_that_relate_two_groups() {
             "3",
             "--regions",
             regions,
+            "--layout",
+            layout,
             "--dump",
             s(&dir),
         ];
@@ -501,10 +505,12 @@ fn eval_regions_change_only_the_prompts_that_relate_two_groups() {
             })
             .collect::<Vec<_>>()
     };
-    let plain = outputs("off");
+    let plain = outputs("off", "groups");
     let (mut one, mut two) = (0, 0);
     for mode in ["own", "with-base"] {
-        for ((prompt, image), (same_prompt, plain_image)) in outputs(mode).iter().zip(&plain) {
+        for ((prompt, image), (same_prompt, plain_image)) in
+            outputs(mode, "groups").iter().zip(&plain)
+        {
             assert_eq!(prompt, same_prompt);
             let related = [" left of ", " right of ", " above ", " below "]
                 .iter()
@@ -525,6 +531,31 @@ fn eval_regions_change_only_the_prompts_that_relate_two_groups() {
         one > 0 && two > 0,
         "{one} one-group and {two} two-group prompts"
     );
+    // The object layout gives every prompt of several objects regions, one group or two (a lone
+    // object's region holds the prompt itself, which read twice is read once).
+    let mut several = 0;
+    for ((prompt, image), (_, plain_image)) in outputs("with-base", "objects").iter().zip(&plain) {
+        if SceneSpec::parse(prompt).unwrap().object_count() > 1 {
+            several += 1;
+            assert!(
+                image != plain_image,
+                "objects: `{prompt}` sampled as without regions"
+            );
+        }
+    }
+    assert!(several > 2, "{several} prompts of several objects");
+    let unplaced = unilip(&[
+        "eval",
+        "shapesworld",
+        "--task",
+        "generate",
+        "--n",
+        "1",
+        "--layout",
+        "objects",
+    ]);
+    assert!(!unplaced.status.success());
+    assert!(String::from_utf8_lossy(&unplaced.stderr).contains("--layout objects"));
     let refused = unilip(&[
         "eval",
         "shapesworld",

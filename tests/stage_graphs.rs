@@ -10,7 +10,7 @@ use unilip_core::{
     validate, Edge, ErrorKind, Executor, GraphDoc, ParamValue, Registry, RunEnv, RunOptions, Value,
 };
 use unilip_nodes::backend::{device, B};
-use unilip_nodes::models::regions::caption_regions;
+use unilip_nodes::models::regions::{caption_regions, RegionLayout, RegionPlan};
 use unilip_nodes::models::tokenizer::{generation_negative, generation_prompt, Tokenizer};
 use unilip_nodes::models::unilip::{
     encode_prompts, to_image, write_random_checkpoint, ComponentSet, ConditionMode, SampleOptions,
@@ -132,17 +132,44 @@ fn reconstruct_graph_equals_direct_component_calls() {
     assert!(d < 1e-5, "graph vs direct differ by {d}");
 }
 
-/// The generate pipeline called directly, with `guidance_max_sigma` as the graph sets it.
+/// How `doc`'s `plan` node (`unilip.caption_regions`) plans, its params read as the node reads
+/// them (defaults where unset).
+fn plan_of(doc: &GraphDoc) -> RegionPlan {
+    let params = &doc.nodes["plan"].params;
+    RegionPlan {
+        layout: params
+            .get("layout")
+            .and_then(ParamValue::as_str)
+            .map_or(RegionLayout::Groups, |n| {
+                RegionLayout::from_name(n).unwrap()
+            }),
+        seed: params
+            .get("seed")
+            .and_then(ParamValue::as_f64)
+            .unwrap_or(0.0) as u64,
+        with_base: !matches!(params.get("with_base"), Some(ParamValue::Bool(false))),
+    }
+}
+
 /// The shipped generate graph's pipeline called directly: its prompt, with the regions
-/// `unilip.caption_regions` plans for it.
-fn generate_direct(mode: ConditionMode, seed: u64, guidance_max_sigma: f32) -> Vec<f32> {
+/// `unilip.caption_regions` plans for it as `plan` says.
+fn generate_direct(
+    mode: ConditionMode,
+    seed: u64,
+    guidance_max_sigma: f32,
+    plan: RegionPlan,
+) -> Vec<f32> {
     let m = model(ComponentSet::GENERATION);
     let tok = Tokenizer::from_file(checkpoint().join("tokenizer.json")).unwrap();
     let text = "two red circles left of a blue square";
     let spec = SceneSpec::parse(text).unwrap();
     let regions =
-        caption_regions(&m, &tok, &spec, &Style::default(), mode, true, &device()).unwrap();
-    assert_eq!(regions.len(), 2);
+        caption_regions(&m, &tok, &spec, &Style::default(), mode, plan, &device()).unwrap();
+    let planned = match plan.layout {
+        RegionLayout::Groups => 2,
+        RegionLayout::Objects => 3,
+    };
+    assert_eq!(regions.len(), planned);
     let (ids, mask) = encode_prompts::<B>(
         &tok,
         &[&generation_prompt(text), &generation_negative()],
@@ -174,7 +201,7 @@ fn generate_graph_equals_direct_pipeline_and_modes_differ() {
     let max_sigma = doc.nodes["dit"].params["guidance_max_sigma"]
         .as_f64()
         .expect("generate.ron sets dit.guidance_max_sigma");
-    let direct = generate_direct(ConditionMode::Dual, 42, max_sigma as f32);
+    let direct = generate_direct(ConditionMode::Dual, 42, max_sigma as f32, plan_of(&doc));
     let d = max_diff(&image_of(&dual), &direct);
     assert!(d < 1e-4, "graph vs direct pipeline differ by {d}");
 
@@ -536,6 +563,8 @@ fn caption_regions_plan_the_groups_halves_from_the_prompt() {
     let mut exec = Executor::default();
     let (by_hand, _) = run(&shipped("generate_regions.ron"), "decode", &mut exec);
     let mut doc = shipped("generate.ron");
+    let plan = &mut doc.nodes.get_mut("plan").unwrap().params;
+    plan.insert("layout".into(), ParamValue::Str("groups".into()));
     let (planned, _) = run(&doc, "decode", &mut exec);
     let d = max_diff(&image_of(&planned), &image_of(&by_hand));
     assert!(d < 1e-4, "planned vs hand-wired regions differ by {d}");
@@ -559,7 +588,7 @@ fn caption_regions_plan_the_groups_halves_from_the_prompt() {
         let g = validate(&doc, Registry::global()).unwrap();
         let report = exec.run(&g, &opts).unwrap();
         let with_plan = report.outputs["decode"][0].clone();
-        let mut plain = without_planner(shipped("generate.ron"));
+        let mut plain = without_planner(doc.clone());
         set(&mut plain);
         let (without, _) = run(&plain, "decode", &mut exec);
         assert!(
@@ -569,6 +598,43 @@ fn caption_regions_plan_the_groups_halves_from_the_prompt() {
         let warned = warnings.lock().unwrap().iter().any(|n| n == "plan");
         assert_eq!(warned, warns, "{text}");
     }
+}
+
+/// With `layout = objects`, `unilip.caption_regions` lays out every prompt it parses, one-group
+/// ones too: the graph equals the direct pipeline under the same plan, the layout seed moves
+/// the objects, and a one-group prompt gets regions (unlike with `groups`).
+#[test]
+fn object_layout_plans_a_region_per_object_for_every_prompt() {
+    let mut exec = Executor::default();
+    let mut doc = shipped("generate.ron");
+    let set = |doc: &mut GraphDoc, node: &str, key: &str, v: ParamValue| {
+        let params = &mut doc.nodes.get_mut(node).unwrap().params;
+        params.insert(key.into(), v);
+    };
+    set(
+        &mut doc,
+        "plan",
+        "layout",
+        ParamValue::Str("objects".into()),
+    );
+    set(&mut doc, "plan", "seed", ParamValue::Int(3));
+    let (planned, _) = run(&doc, "decode", &mut exec);
+    let max_sigma = doc.nodes["dit"].params["guidance_max_sigma"]
+        .as_f64()
+        .unwrap();
+    let direct = generate_direct(ConditionMode::Dual, 42, max_sigma as f32, plan_of(&doc));
+    let d = max_diff(&image_of(&planned), &direct);
+    assert!(d < 1e-4, "graph vs direct pipeline differ by {d}");
+    set(&mut doc, "plan", "seed", ParamValue::Int(4));
+    let (moved, _) = run(&doc, "decode", &mut exec);
+    assert!(max_diff(&image_of(&moved), &image_of(&planned)) > 1e-2);
+    let text = ParamValue::Str("two red circles".into());
+    set(&mut doc, "prompt", "text", text.clone());
+    let (one_group, _) = run(&doc, "decode", &mut exec);
+    let mut plain = without_planner(doc.clone());
+    set(&mut plain, "prompt", "text", text);
+    let (unplanned, _) = run(&plain, "decode", &mut exec);
+    assert!(max_diff(&image_of(&one_group), &image_of(&unplanned)) > 1e-2);
 }
 
 /// `generate_best_of.ron`: `dit.batch` samples several candidates under one prompt (the first
@@ -604,7 +670,7 @@ fn best_of_graph_keeps_the_candidate_its_own_answers_rate_highest() {
         .unwrap();
     let d = max_diff(
         &row(0).data,
-        &generate_direct(ConditionMode::Dual, 42, max_sigma as f32),
+        &generate_direct(ConditionMode::Dual, 42, max_sigma as f32, plan_of(&doc)),
     );
     assert!(
         d < 1e-4,

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use common::*;
 use unilip_nodes::backend::{device, TrainB};
+use unilip_nodes::models::regions::RegionLayout;
 use unilip_nodes::models::tokenizer::Tokenizer;
 use unilip_nodes::models::unilip::{Unilip, UnilipConfig};
 use unilip_nodes::shapesworld::{Domain, GenConfig, SceneSpec, Split, Style};
@@ -277,7 +278,7 @@ fn grounded_captions_let_each_region_read_its_caption_in_cross_attention() {
     };
     let data = ShapesDataset::new(config, DatasetKind::Captions, 40)
         .unwrap()
-        .with_regions()
+        .with_regions(RegionLayout::Groups)
         .unwrap();
     let generator = data.generator().clone();
     for i in 0..40 {
@@ -289,9 +290,33 @@ fn grounded_captions_let_each_region_read_its_caption_in_cross_attention() {
         );
         assert_eq!(sample.regions, halves(&sample.text));
     }
+    // With the objects layout every caption gets one region per rendered object: its own
+    // caption over a box around it.
+    let data = ShapesDataset::new(config, DatasetKind::Captions, 40)
+        .unwrap()
+        .with_regions(RegionLayout::Objects)
+        .unwrap();
+    for i in 0..40 {
+        let sample = data.get(i).unwrap();
+        let item = generator.caption_item(i as u64);
+        assert_eq!(sample.regions.len(), item.scene.objects.len());
+        for (region, object) in sample.regions.iter().zip(&item.scene.objects) {
+            let spec = SceneSpec::parse(&region.caption).unwrap();
+            assert_eq!(spec.object_count(), 1, "{}", region.caption);
+            assert!(spec.first.matches(object.shape, object.colour, object.size));
+            assert_eq!(spec.first.size, Some(object.size), "{}", region.caption);
+            let [x0, y0, x1, y1] = region.edges;
+            let (cx, cy) = (object.cx / 64.0, object.cy / 64.0);
+            assert!(
+                x0 < cx && cx < x1 && y0 < cy && cy < y1,
+                "{region:?} {object:?}"
+            );
+            assert!(x1 - x0 < 0.5 && y1 - y0 < 0.5, "{region:?}");
+        }
+    }
     assert!(ShapesDataset::new(config, DatasetKind::Edits, 4)
         .unwrap()
-        .with_regions()
+        .with_regions(RegionLayout::Groups)
         .is_err());
 }
 

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, ValueEnum};
 use unilip_core::{GraphDoc, ParamValue};
 use unilip_nodes::eval::{eval_shapesworld, EvalOptions, EvalTask, Metrics, RegionMode};
+use unilip_nodes::models::regions::RegionLayout;
 use unilip_nodes::shapesworld::{write_split, Domain, GenConfig, Split};
 
 use super::checkpoint::{init_checkpoint, Dtype, Preset};
@@ -163,11 +164,16 @@ pub struct EvalArgs {
     /// robust the decoder is to imperfect latents such as a DiT's samples.
     #[arg(long, default_value_t = 0.0)]
     latent_noise: f32,
-    /// Generate only: regional prompting of prompts relating two groups ("A left of B"): each
-    /// group's own caption is read, in the DiT's cross-attention, by the half of the canvas the
-    /// relation puts it in (`own`), or beside the whole prompt (`with-base`).
+    /// Generate only: regional prompting (see --layout): each region's own caption is read, in
+    /// the DiT's cross-attention, by the tokens of its box alone (`own`), or beside the whole
+    /// prompt (`with-base`).
     #[arg(long, value_enum, default_value = "off")]
     regions: RegionArg,
+    /// Generate with --regions only: `groups` (the halves of a two-group prompt's groups) or
+    /// `objects` (one region per object of a layout drawn from each sample's noise seed, for
+    /// every prompt).
+    #[arg(long, value_enum, default_value = "groups")]
+    layout: LayoutArg,
     /// DiT condition (generate, edit, flow): dual, hidden_only or query_only.
     #[arg(long, default_value = "dual")]
     condition: String,
@@ -179,6 +185,16 @@ pub struct EvalArgs {
     /// the item's scores) and `metrics.json`. Not for `--task probe` or `flow`.
     #[arg(long, value_name = "DIR")]
     dump: Option<PathBuf>,
+}
+
+/// `--layout`: see [`RegionLayout`].
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LayoutArg {
+    /// One region per group of a prompt relating two groups: the half its relation puts it in.
+    Groups,
+    /// One region per object of a layout drawn for every prompt, each object's caption over
+    /// its box.
+    Objects,
 }
 
 /// `--regions`: see [`RegionMode`].
@@ -229,6 +245,10 @@ pub fn eval(args: EvalArgs) -> Result<(), CliError> {
         RegionArg::Off => RegionMode::Off,
         RegionArg::Own => RegionMode::Own,
         RegionArg::WithBase => RegionMode::WithBase,
+    };
+    opts.layout = match args.layout {
+        LayoutArg::Groups => RegionLayout::Groups,
+        LayoutArg::Objects => RegionLayout::Objects,
     };
     opts.dump = args.dump;
     let metrics = eval_shapesworld(&dir, &opts).map_err(CliError::Run)?;

@@ -20,7 +20,7 @@ use serde_json::json;
 use crate::backend::{device, B};
 use crate::models::preprocess::{preprocess, RgbU8};
 use crate::models::qwen2::{GenerationConfig, Sampling};
-use crate::models::regions::{caption_regions, RegionPrompt};
+use crate::models::regions::{caption_regions, RegionLayout, RegionPlan, RegionPrompt};
 use crate::models::scheduler::gaussian_noise;
 use crate::models::tokenizer::{
     edit_negative, edit_prompt, generation_negative, generation_prompt, Tokenizer,
@@ -123,6 +123,9 @@ pub struct EvalOptions {
     /// regions, each group's own caption is read in cross-attention by the half of the canvas
     /// the relation puts it in, as ShapesWorld's layout places it ([`crate::models::regions`]).
     pub regions: RegionMode,
+    /// Generation with regions only: one region per group of a two-group prompt, or one per
+    /// object of a layout the planner draws for every prompt (from each candidate's noise seed).
+    pub layout: RegionLayout,
     /// Directory for per-item images and records (`items.jsonl`, `metrics.json`); not for
     /// [`EvalTask::Probe`], whose items are objects, not images.
     pub dump: Option<PathBuf>,
@@ -146,6 +149,7 @@ impl EvalOptions {
             best_of: 1,
             latent_noise: 0.0,
             regions: RegionMode::Off,
+            layout: RegionLayout::Groups,
             dump: None,
         }
     }
@@ -206,6 +210,12 @@ pub fn eval_shapesworld(dir: &Path, opts: &EvalOptions) -> Result<Metrics, Strin
     }
     if opts.regions != RegionMode::Off && opts.task != EvalTask::Generate {
         return Err("--regions places a prompt's groups: only for --task generate".into());
+    }
+    if opts.layout != RegionLayout::Groups && opts.regions == RegionMode::Off {
+        return Err(format!(
+            "--layout {} places regions: give --regions own or with-base",
+            opts.layout.name()
+        ));
     }
     if opts.best_of > 1 && opts.task != EvalTask::Generate {
         return Err(
@@ -465,13 +475,13 @@ impl Eval<'_> {
         to_rgb_image(out.image)
     }
 
-    /// Regional prompts for a spec relating two groups under [`EvalOptions::regions`]: each
-    /// group's own caption over the half of the canvas the relation puts it in (none for a
-    /// one-group spec or with regions off).
-    fn group_regions(
+    /// Regional prompts for `spec` under [`EvalOptions::regions`] and [`EvalOptions::layout`]
+    /// (none with regions off), an object layout drawn from `seed`.
+    fn regions(
         &self,
         tok: &Tokenizer,
         spec: &SceneSpec,
+        seed: u64,
     ) -> Result<Vec<RegionPrompt<B>>, String> {
         if self.opts.regions == RegionMode::Off {
             return Ok(Vec::new());
@@ -482,7 +492,11 @@ impl Eval<'_> {
             spec,
             &self.generator.style(),
             self.opts.condition,
-            self.opts.regions == RegionMode::WithBase,
+            RegionPlan {
+                layout: self.opts.layout,
+                seed,
+                with_base: self.opts.regions == RegionMode::WithBase,
+            },
             &device(),
         )
         .map_err(|e| e.to_string())
@@ -523,9 +537,9 @@ impl Eval<'_> {
         (0..best_of as u64)
             .map(|k| {
                 let mut sample = self.sample(i);
-                sample.init =
-                    InitLatent::Seed(seed.wrapping_add(k.wrapping_mul(CANDIDATE_SEED_STRIDE)));
-                sample.regions = self.group_regions(tok, &item.spec)?;
+                let noise_seed = seed.wrapping_add(k.wrapping_mul(CANDIDATE_SEED_STRIDE));
+                sample.init = InitLatent::Seed(noise_seed);
+                sample.regions = self.regions(tok, &item.spec, noise_seed)?;
                 let prompt = generation_prompt(&item.caption);
                 let img = self.generated(tok, &prompt, &generation_negative(), None, &sample)?;
                 let image = resize_to(&img, &item.image);

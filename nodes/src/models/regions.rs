@@ -13,7 +13,10 @@ use burn::prelude::*;
 
 use super::tokenizer::{generation_prompt, Tokenizer};
 use super::unilip::{encode_prompts, Condition, ConditionMode, Result, Unilip, UnilipError};
-use crate::shapesworld::{SceneSpec, Style};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use crate::shapesworld::{layout_spec, SceneSpec, Style};
 
 /// A box on the canvas, as fractions of its width and height: columns `x0..x1`, rows `y0..y1`
 /// (y down).
@@ -122,21 +125,89 @@ pub fn regional_caption<B: Backend>(
     Ok((Tensor::cat(embeds, 1), Tensor::cat(masks, 2)))
 }
 
-/// Regional prompts planned from a ShapesWorld caption relating two groups ("A left of B"): each
-/// group's own caption (in `style`'s words, as a generation prompt through `model`'s MLLM and
-/// connector in `mode`) over the half of the canvas the layout puts it in
-/// ([`SceneSpec::group_regions`]); none for a caption naming one group. The caption grammar is
-/// the layout planner that an LLM is in LLM-grounded diffusion.
+/// Where a ShapesWorld caption's regions go ([`caption_regions`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RegionLayout {
+    /// A caption relating two groups gets each group's own caption over the half of the canvas
+    /// the relation puts it in ([`SceneSpec::group_regions`]); a one-group caption gets none.
+    #[default]
+    Groups,
+    /// Every caption gets one region per object: a layout of the caption drawn by ShapesWorld's
+    /// own layout sampler, each object's caption ("a small red circle") over its box
+    /// ([`crate::shapesworld::Scene::object_regions`]); the count, sizes and places are the plan's.
+    Objects,
+}
+
+impl RegionLayout {
+    /// Both layouts, as [`RegionLayout::name`] spells them.
+    pub const NAMES: [&'static str; 2] = ["groups", "objects"];
+
+    /// `groups` or `objects`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RegionLayout::Groups => "groups",
+            RegionLayout::Objects => "objects",
+        }
+    }
+
+    /// The layout named `name` ([`RegionLayout::NAMES`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [RegionLayout::Groups, RegionLayout::Objects]
+            .into_iter()
+            .find(|l| l.name() == name)
+    }
+
+    /// The captions and boxes (`[x0, y0, x1, y1]` fractions) of `spec`'s regions in `style`'s
+    /// words; [`RegionLayout::Objects`] lays the spec out on a `resolution`-pixel canvas with
+    /// the layout sampler seeded by `seed`.
+    pub fn plan(
+        self,
+        spec: &SceneSpec,
+        style: &Style,
+        resolution: u32,
+        seed: u64,
+    ) -> Result<Vec<(String, [f32; 4])>> {
+        match self {
+            RegionLayout::Groups => Ok(spec.group_regions(style)),
+            RegionLayout::Objects => {
+                let mut rng = StdRng::seed_from_u64(seed);
+                layout_spec(spec, resolution, *style, &mut rng)
+                    .map(|scene| scene.object_regions())
+                    .map_err(|e| UnilipError::Input(format!("`{}`: {e}", spec.caption_in(style))))
+            }
+        }
+    }
+}
+
+/// How [`caption_regions`] plans: where the regions go, the layout sampler's seed
+/// ([`RegionLayout::Objects`]), and whether each region's tokens also read the base prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegionPlan {
+    /// Where the regions go.
+    pub layout: RegionLayout,
+    /// Seed of the object layout (unused for groups).
+    pub seed: u64,
+    /// See [`RegionPrompt::with_base`].
+    pub with_base: bool,
+}
+
+/// Regional prompts planned from a ShapesWorld caption as `plan` says
+/// ([`RegionLayout::plan`] on the model's canvas), each region's caption (in `style`'s words)
+/// conditioned as a generation prompt through `model`'s MLLM and connector in `mode`. The
+/// caption grammar and ShapesWorld's layout sampler are the layout planner that an LLM is in
+/// LLM-grounded diffusion.
 pub fn caption_regions<B: Backend>(
     model: &Unilip<B>,
     tok: &Tokenizer,
     spec: &SceneSpec,
     style: &Style,
     mode: ConditionMode,
-    with_base: bool,
+    plan: RegionPlan,
     device: &B::Device,
 ) -> Result<Vec<RegionPrompt<B>>> {
-    spec.group_regions(style)
+    let resolution = model.config.vision.vision_config.image_size.hw()[0] as u32;
+    plan.layout
+        .plan(spec, style, resolution, plan.seed)?
         .into_iter()
         .map(|(caption, edges)| {
             let prompt = generation_prompt(&caption);
@@ -144,7 +215,7 @@ pub fn caption_regions<B: Backend>(
             Ok(RegionPrompt {
                 cond: model.condition(ids, mask, None, mode)?,
                 area: Area::from_edges(edges),
-                with_base,
+                with_base: plan.with_base,
             })
         })
         .collect()
@@ -205,6 +276,44 @@ mod tests {
         }
         .validate()
         .is_err());
+    }
+
+    #[test]
+    fn object_layout_boxes_each_object_inside_its_groups_half() {
+        let style = Style::default();
+        let spec = SceneSpec::parse("two red circles left of a blue square").unwrap();
+        let plan = |seed| RegionLayout::Objects.plan(&spec, &style, 64, seed).unwrap();
+        let regions = plan(5);
+        assert_eq!(regions.len(), 3);
+        for (i, (caption, [x0, y0, x1, y1])) in regions.iter().enumerate() {
+            let object = SceneSpec::parse(caption).unwrap();
+            assert_eq!(object.object_count(), 1, "{caption}");
+            assert!(object.first.size.is_some(), "{caption}");
+            let group = if i < 2 { spec.first } else { spec.groups()[1] };
+            assert_eq!(
+                (object.first.colour, object.first.shape),
+                (group.colour, group.shape)
+            );
+            // A small object's box is about a sixth of the canvas; each lies in its half.
+            assert!(x1 - x0 > 0.15 && x1 - x0 < 0.45 && y1 > y0, "{caption}");
+            assert!(if i < 2 { *x1 <= 0.5 } else { *x0 >= 0.5 }, "{caption}");
+        }
+        assert_eq!(plan(5), regions);
+        assert_ne!(plan(6), regions);
+        assert!(RegionLayout::Groups
+            .plan(&SceneSpec::parse("two red circles").unwrap(), &style, 64, 5)
+            .unwrap()
+            .is_empty());
+        let crowded =
+            SceneSpec::parse("four large red circles left of four large blue squares").unwrap();
+        let err = RegionLayout::Objects
+            .plan(&crowded, &style, 64, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("four large red circles") && err.contains("8 objects"),
+            "{err}"
+        );
     }
 
     #[test]

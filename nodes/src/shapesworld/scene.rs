@@ -271,6 +271,24 @@ impl Object {
         self.cx - r >= BORDER && self.cy - r >= BORDER && self.cx + r <= hi && self.cy + r <= hi
     }
 
+    /// Its caption as a group of one, size named ("a small red circle").
+    pub fn phrase(&self, style: &Style) -> String {
+        words::group_phrase(1, Some(self.size), self.colour, self.shape, style)
+    }
+
+    /// The box around its bounding circle as fractions of the image, `[x0, y0, x1, y1]`
+    /// (y down), within `[0, 1]`.
+    pub fn edges(&self, resolution: u32) -> [f32; 4] {
+        let (r, side) = (self.bounding_radius(resolution), resolution as f32);
+        let at = |v: f32| (v / side).clamp(0.0, 1.0);
+        [
+            at(self.cx - r),
+            at(self.cy - r),
+            at(self.cx + r),
+            at(self.cy + r),
+        ]
+    }
+
     /// Whether the bounding circles of `self` and `other` are at least
     /// [`object_gap`] apart.
     pub fn is_clear_of(&self, other: &Object, resolution: u32) -> bool {
@@ -300,6 +318,15 @@ impl Scene {
         self.objects.iter().enumerate().all(|(i, a)| {
             a.is_inside(res) && self.objects[i + 1..].iter().all(|b| a.is_clear_of(b, res))
         })
+    }
+
+    /// Each object's own caption ([`Object::phrase`]) with its box ([`Object::edges`]): what
+    /// regional prompting with one region per object reads where.
+    pub fn object_regions(&self) -> Vec<(String, [f32; 4])> {
+        self.objects
+            .iter()
+            .map(|o| (o.phrase(&self.style), o.edges(self.resolution)))
+            .collect()
     }
 
     /// Exhaustive relation-free description of the objects, grouped by identical

@@ -2,6 +2,7 @@
 //! on it ([`shapes_tokenizer`]).
 
 use super::data::{DataError, Dataset, DatasetKind, HostImage, RegionCaption, Sample};
+use crate::models::regions::RegionLayout;
 use crate::models::tokenizer::{build_word_level, Tokenizer, TokenizerError, TEMPLATE_WORDS};
 use crate::shapesworld::{vocabulary, GenConfig, Generator, QuestionKind, EDIT_KIND_NAMES};
 
@@ -15,9 +16,10 @@ pub struct ShapesDataset {
     questions: Option<QuestionKind>,
     /// Edits only: these edit kinds alone ([`EDIT_KIND_NAMES`]; `None`: every kind, as drawn).
     edits: Option<Vec<&'static str>>,
-    /// Captions only: give each caption relating two groups its groups' captions and halves
-    /// ([`Sample::regions`]).
-    regions: bool,
+    /// Captions only: ground captions with regions ([`Sample::regions`]): each caption relating
+    /// two groups with its groups' captions and halves, or every caption with its objects'
+    /// captions and boxes.
+    regions: Option<RegionLayout>,
 }
 
 impl ShapesDataset {
@@ -30,7 +32,7 @@ impl ShapesDataset {
             n,
             questions: None,
             edits: None,
-            regions: false,
+            regions: None,
         })
     }
 
@@ -79,17 +81,18 @@ impl ShapesDataset {
         Ok(self)
     }
 
-    /// The same caption stream with each caption relating two groups grounded: its groups'
-    /// own captions and the halves of the image the layout puts them in ([`Sample::regions`]);
-    /// refused for edits and VQA.
-    pub fn with_regions(mut self) -> Result<Self, String> {
+    /// The same caption stream grounded ([`Sample::regions`]) as `layout` places regions: each
+    /// caption relating two groups with its groups' own captions and the halves of the image
+    /// the layout puts them in, or every caption with each rendered object's own caption and
+    /// box ([`crate::shapesworld::Scene::object_regions`]); refused for edits and VQA.
+    pub fn with_regions(mut self, layout: RegionLayout) -> Result<Self, String> {
         if self.kind != DatasetKind::Captions {
             return Err(format!(
                 "regions ground captions, but the dataset's kind is `{}`",
                 self.kind
             ));
         }
-        self.regions = true;
+        self.regions = Some(layout);
         Ok(self)
     }
 
@@ -117,14 +120,15 @@ impl Dataset for ShapesDataset {
                     image: HostImage::from(&item.image),
                     source: None,
                     regions: match self.regions {
-                        true => item
-                            .spec
-                            .group_regions(&self.generator.style())
-                            .into_iter()
-                            .map(|(caption, edges)| RegionCaption { caption, edges })
-                            .collect(),
-                        false => Vec::new(),
-                    },
+                        Some(RegionLayout::Groups) => {
+                            item.spec.group_regions(&self.generator.style())
+                        }
+                        Some(RegionLayout::Objects) => item.scene.object_regions(),
+                        None => Vec::new(),
+                    }
+                    .into_iter()
+                    .map(|(caption, edges)| RegionCaption { caption, edges })
+                    .collect(),
                     text: item.caption,
                     answer: None,
                 }
@@ -176,8 +180,9 @@ impl Dataset for ShapesDataset {
             None => filter,
         };
         let filter = match self.regions {
-            true => format!("{filter}:regions"),
-            false => filter,
+            Some(RegionLayout::Groups) => format!("{filter}:regions"),
+            Some(RegionLayout::Objects) => format!("{filter}:regions=objects"),
+            None => filter,
         };
         format!(
             "shapesworld:{:?}:{}:{}{filter}",

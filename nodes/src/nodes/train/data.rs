@@ -8,6 +8,7 @@ use unilip_core::{
     ExecCtx, Node, NodeError, NodeSchema, ParamSpec, ParamValue, PortSpec, PortType, Value,
 };
 
+use crate::models::regions::RegionLayout;
 use crate::nodes::unilip::payload::input;
 use crate::nodes::unilip::payload::payload;
 use crate::nodes::{failed, path_param};
@@ -134,9 +135,16 @@ impl ShapesWorldData {
                     ParamSpec::bool(
                         "regions",
                         false,
-                        "Captions: ground each caption relating two groups with its groups' own \
-                         captions and halves, so training lets each half read its group's caption \
-                         (regional prompting, as `--regions with-base` samples)",
+                        "Captions: ground captions with regional prompts (see region_layout), so \
+                         training lets each region read its own caption beside the whole caption \
+                         (as `--regions with-base` samples)",
+                    ),
+                    ParamSpec::choice(
+                        "region_layout",
+                        RegionLayout::Groups.name(),
+                        &RegionLayout::NAMES,
+                        "With regions: groups (each group of a two-group caption over its half) \
+                         or objects (each object's caption over its box, for every caption)",
                     ),
                     ParamSpec::text(
                         "edits",
@@ -191,7 +199,16 @@ pub fn shapes_dataset(params: &BTreeMap<String, ParamValue>) -> Result<ShapesDat
         }
     };
     let data = match params.get("regions") {
-        Some(ParamValue::Bool(true)) => data.with_regions()?,
+        Some(ParamValue::Bool(true)) => {
+            let name = s("region_layout", "groups");
+            let layout = RegionLayout::from_name(&name).ok_or_else(|| {
+                format!(
+                    "unknown region_layout `{name}` (expected {})",
+                    RegionLayout::NAMES.join(" or ")
+                )
+            })?;
+            data.with_regions(layout)?
+        }
         _ => data,
     };
     match s("questions", "all").as_str() {

@@ -1,14 +1,14 @@
 //! Regional prompting ([`crate::models::regions`]): `unilip.region` lets a second prompt's
 //! condition drive one box of the canvas through the DiT's cross-attention (chain it to add more
-//! regions); `unilip.caption_regions` plans the regions of a ShapesWorld caption relating two
-//! groups by itself.
+//! regions); `unilip.caption_regions` plans the regions of a ShapesWorld caption by itself (one
+//! per group, or one per object).
 
 use unilip_core::{ExecCtx, Node, NodeError, NodeSchema, ParamSpec, PortSpec, PortType, Value};
 
 use super::checkpoint::{model_input, model_port};
 use super::payload::{input, model_err, value, Conditioning};
 use crate::backend::device;
-use crate::models::regions::{caption_regions, Area, RegionPrompt};
+use crate::models::regions::{caption_regions, Area, RegionLayout, RegionPlan, RegionPrompt};
 use crate::register_node;
 use crate::shapesworld::{SceneSpec, Style};
 
@@ -110,14 +110,17 @@ impl CaptionRegions {
                 version: 1,
                 category: "unilip/condition".into(),
                 description:
-                    "Plans regional prompts from the prompt's text: a ShapesWorld caption \
-                              relating two groups (\"two red circles left of a blue square\") gets \
-                              each group's own caption over the half of the canvas its layout \
-                              puts the group in, as `unilip.region` nodes would (the caption \
-                              grammar plays the layout-planning LLM of LLM-grounded diffusion). \
-                              The groups' captions are conditioned in the base condition's \
-                              mode, through the whole connector. Any other text passes the \
-                              conditioning through, with a warning when it does not parse."
+                    "Plans regional prompts from the prompt's text, as `unilip.region` nodes \
+                              would (the caption grammar and ShapesWorld's layout sampler play \
+                              the layout-planning LLM of LLM-grounded diffusion). Layout \
+                              `groups`: a ShapesWorld caption relating two groups (\"two red \
+                              circles left of a blue square\") gets each group's own caption \
+                              over the half of the canvas its layout puts the group in. Layout \
+                              `objects`: every caption is laid out (from `seed`) and each object \
+                              gets its own caption (\"a small red circle\") over its box. The \
+                              regions' captions are conditioned in the base condition's mode, \
+                              through the whole connector. Text that does not parse passes the \
+                              conditioning through, with a warning."
                         .into(),
                 inputs: vec![
                     model_port(),
@@ -137,11 +140,21 @@ impl CaptionRegions {
                     PortType::Conditioning { dim: None },
                     "The base condition with the groups' regions added",
                 )],
-                params: vec![ParamSpec::bool(
-                    "with_base",
-                    true,
-                    "Each half also reads the whole prompt (false: its group's caption alone)",
-                )],
+                params: vec![
+                    ParamSpec::bool(
+                        "with_base",
+                        true,
+                        "Each region also reads the whole prompt (false: its own caption alone)",
+                    ),
+                    ParamSpec::choice(
+                        "layout",
+                        RegionLayout::Groups.name(),
+                        &RegionLayout::NAMES,
+                        "groups: one region per group of a two-group caption; objects: one \
+                         region per object of a sampled layout",
+                    ),
+                    ParamSpec::seed("seed", 0, "Seed of the object layout (layout `objects`)"),
+                ],
                 output_node: false,
             },
         }
@@ -172,7 +185,12 @@ impl Node for CaptionRegions {
             &spec,
             &Style::default(),
             base.mode,
-            ctx.bool("with_base")?,
+            RegionPlan {
+                layout: RegionLayout::from_name(ctx.str("layout")?)
+                    .ok_or_else(|| NodeError::msg("unknown layout"))?,
+                seed: ctx.int("seed")? as u64,
+                with_base: ctx.bool("with_base")?,
+            },
             &device(),
         )
         .map_err(model_err)?;
