@@ -147,6 +147,10 @@ fn plan_of(doc: &GraphDoc) -> RegionPlan {
             .get("seed")
             .and_then(ParamValue::as_f64)
             .unwrap_or(0.0) as u64,
+        layouts: params
+            .get("layouts")
+            .and_then(ParamValue::as_f64)
+            .unwrap_or(1.0) as usize,
         with_base: !matches!(params.get("with_base"), Some(ParamValue::Bool(false))),
     }
 }

@@ -495,6 +495,7 @@ impl Eval<'_> {
             RegionPlan {
                 layout: self.opts.layout,
                 seed,
+                layouts: 1,
                 with_base: self.opts.regions == RegionMode::WithBase,
             },
             &device(),

@@ -83,8 +83,9 @@ pub type MaskedCaption<B> = (Tensor<B, 3>, Tensor<B, 3>);
 pub struct RegionPrompt<B: Backend> {
     /// Its condition: one row (shared by every sampled latent) or one per latent.
     pub cond: Condition<B>,
-    /// Where it applies.
-    pub area: Area,
+    /// Where it applies: one box shared by every sampled latent, or one per latent (candidates
+    /// sampled under different layouts).
+    pub areas: Vec<Area>,
     /// Whether the tokens of its area also read the base prompt (the whole caption) beside its
     /// own; without it they read its prompt alone (and those of other regions covering them).
     pub with_base: bool,
@@ -103,24 +104,43 @@ pub fn regional_caption<B: Backend>(
     let n = base.batch();
     let tokens = grid[0] * grid[1];
     let dev = base.embeds.device();
-    let covered: Vec<Vec<bool>> = regions
+    // Per region, per latent row: which tokens its box covers.
+    let covered: Vec<Vec<Vec<bool>>> = regions
         .iter()
-        .map(|r| r.area.validate().map(|()| r.area.covers(grid)))
-        .collect::<Result<_>>()?;
-    let base_reads: Vec<bool> = (0..tokens)
-        .map(|t| {
-            regions
+        .map(|r| {
+            let rows: Vec<Vec<bool>> = r
+                .areas
                 .iter()
-                .zip(&covered)
-                .all(|(r, c)| r.with_base || !c[t])
+                .map(|a| a.validate().map(|()| a.covers(grid)))
+                .collect::<Result<_>>()?;
+            match rows.len() {
+                1 => Ok(vec![rows[0].clone(); n]),
+                k if k == n => Ok(rows),
+                k => Err(UnilipError::Input(format!(
+                    "a region with {k} boxes (one per candidate layout) for {n} latents: give \
+                     one box, or one per latent"
+                ))),
+            }
+        })
+        .collect::<Result<_>>()?;
+    let base_reads: Vec<Vec<bool>> = (0..n)
+        .map(|row| {
+            (0..tokens)
+                .map(|t| {
+                    regions
+                        .iter()
+                        .zip(&covered)
+                        .all(|(r, c)| r.with_base || !c[row][t])
+                })
+                .collect()
         })
         .collect();
     let mut embeds = vec![base.embeds.clone()];
-    let mut masks = vec![token_mask(&base.mask, &[base_reads], &dev)];
+    let mut masks = vec![token_mask(&base.mask, &base_reads, &dev)];
     for (region, covered) in regions.iter().zip(&covered) {
         let cond = region.cond.broadcast(n)?;
         embeds.push(cond.embeds);
-        masks.push(token_mask(&cond.mask, std::slice::from_ref(covered), &dev));
+        masks.push(token_mask(&cond.mask, covered, &dev));
     }
     Ok((Tensor::cat(embeds, 1), Tensor::cat(masks, 2)))
 }
@@ -179,14 +199,18 @@ impl RegionLayout {
     }
 }
 
-/// How [`caption_regions`] plans: where the regions go, the layout sampler's seed
-/// ([`RegionLayout::Objects`]), and whether each region's tokens also read the base prompt.
+/// How [`caption_regions`] plans: where the regions go, the layout sampler's seed and how many
+/// layouts ([`RegionLayout::Objects`]), and whether each region's tokens also read the base
+/// prompt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RegionPlan {
     /// Where the regions go.
     pub layout: RegionLayout,
-    /// Seed of the object layout (unused for groups).
+    /// Seed of the (first) object layout; unused for groups.
     pub seed: u64,
+    /// Object layouts drawn (seeds `seed`, `seed + 1`, …), one per sampled latent, so that
+    /// candidates sampled together each get their own; 1 shares one layout. Groups have one.
+    pub layouts: usize,
     /// See [`RegionPrompt::with_base`].
     pub with_base: bool,
 }
@@ -206,15 +230,25 @@ pub fn caption_regions<B: Backend>(
     device: &B::Device,
 ) -> Result<Vec<RegionPrompt<B>>> {
     let resolution = model.config.vision.vision_config.image_size.hw()[0] as u32;
-    plan.layout
-        .plan(spec, style, resolution, plan.seed)?
-        .into_iter()
-        .map(|(caption, edges)| {
-            let prompt = generation_prompt(&caption);
-            let (ids, mask) = encode_prompts::<B>(tok, &[&prompt], device)?;
+    let layouts = match plan.layout {
+        RegionLayout::Groups => 1,
+        RegionLayout::Objects => plan.layouts.max(1),
+    };
+    let plans: Vec<Vec<(String, [f32; 4])>> = (0..layouts as u64)
+        .map(|k| {
+            plan.layout
+                .plan(spec, style, resolution, plan.seed.wrapping_add(k))
+        })
+        .collect::<Result<_>>()?;
+    // Every layout of one spec has as many regions (its groups, or its objects).
+    (0..plans[0].len())
+        .map(|j| {
+            let prompts: Vec<String> = plans.iter().map(|p| generation_prompt(&p[j].0)).collect();
+            let texts: Vec<&str> = prompts.iter().map(String::as_str).collect();
+            let (ids, mask) = encode_prompts::<B>(tok, &texts, device)?;
             Ok(RegionPrompt {
                 cond: model.condition(ids, mask, None, mode)?,
-                area: Area::from_edges(edges),
+                areas: plans.iter().map(|p| Area::from_edges(p[j].1)).collect(),
                 with_base: plan.with_base,
             })
         })
@@ -279,6 +313,37 @@ mod tests {
     }
 
     #[test]
+    fn a_region_with_one_box_per_latent_places_each_latent_on_its_own() {
+        let base = cond(2, 1, 0.0);
+        let half = |x0, x1| Area {
+            x0,
+            x1,
+            ..Area::FULL
+        };
+        let region = |areas| RegionPrompt {
+            cond: cond(1, 1, 1.0),
+            areas,
+            with_base: false,
+        };
+        let (_, mask) = regional_caption(
+            &base,
+            &[region(vec![half(0.0, 0.5), half(0.5, 1.0)])],
+            [1, 2],
+        )
+        .unwrap();
+        let mask: Vec<f32> = mask.into_data().to_vec().unwrap();
+        // Row 0: token 0 reads the region, token 1 the base; row 1 the other way round.
+        assert_eq!(mask, vec![0., 1., 1., 0., 1., 0., 0., 1.]);
+        let err = regional_caption(&base, &[region(vec![Area::FULL; 3])], [1, 2])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("3 boxes") && err.contains("2 latents"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn object_layout_boxes_each_object_inside_its_groups_half() {
         let style = Style::default();
         let spec = SceneSpec::parse("two red circles left of a blue square").unwrap();
@@ -321,10 +386,10 @@ mod tests {
         let base = cond(2, 3, 0.0);
         let left = |with_base| RegionPrompt {
             cond: cond(1, 2, 1.0),
-            area: Area {
+            areas: vec![Area {
                 x1: 0.5,
                 ..Area::FULL
-            },
+            }],
             with_base,
         };
         let (caption, mask) = regional_caption(&base, &[left(false)], [1, 2]).unwrap();
@@ -343,11 +408,11 @@ mod tests {
         };
         assert!(regional_caption(&base, &[wrong_rows], [1, 2]).is_err());
         let outside = RegionPrompt {
-            area: Area {
+            areas: vec![Area {
                 x0: 0.5,
                 x1: 0.2,
                 ..Area::FULL
-            },
+            }],
             ..left(false)
         };
         assert!(regional_caption(&base, &[outside], [1, 2]).is_err());

@@ -87,7 +87,7 @@ impl Node for Region {
         let mut out = base.clone();
         out.regions.push(RegionPrompt {
             cond: region.cond.clone(),
-            area,
+            areas: vec![area],
             with_base: ctx.bool("with_base")?,
         });
         Ok(vec![value(out)])
@@ -154,6 +154,15 @@ impl CaptionRegions {
                          region per object of a sampled layout",
                     ),
                     ParamSpec::seed("seed", 0, "Seed of the object layout (layout `objects`)"),
+                    ParamSpec::int(
+                        "layouts",
+                        1,
+                        1,
+                        64,
+                        "Layout `objects`: layouts drawn (seeds seed, seed + 1, ...), one per \
+                         candidate of a batch (set it to unilip.dit_denoise's batch); 1 shares \
+                         one layout",
+                    ),
                 ],
                 output_node: false,
             },
@@ -189,6 +198,7 @@ impl Node for CaptionRegions {
                 layout: RegionLayout::from_name(ctx.str("layout")?)
                     .ok_or_else(|| NodeError::msg("unknown layout"))?,
                 seed: ctx.int("seed")? as u64,
+                layouts: ctx.int("layouts")?.max(1) as usize,
                 with_base: ctx.bool("with_base")?,
             },
             &device(),
