@@ -278,7 +278,7 @@ fn grounded_captions_let_each_region_read_its_caption_in_cross_attention() {
     };
     let data = ShapesDataset::new(config, DatasetKind::Captions, 40)
         .unwrap()
-        .with_regions(RegionLayout::Groups)
+        .with_regions(RegionLayout::Groups, 1.0)
         .unwrap();
     let generator = data.generator().clone();
     for i in 0..40 {
@@ -294,7 +294,7 @@ fn grounded_captions_let_each_region_read_its_caption_in_cross_attention() {
     // caption over a box around it.
     let data = ShapesDataset::new(config, DatasetKind::Captions, 40)
         .unwrap()
-        .with_regions(RegionLayout::Objects)
+        .with_regions(RegionLayout::Objects, 1.0)
         .unwrap();
     for i in 0..40 {
         let sample = data.get(i).unwrap();
@@ -314,9 +314,35 @@ fn grounded_captions_let_each_region_read_its_caption_in_cross_attention() {
             assert!(x1 - x0 < 0.5 && y1 - y0 < 0.5, "{region:?}");
         }
     }
+    // A share grounds about that share of captions, the same ones on every read, and leaves
+    // the rest plain; a share of 0 or above 1 is refused by name.
+    let captions = |share| {
+        let data = ShapesDataset::new(config, DatasetKind::Captions, 400)
+            .unwrap()
+            .with_regions(RegionLayout::Objects, share)
+            .unwrap();
+        (0..400)
+            .map(|i| !data.get(i).unwrap().regions.is_empty())
+            .collect::<Vec<bool>>()
+    };
+    let half = captions(0.5);
+    let grounded = half.iter().filter(|&&g| g).count();
+    assert!(
+        (160..=240).contains(&grounded),
+        "{grounded} of 400 grounded"
+    );
+    assert_eq!(half, captions(0.5));
+    assert!(captions(1.0).iter().all(|&g| g));
+    for share in [0.0, 1.5] {
+        let err = ShapesDataset::new(config, DatasetKind::Captions, 4)
+            .unwrap()
+            .with_regions(RegionLayout::Objects, share)
+            .unwrap_err();
+        assert!(err.contains("region_share"), "{err}");
+    }
     assert!(ShapesDataset::new(config, DatasetKind::Edits, 4)
         .unwrap()
-        .with_regions(RegionLayout::Groups)
+        .with_regions(RegionLayout::Groups, 1.0)
         .is_err());
 }
 

@@ -251,7 +251,7 @@ fn first_in_run<T>(index: u64, fitting: impl FnMut(u64) -> Option<T>) -> T {
 }
 
 /// One step of the splitmix64 generator, used as a 64-bit mixing function.
-fn splitmix64(x: u64) -> u64 {
+pub(crate) fn splitmix64(x: u64) -> u64 {
     let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);

@@ -4,7 +4,12 @@
 use super::data::{DataError, Dataset, DatasetKind, HostImage, RegionCaption, Sample};
 use crate::models::regions::RegionLayout;
 use crate::models::tokenizer::{build_word_level, Tokenizer, TokenizerError, TEMPLATE_WORDS};
+use crate::shapesworld::generator::splitmix64;
 use crate::shapesworld::{vocabulary, GenConfig, Generator, QuestionKind, EDIT_KIND_NAMES};
+
+/// Mixed into an item's index for its grounding draw, so the draw is independent of the
+/// generator's own per-item seeds.
+const REGION_SHARE_SALT: u64 = 0x7265_6769_6f6e_73;
 
 /// `n` procedural samples of one kind, rendered on demand (nothing is stored).
 #[derive(Debug, Clone)]
@@ -20,6 +25,9 @@ pub struct ShapesDataset {
     /// two groups with its groups' captions and halves, or every caption with its objects'
     /// captions and boxes.
     regions: Option<RegionLayout>,
+    /// The share of captions grounded when `regions` is set (each item's draw is fixed by its
+    /// index), so the rest keep training the DiT on the whole caption alone.
+    region_share: f64,
 }
 
 impl ShapesDataset {
@@ -33,6 +41,7 @@ impl ShapesDataset {
             questions: None,
             edits: None,
             regions: None,
+            region_share: 1.0,
         })
     }
 
@@ -84,8 +93,15 @@ impl ShapesDataset {
     /// The same caption stream grounded ([`Sample::regions`]) as `layout` places regions: each
     /// caption relating two groups with its groups' own captions and the halves of the image
     /// the layout puts them in, or every caption with each rendered object's own caption and
-    /// box ([`crate::shapesworld::Scene::object_regions`]); refused for edits and VQA.
-    pub fn with_regions(mut self, layout: RegionLayout) -> Result<Self, String> {
+    /// box ([`crate::shapesworld::Scene::object_regions`]). Only the share `share` of captions
+    /// (drawn per index) is grounded; the rest stay plain. Refused for edits and VQA and for a
+    /// share outside `(0, 1]`.
+    pub fn with_regions(mut self, layout: RegionLayout, share: f64) -> Result<Self, String> {
+        if !(share > 0.0 && share <= 1.0) {
+            return Err(format!(
+                "region_share {share}: must be above 0 and at most 1"
+            ));
+        }
         if self.kind != DatasetKind::Captions {
             return Err(format!(
                 "regions ground captions, but the dataset's kind is `{}`",
@@ -93,7 +109,14 @@ impl ShapesDataset {
             ));
         }
         self.regions = Some(layout);
+        self.region_share = share;
         Ok(self)
+    }
+
+    /// Whether caption `index` is among the grounded share ([`ShapesDataset::with_regions`]).
+    fn grounded(&self, index: usize) -> bool {
+        let draw = splitmix64(index as u64 ^ REGION_SHARE_SALT) >> 11;
+        (draw as f64) < self.region_share * (1u64 << 53) as f64
     }
 
     /// The generator underneath.
@@ -119,7 +142,7 @@ impl Dataset for ShapesDataset {
                 Sample {
                     image: HostImage::from(&item.image),
                     source: None,
-                    regions: match self.regions {
+                    regions: match self.regions.filter(|_| self.grounded(index)) {
                         Some(RegionLayout::Groups) => {
                             item.spec.group_regions(&self.generator.style())
                         }
@@ -183,6 +206,10 @@ impl Dataset for ShapesDataset {
             Some(RegionLayout::Groups) => format!("{filter}:regions"),
             Some(RegionLayout::Objects) => format!("{filter}:regions=objects"),
             None => filter,
+        };
+        let filter = match self.region_share {
+            1.0 => filter,
+            share => format!("{filter}:share={share}"),
         };
         format!(
             "shapesworld:{:?}:{}:{}{filter}",

@@ -146,6 +146,14 @@ impl ShapesWorldData {
                         "With regions: groups (each group of a two-group caption over its half) \
                          or objects (each object's caption over its box, for every caption)",
                     ),
+                    ParamSpec::float(
+                        "region_share",
+                        1.0,
+                        0.0,
+                        1.0,
+                        "With regions: the share of captions grounded (drawn per item); the rest \
+                         train on the whole caption alone, as plain sampling reads it",
+                    ),
                     ParamSpec::text(
                         "edits",
                         "all",
@@ -207,7 +215,11 @@ pub fn shapes_dataset(params: &BTreeMap<String, ParamValue>) -> Result<ShapesDat
                     RegionLayout::NAMES.join(" or ")
                 )
             })?;
-            data.with_regions(layout)?
+            let share = match params.get("region_share") {
+                Some(v) => v.as_f64().unwrap_or(f64::NAN),
+                None => 1.0,
+            };
+            data.with_regions(layout, share)?
         }
         _ => data,
     };
