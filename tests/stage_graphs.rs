@@ -641,8 +641,9 @@ fn object_layout_plans_a_region_per_object_for_every_prompt() {
     assert!(max_diff(&image_of(&one_group), &image_of(&unplanned)) > 1e-2);
 }
 
-/// `generate_best_of.ron`: `dit.batch` samples several candidates under one prompt (the first
-/// from batch 1's noise, so it is `generate.ron`'s image), and `unilip.rank_by_answers` passes
+/// `generate_best_of.ron`: `dit.batch` samples several candidates under one prompt, each under
+/// its own planned layout (the first from batch 1's noise and the plan's first layout, so it is
+/// `generate.ron`'s image), and `unilip.rank_by_answers` passes
 /// on exactly the candidate whose answers to the prompt's questions the model rates highest.
 /// A prompt outside the caption grammar, with no questions listed, is an error naming the node
 /// and the param to fill in.
@@ -674,7 +675,15 @@ fn best_of_graph_keeps_the_candidate_its_own_answers_rate_highest() {
         .unwrap();
     let d = max_diff(
         &row(0).data,
-        &generate_direct(ConditionMode::Dual, 42, max_sigma as f32, plan_of(&doc)),
+        &generate_direct(
+            ConditionMode::Dual,
+            42,
+            max_sigma as f32,
+            RegionPlan {
+                layouts: 1,
+                ..plan_of(&doc)
+            },
+        ),
     );
     assert!(
         d < 1e-4,
