@@ -9,7 +9,7 @@ use crate::shapesworld::{vocabulary, GenConfig, Generator, QuestionKind, EDIT_KI
 
 /// Mixed into an item's index for its grounding draw, so the draw is independent of the
 /// generator's own per-item seeds.
-const REGION_SHARE_SALT: u64 = 0x7265_6769_6f6e_73;
+const REGION_SHARE_SALT: u64 = 0x0072_6567_696f_6e73;
 
 /// `n` procedural samples of one kind, rendered on demand (nothing is stored).
 #[derive(Debug, Clone)]
