@@ -119,9 +119,9 @@ pub struct EvalOptions {
     /// robust the decoder is to latents that are slightly off, as a DiT's samples are. 0 is
     /// the plain reconstruction.
     pub latent_noise: f32,
-    /// Generation only: how a prompt relating two groups ("A left of B") is sampled. With
-    /// regions, each group's own caption is read in cross-attention by the half of the canvas
-    /// the relation puts it in, as ShapesWorld's layout places it ([`crate::models::regions`]).
+    /// Generation only: regional prompting ([`crate::models::regions`]). With regions, each
+    /// region's own caption is read in cross-attention by the tokens of its box (alone, or
+    /// beside the whole prompt); [`EvalOptions::layout`] says where the regions go.
     pub regions: RegionMode,
     /// Generation with regions only: one region per group of a two-group prompt, or one per
     /// object of a layout the planner draws for every prompt (from each candidate's noise seed).

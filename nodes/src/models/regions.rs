@@ -10,12 +10,11 @@
 //! once per area and blends its outputs.
 
 use burn::prelude::*;
-
-use super::tokenizer::{generation_prompt, Tokenizer};
-use super::unilip::{encode_prompts, Condition, ConditionMode, Result, Unilip, UnilipError};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
+use super::tokenizer::{generation_prompt, Tokenizer};
+use super::unilip::{encode_prompts, Condition, ConditionMode, Result, Unilip, UnilipError};
 use crate::shapesworld::{layout_spec, SceneSpec, Style};
 
 /// A box on the canvas, as fractions of its width and height: columns `x0..x1`, rows `y0..y1`
@@ -86,7 +85,7 @@ pub struct RegionPrompt<B: Backend> {
     /// Where it applies: one box shared by every sampled latent, or one per latent (candidates
     /// sampled under different layouts).
     pub areas: Vec<Area>,
-    /// Whether the tokens of its area also read the base prompt (the whole caption) beside its
+    /// Whether the tokens of its box also read the base prompt (the whole caption) beside its
     /// own; without it they read its prompt alone (and those of other regions covering them).
     pub with_base: bool,
 }
