@@ -145,11 +145,10 @@ pub fn regional_caption<B: Backend>(
 }
 
 /// Where a ShapesWorld caption's regions go ([`caption_regions`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RegionLayout {
     /// A caption relating two groups gets each group's own caption over the half of the canvas
     /// the relation puts it in ([`SceneSpec::group_regions`]); a one-group caption gets none.
-    #[default]
     Groups,
     /// Every caption gets one region per object: a layout of the caption drawn by ShapesWorld's
     /// own layout sampler, each object's caption ("a small red circle") over its box

@@ -208,7 +208,7 @@ pub fn shapes_dataset(params: &BTreeMap<String, ParamValue>) -> Result<ShapesDat
     };
     let data = match params.get("regions") {
         Some(ParamValue::Bool(true)) => {
-            let name = s("region_layout", "groups");
+            let name = s("region_layout", RegionLayout::Groups.name());
             let layout = RegionLayout::from_name(&name).ok_or_else(|| {
                 format!(
                     "unknown region_layout `{name}` (expected {})",
