@@ -606,3 +606,55 @@ fn eval_flow_shift_overrides_the_checkpoints_and_refuses_non_positive_values() {
         String::from_utf8_lossy(&refused.stderr)
     );
 }
+
+/// `--edit-method flow-edit`: at strength 0 every output is the source's reconstruction (no
+/// change made); at its default strength (0.6) the edits move off the source; moves and swaps
+/// return the source. Per-kind scores are reported for either method.
+#[test]
+fn eval_flow_edit_method_edits_from_the_source() {
+    let run = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec![
+            "eval",
+            "shapesworld",
+            "--task",
+            "edit",
+            "--n",
+            "6",
+            "--steps",
+            "4",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        serde_json::from_str(&ok(&unilip(&args))).unwrap()
+    };
+    let kept = run(&["--edit-method", "flow-edit", "--strength", "0"]);
+    assert_eq!(kept["edit_change_made"], 0.0, "{kept}");
+    assert!(
+        kept["edit_source_psnr_db"].as_f64().unwrap() >= 28.0,
+        "{kept}"
+    );
+    let edited = run(&["--edit-method", "flow-edit"]);
+    let from_source = edited["edit_source_psnr_db"].as_f64().unwrap();
+    assert!(
+        from_source < kept["edit_source_psnr_db"].as_f64().unwrap() - 1.0,
+        "{edited}"
+    );
+    let unilip_edit = run(&[]);
+    for m in [&kept, &edited, &unilip_edit] {
+        let items: f64 = ["recolour", "move", "add", "remove", "resize", "swap"]
+            .iter()
+            .filter_map(|k| m[format!("edit_{k}_items")].as_f64())
+            .sum();
+        assert_eq!(items, 6.0, "{m}");
+    }
+    let bad = unilip(&[
+        "eval",
+        "shapesworld",
+        "--task",
+        "edit",
+        "--edit-method",
+        "inpaint",
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("flow-edit"));
+}

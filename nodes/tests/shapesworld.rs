@@ -1149,3 +1149,100 @@ fn edit_streams_of_some_kinds_hold_only_those_kinds_and_all_is_unchanged() {
     let err = shapes_dataset(&vqa).unwrap_err();
     assert!(err.contains("`swap`") && err.contains("`vqa`"), "{err}");
 }
+
+#[test]
+fn instructions_parse_back_to_their_edit_in_every_domain() {
+    let mut kinds = BTreeSet::new();
+    for g in generators() {
+        for i in 0..100 {
+            let item = g.edit_item(i).item;
+            assert_eq!(
+                EditKind::parse(&item.instruction),
+                Ok(item.kind),
+                "{}",
+                item.instruction
+            );
+            kinds.insert(item.kind.name());
+        }
+    }
+    assert_eq!(kinds.len(), EDIT_KIND_NAMES.len());
+    // Punctuation and case do not matter; "an" is "a".
+    assert_eq!(
+        EditKind::parse("Add an orange Star."),
+        Ok(EditKind::Add {
+            object: ObjectRef {
+                colour: Colour::Orange,
+                shape: Shape::Star
+            }
+        })
+    );
+}
+
+#[test]
+fn instructions_outside_the_grammar_name_the_word_that_does_not_fit() {
+    let err = |text: &str| EditKind::parse(text).unwrap_err().to_string();
+    assert_eq!(
+        err("paint the red circle blue"),
+        "word 0 (\"paint\"): expected an edit (make, move, add, remove or swap)"
+    );
+    assert_eq!(
+        err("make the red circle wobbly"),
+        "word 4 (\"wobbly\"): expected a colour, \"larger\" or \"smaller\""
+    );
+    assert_eq!(
+        err("move the red circle sideways"),
+        "word 4 (\"sideways\"): expected a direction (left, right, up or down)"
+    );
+    assert_eq!(
+        err("swap the red circle"),
+        "the text ended early: expected \"and\""
+    );
+    assert_eq!(
+        err("remove the red circle now"),
+        "word 4 (\"now\"): expected the end of the text"
+    );
+    assert_eq!(err(" ? "), "no words");
+}
+
+#[test]
+fn prompt_pairs_caption_the_object_before_and_after() {
+    let style = Style::default();
+    let pair = |text: &str| EditKind::parse(text).unwrap().prompt_pair(&style);
+    let some = |a: &str| Some(a.to_string());
+    assert_eq!(
+        pair("make the red circle blue"),
+        Some((some("a red circle"), some("a blue circle")))
+    );
+    assert_eq!(
+        pair("make the orange triangle smaller"),
+        Some((
+            some("a large orange triangle"),
+            some("a small orange triangle")
+        ))
+    );
+    assert_eq!(
+        pair("add an orange star"),
+        Some((None, some("an orange star")))
+    );
+    assert_eq!(
+        pair("remove the green square"),
+        Some((some("a green square"), None))
+    );
+    assert_eq!(pair("move the red circle up"), None);
+    assert_eq!(pair("swap the red circle and the blue square"), None);
+    // Each caption parses as a ShapesWorld caption of one object.
+    for g in generators() {
+        for i in 0..50 {
+            let kind = g.edit_item(i).item.kind;
+            if let Some((before, after)) = kind.prompt_pair(&g.style()) {
+                for caption in [before, after].into_iter().flatten() {
+                    assert_eq!(
+                        SceneSpec::parse(&caption).unwrap().object_count(),
+                        1,
+                        "{caption}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use unilip_core::{GraphDoc, ParamValue};
-use unilip_nodes::eval::{eval_shapesworld, EvalOptions, EvalTask, Metrics, RegionMode};
+use unilip_nodes::eval::{
+    eval_shapesworld, EditMethod, EvalOptions, EvalTask, Metrics, RegionMode,
+};
+use unilip_nodes::models::flow_edit::FlowEditOptions;
 use unilip_nodes::models::regions::RegionLayout;
 use unilip_nodes::shapesworld::{write_split, Domain, GenConfig, Split};
 
@@ -150,10 +153,17 @@ pub struct EvalArgs {
     /// (UniLIP/SANA: 3); lower spends more of the steps at low noise.
     #[arg(long)]
     flow_shift: Option<f32>,
-    /// Edit only: below 1, start sampling from the source image's latent noised to this
-    /// fraction of the schedule (SDEdit / img2img strength) instead of from pure noise.
-    #[arg(long, default_value_t = 1.0, value_parser = unit_interval)]
-    strength: f32,
+    /// Edit only: `unilip` (the DiT samples the edit under the source image and the
+    /// instruction) or `flow-edit` (FlowEdit between the one-object prompts the instruction is
+    /// rewritten into, as unilip.edit_prompts does; moves and swaps return the source).
+    #[arg(long, value_enum, default_value = "unilip")]
+    edit_method: EditMethodArg,
+    /// Edit only: the fraction of the schedule that edits. `unilip`: below 1, start sampling from
+    /// the source image's latent noised to this fraction of the schedule (SDEdit / img2img
+    /// strength) instead of from pure noise (default 1). `flow-edit`: FlowEdit's n_max / T
+    /// (default 0.6).
+    #[arg(long, value_parser = unit_interval)]
+    strength: Option<f32>,
     /// Generate only: sample this many candidates per prompt and keep the one the model's own
     /// understanding rates best (the log-probability of the right answers to the prompt's
     /// count, colour, shape and relation questions); 1 is the plain sampler.
@@ -185,6 +195,15 @@ pub struct EvalArgs {
     /// the item's scores) and `metrics.json`. Not for `--task probe` or `flow`.
     #[arg(long, value_name = "DIR")]
     dump: Option<PathBuf>,
+}
+
+/// `--edit-method`: see [`EditMethod`].
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum EditMethodArg {
+    /// The DiT samples the edit under the source image and the instruction (UniLIP).
+    Unilip,
+    /// FlowEdit between one-object prompts written from the instruction.
+    FlowEdit,
 }
 
 /// `--layout`: see [`RegionLayout`].
@@ -237,7 +256,14 @@ pub fn eval(args: EvalArgs) -> Result<(), CliError> {
     opts.guidance = args.guidance;
     opts.guidance_max_sigma = args.guidance_max_sigma;
     opts.condition = args.condition.parse().map_err(CliError::Usage)?;
-    opts.strength = args.strength;
+    opts.edit_method = match args.edit_method {
+        EditMethodArg::Unilip => EditMethod::Unilip,
+        EditMethodArg::FlowEdit => EditMethod::FlowEdit,
+    };
+    opts.strength = args.strength.unwrap_or(match opts.edit_method {
+        EditMethod::Unilip => 1.0,
+        EditMethod::FlowEdit => FlowEditOptions::default().strength,
+    });
     opts.flow_shift = args.flow_shift;
     opts.best_of = args.best_of as usize;
     opts.latent_noise = args.latent_noise;

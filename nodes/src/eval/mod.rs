@@ -18,6 +18,7 @@ use rand::SeedableRng;
 use serde_json::json;
 
 use crate::backend::{device, B};
+use crate::models::flow_edit::{EditPrompts, FlowEditOptions};
 use crate::models::preprocess::{preprocess, RgbU8};
 use crate::models::qwen2::{GenerationConfig, Sampling};
 use crate::models::regions::{caption_regions, RegionLayout, RegionPlan, RegionPrompt};
@@ -26,14 +27,14 @@ use crate::models::tokenizer::{
     edit_negative, edit_prompt, generation_negative, generation_prompt, Tokenizer,
 };
 use crate::models::unilip::{
-    encode_prompts, ComponentSet, ConditionMode, InitLatent, SampleOptions, Unilip,
+    encode_prompts, ComponentSet, ConditionMode, InitLatent, SampleOptions, Unilip, UnilipError,
 };
 use crate::probe::{feature_position_share, ObjectProbes, TokenGrid};
 use crate::shapesworld::verify::spec_questions;
 use crate::shapesworld::{
     detect, edit_score, geneval_objects, geneval_score, psnr, recover_objects, ssim,
-    vqa_answer_correct, CaptionItem, Detection, Domain, GenConfig, GenEvalResult, Generator,
-    Object, ObjectRecovery, SceneSpec, Shape, Split, VqaQuestion,
+    vqa_answer_correct, CaptionItem, Detection, Domain, EditKind, GenConfig, GenEvalResult,
+    Generator, Object, ObjectRecovery, SceneSpec, Shape, Split, VqaQuestion,
 };
 use dump::{detected, Dump};
 
@@ -106,8 +107,12 @@ pub struct EvalOptions {
     /// Sampler timestep shift instead of the checkpoint scheduler's `flow_shift` (generation,
     /// editing; `unilip.dit_denoise`'s `flow_shift`).
     pub flow_shift: Option<f32>,
-    /// Editing only: below 1, sampling starts from the source image's latent noised to this
-    /// fraction of the schedule ([`InitLatent::Noised`], SDEdit) instead of from pure noise.
+    /// Editing only: how the edit is made.
+    pub edit_method: EditMethod,
+    /// Editing only: the fraction of the schedule that edits. [`EditMethod::Unilip`]: below 1,
+    /// sampling starts from the source image's latent noised to this fraction of the schedule
+    /// ([`InitLatent::Noised`], SDEdit) instead of from pure noise. [`EditMethod::FlowEdit`]:
+    /// [`FlowEditOptions::strength`].
     pub strength: f32,
     /// Generation only: sample this many candidates per prompt (the first with the plain
     /// seed) and keep the one the model's own understanding rates best: the summed
@@ -145,6 +150,7 @@ impl EvalOptions {
             guidance_max_sigma: 1.0,
             condition: ConditionMode::Dual,
             flow_shift: None,
+            edit_method: EditMethod::Unilip,
             strength: 1.0,
             best_of: 1,
             latent_noise: 0.0,
@@ -153,6 +159,20 @@ impl EvalOptions {
             dump: None,
         }
     }
+}
+
+/// How `--task edit` edits ([`EvalOptions::edit_method`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EditMethod {
+    /// UniLIP's: the DiT samples the edited image under the condition of the source image and
+    /// the instruction.
+    #[default]
+    Unilip,
+    /// FlowEdit ([`crate::models::flow_edit`]) between the one-object prompts the instruction
+    /// is rewritten into ([`EditKind::prompt_pair`], what `unilip.edit_prompts` does), with the
+    /// CFG scale for both prompts. Moves and swaps, which no such pair describes, return the
+    /// source (their change is never made).
+    FlowEdit,
 }
 
 /// Regional prompting of two-group prompts in `--task generate` ([`EvalOptions::regions`]).
@@ -640,6 +660,43 @@ impl Eval<'_> {
         Ok(metrics)
     }
 
+    /// [`EditMethod::FlowEdit`]'s output for edit item `i` of `kind` on the source's `features`.
+    fn flow_edited(
+        &self,
+        tok: &Tokenizer,
+        kind: &EditKind,
+        features: &Tensor<B, 3>,
+        i: usize,
+    ) -> Result<RgbImage, String> {
+        let m = self.model;
+        let source = self.target(features)?;
+        let latent = match kind.prompt_pair(&self.generator.style()) {
+            Some((before, after)) => {
+                let prompts = EditPrompts::from_captions(
+                    m,
+                    tok,
+                    before.as_deref(),
+                    after.as_deref(),
+                    self.opts.condition,
+                    &device(),
+                )
+                .map_err(|e| e.to_string())?;
+                let opts = FlowEditOptions {
+                    steps: self.opts.steps,
+                    strength: self.opts.strength,
+                    source_guidance: self.opts.guidance,
+                    guidance_scale: self.opts.guidance,
+                    seed: self.opts.seed.wrapping_add(i as u64),
+                };
+                m.flow_edit(source, &prompts, &opts, |_, _, _| Ok::<(), UnilipError>(()))
+                    .map_err(|e| e.to_string())?
+            }
+            None => source,
+        };
+        let decoded = m.decode(latent).map_err(|e| e.to_string())?;
+        to_rgb_image(m.output_image(decoded))
+    }
+
     fn edit(&mut self, tok: &Tokenizer) -> Result<Metrics, String> {
         let style = self.generator.style();
         let n_img = self
@@ -648,16 +705,22 @@ impl Eval<'_> {
             .map_err(|e| e.to_string())?;
         let (mut score, mut change, mut kept) = (Vec::new(), Vec::new(), Vec::new());
         let (mut to_target, mut to_source) = (Vec::new(), Vec::new());
+        let mut by_kind: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
         for i in 0..self.opts.n {
             let e = self.generator.edit_item(i as u64);
             let features = self
                 .model
                 .image_features(self.pixels(&e.source_image)?)
                 .map_err(|e| e.to_string())?;
-            let pos = edit_prompt(&e.item.instruction, n_img);
-            let sample = self.edit_sample(i, &features)?;
-            let neg = edit_negative(n_img);
-            let img = self.generated(tok, &pos, &neg, Some(&features), &sample)?;
+            let img = match self.opts.edit_method {
+                EditMethod::Unilip => {
+                    let pos = edit_prompt(&e.item.instruction, n_img);
+                    let sample = self.edit_sample(i, &features)?;
+                    let neg = edit_negative(n_img);
+                    self.generated(tok, &pos, &neg, Some(&features), &sample)?
+                }
+                EditMethod::FlowEdit => self.flow_edited(tok, &e.item.kind, &features, i)?,
+            };
             let img = resize_to(&img, &e.source_image);
             let r = edit_score(&e.source_image, &img, &e.item, &style);
             let db = |reference: &RgbImage| {
@@ -685,6 +748,10 @@ impl Eval<'_> {
                 dump.record(record);
             }
             score.push(f64::from(r.score));
+            by_kind
+                .entry(e.item.kind.name())
+                .or_default()
+                .push(f64::from(r.score));
             change.push(f64::from(u8::from(r.change_made)));
             kept.push(f64::from(u8::from(r.preserved)));
         }
@@ -695,6 +762,10 @@ impl Eval<'_> {
             ("edit_source_psnr_db".to_string(), mean(&to_source)),
         ]);
         insert_with_standard_error(&mut metrics, "edit", &score);
+        for (kind, scores) in by_kind {
+            metrics.insert(format!("edit_{kind}"), mean(&scores));
+            metrics.insert(format!("edit_{kind}_items"), scores.len() as f64);
+        }
         Ok(metrics)
     }
 

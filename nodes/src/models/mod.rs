@@ -1,6 +1,7 @@
 //! Burn implementations of the UniLIP components, one file per architecture.
 
 pub mod dcae;
+pub mod flow_edit;
 pub mod internvit;
 pub mod latent_head;
 pub mod layers;

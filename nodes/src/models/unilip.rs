@@ -1056,7 +1056,7 @@ impl<B: Backend> Condition<B> {
     }
 
     /// Right-pads to `len` tokens with zero embeddings and mask 0.
-    fn pad_to(&self, len: usize) -> Self {
+    pub(crate) fn pad_to(&self, len: usize) -> Self {
         let [b, l, c] = self.embeds.dims();
         if l >= len {
             return self.clone();

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use super::layout;
 use super::scene::{Colour, Object, Scene, Shape, Size};
-use super::style::Style;
+use super::spec::{words_only, ParseError, Parser};
+use super::style::{self, Style};
 use super::words;
 
 /// Shortest move, as a fraction of the resolution.
@@ -100,6 +101,10 @@ impl ObjectRef {
         )
     }
 }
+
+/// A caption before and after an edit ([`EditKind::prompt_pair`]); `None` is the
+/// unconditional prompt.
+pub type PromptPair = (Option<String>, Option<String>);
 
 /// What an edit does, with the objects it refers to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -199,6 +204,88 @@ impl EditKind {
         }
     }
 
+    /// Parses an instruction in the grammar [`EditKind::instruction`] writes ("make the red
+    /// circle blue", "make the red circle larger", "move the red circle to the left", "add a
+    /// red circle", "remove the red circle", "swap the red circle and the blue square"), in any
+    /// domain's words.
+    pub fn parse(text: &str) -> Result<EditKind, ParseError> {
+        const VERB: &str = "an edit (make, move, add, remove or swap)";
+        const CHANGE: &str = "a colour, \"larger\" or \"smaller\"";
+        let normalised = words_only(text);
+        let mut p = Parser::new(&normalised)?;
+        let kind = match p.next(VERB)? {
+            "make" => {
+                let object = object_ref(&mut p, "the")?;
+                match p.next(CHANGE)? {
+                    "larger" => EditKind::Resize {
+                        object,
+                        to: Size::Large,
+                    },
+                    "smaller" => EditKind::Resize {
+                        object,
+                        to: Size::Small,
+                    },
+                    word => EditKind::Recolour {
+                        object,
+                        to: style::colour_from_word(word).ok_or_else(|| p.unexpected(CHANGE))?,
+                    },
+                }
+            }
+            "move" => {
+                let object = object_ref(&mut p, "the")?;
+                let _ = p.skip_words(&["to", "the"]);
+                let direction = match p.next("a direction (left, right, up or down)")? {
+                    "left" => Direction::Left,
+                    "right" => Direction::Right,
+                    "up" => Direction::Up,
+                    "down" => Direction::Down,
+                    _ => return Err(p.unexpected("a direction (left, right, up or down)")),
+                };
+                EditKind::Move { object, direction }
+            }
+            "add" => EditKind::Add {
+                object: object_ref(&mut p, "a")?,
+            },
+            "remove" => EditKind::Remove {
+                object: object_ref(&mut p, "the")?,
+            },
+            "swap" => {
+                let first = object_ref(&mut p, "the")?;
+                if p.next("\"and\"")? != "and" {
+                    return Err(p.unexpected("\"and\""));
+                }
+                let second = object_ref(&mut p, "the")?;
+                EditKind::Swap { first, second }
+            }
+            _ => return Err(p.unexpected(VERB)),
+        };
+        p.end()?;
+        Ok(kind)
+    }
+
+    /// The prompts a text-difference editor (FlowEdit) edits between: a caption of the object
+    /// before the edit and one after it, `None` where there is none (the unconditional prompt:
+    /// nothing before an `add`, nothing after a `remove`). `None` for `move` and `swap`, which
+    /// change where objects are, something relation-free captions of one object do not say.
+    pub fn prompt_pair(&self, style: &Style) -> Option<PromptPair> {
+        let one = |size: Option<Size>, colour: Colour, shape: Shape| {
+            Some(words::group_phrase(1, size, colour, shape, style))
+        };
+        match *self {
+            EditKind::Recolour { object, to } => Some((
+                one(None, object.colour, object.shape),
+                one(None, to, object.shape),
+            )),
+            EditKind::Resize { object, to } => Some((
+                one(Some(to.other()), object.colour, object.shape),
+                one(Some(to), object.colour, object.shape),
+            )),
+            EditKind::Add { object } => Some((None, one(None, object.colour, object.shape))),
+            EditKind::Remove { object } => Some((one(None, object.colour, object.shape), None)),
+            EditKind::Move { .. } | EditKind::Swap { .. } => None,
+        }
+    }
+
     /// Source objects the edit may change (all others must stay as they are).
     pub fn touched(&self) -> Vec<ObjectRef> {
         match self {
@@ -219,6 +306,19 @@ impl EditKind {
             _ => 0,
         }
     }
+}
+
+/// `article colour shape` ("the red circle", "a red circle"; "an" too where `article` is "a").
+fn object_ref(p: &mut Parser<'_>, article: &'static str) -> Result<ObjectRef, ParseError> {
+    let word = p.next(article)?;
+    if word != article && !(article == "a" && word == "an") {
+        return Err(p.unexpected(article));
+    }
+    let colour =
+        style::colour_from_word(p.next("a colour")?).ok_or_else(|| p.unexpected("a colour"))?;
+    let shape =
+        style::shape_from_word(p.next("a shape")?).ok_or_else(|| p.unexpected("a shape"))?;
+    Ok(ObjectRef { colour, shape })
 }
 
 /// One edit triplet.

@@ -27,7 +27,9 @@ mod words;
 pub mod write;
 
 pub use detect::{detect, Detection};
-pub use edit::{sample_edit, Direction, EditItem, EditKind, ObjectRef, EDIT_KIND_NAMES};
+pub use edit::{
+    sample_edit, Direction, EditItem, EditKind, ObjectRef, PromptPair, EDIT_KIND_NAMES,
+};
 pub use generator::{CaptionItem, ConfigError, EditSample, GenConfig, Generator, Split, VqaItem};
 pub use layout::{layout_spec, LayoutError};
 pub use metrics::{psnr, ssim, MetricError};

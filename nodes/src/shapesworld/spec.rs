@@ -159,11 +159,11 @@ pub struct SceneSpec {
     pub second: Option<RelatedGroup>,
 }
 
-/// Why a caption could not be parsed.
+/// Why a caption or an edit instruction could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ParseError {
     /// The text has no words.
-    #[error("empty caption")]
+    #[error("no words")]
     Empty,
     /// A word did not fit the grammar.
     #[error("word {position} ({found:?}): expected {expected}")]
@@ -176,7 +176,7 @@ pub enum ParseError {
         found: String,
     },
     /// The text ended while the grammar expected more.
-    #[error("caption ended early: expected {expected}")]
+    #[error("the text ended early: expected {expected}")]
     UnexpectedEnd {
         /// What the grammar expected.
         expected: &'static str,
@@ -297,11 +297,7 @@ impl SceneSpec {
     /// Parses a caption (see the module docs for the grammar).
     pub fn parse(text: &str) -> Result<SceneSpec, ParseError> {
         let normalised = words_only(text);
-        let tokens: Vec<&str> = normalised.split_whitespace().collect();
-        if tokens.is_empty() {
-            return Err(ParseError::Empty);
-        }
-        let mut parser = Parser { tokens, pos: 0 };
+        let mut parser = Parser::new(&normalised)?;
         parser.skip_prefix();
         let first = parser.group()?;
         let second = match parser.peek() {
@@ -317,24 +313,34 @@ impl SceneSpec {
     }
 }
 
-/// Recursive-descent parser over normalised caption tokens.
-struct Parser<'a> {
+/// Recursive-descent parser over normalised caption (or edit instruction) tokens.
+pub(super) struct Parser<'a> {
     tokens: Vec<&'a str>,
     pos: usize,
 }
 
 impl<'a> Parser<'a> {
-    fn peek(&self) -> Option<&'a str> {
+    /// A parser over `normalised` ([`words_only`]) text; an error when it has no words.
+    pub(super) fn new(normalised: &'a str) -> Result<Self, ParseError> {
+        let tokens: Vec<&str> = normalised.split_whitespace().collect();
+        if tokens.is_empty() {
+            return Err(ParseError::Empty);
+        }
+        Ok(Parser { tokens, pos: 0 })
+    }
+
+    pub(super) fn peek(&self) -> Option<&'a str> {
         self.tokens.get(self.pos).copied()
     }
 
-    fn next(&mut self, expected: &'static str) -> Result<&'a str, ParseError> {
+    pub(super) fn next(&mut self, expected: &'static str) -> Result<&'a str, ParseError> {
         let token = self.peek().ok_or(ParseError::UnexpectedEnd { expected })?;
         self.pos += 1;
         Ok(token)
     }
 
-    fn unexpected(&self, expected: &'static str) -> ParseError {
+    /// The word just read did not fit: it was meant to be `expected`.
+    pub(super) fn unexpected(&self, expected: &'static str) -> ParseError {
         ParseError::Unexpected {
             position: self.pos.saturating_sub(1),
             expected,
@@ -345,7 +351,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn skip_words(&mut self, words: &[&str]) -> bool {
+    pub(super) fn skip_words(&mut self, words: &[&str]) -> bool {
         let matched = self.tokens.get(self.pos..self.pos + words.len()) == Some(words);
         if matched {
             self.pos += words.len();
@@ -395,12 +401,12 @@ impl<'a> Parser<'a> {
         Ok(relation)
     }
 
-    fn end(&self) -> Result<(), ParseError> {
+    pub(super) fn end(&self) -> Result<(), ParseError> {
         match self.peek() {
             None => Ok(()),
             Some(found) => Err(ParseError::Unexpected {
                 position: self.pos,
-                expected: "the end of the caption",
+                expected: "the end of the text",
                 found: found.to_string(),
             }),
         }

@@ -17,7 +17,7 @@ pub struct DitDenoise {
     schema: NodeSchema,
 }
 
-fn latent_type() -> PortType {
+pub(super) fn latent_type() -> PortType {
     PortType::Latent {
         space: LatentSpace::Unilip,
         channels: None,

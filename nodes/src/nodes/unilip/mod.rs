@@ -6,6 +6,8 @@ pub mod condition;
 pub mod convert;
 pub mod distill;
 pub mod dit_denoise;
+pub mod edit_prompts;
+pub mod flow_edit;
 pub mod latent_project;
 pub mod mllm_answer;
 pub mod mllm_reason;
