@@ -193,6 +193,7 @@ fn shipped_graphs_run_on_the_default_model_without_flags() {
         ("generate_best_of.ron", vec!["dit.steps=4"]),
         ("edit.ron", vec!["dit.steps=4"]),
         ("flow_edit.ron", vec!["edit.steps=4"]),
+        ("flow_edit_prompts.ron", vec!["edit.steps=4"]),
         ("reconstruct.ron", vec![]),
         ("understand.ron", vec![]),
     ] {
@@ -217,6 +218,7 @@ fn shipped_graphs_run_on_the_default_model_without_flags() {
         "generate_best_of.png",
         "edit.png",
         "flow_edit.png",
+        "flow_edit_prompts.png",
         "reconstruct.png",
     ] {
         let img = image::open(out.join(png)).expect(png).to_rgb8();
@@ -275,8 +277,9 @@ fn default_model_flow_edit_keeps_the_scene_and_makes_the_change() {
 }
 
 /// `graphs/flow_edit.ron` as shipped ("make the red circle blue" on a red circle and a green
-/// star): the circle turns blue where it was. Instructions it cannot express are refused by
-/// node name.
+/// star): the circle turns blue where it was, and `graphs/flow_edit_prompts.ron`, which writes
+/// the same two prompts in its own prompt → MLLM → condition chains, gives the same pixels.
+/// Instructions the planner cannot express are refused by node name.
 #[test]
 fn flow_edit_graph_recolours_the_named_object_and_refuses_moves() {
     use unilip_nodes::shapesworld::{detected_objects, Colour, Shape, Style};
@@ -309,6 +312,17 @@ fn flow_edit_graph_recolours_the_named_object_and_refuses_moves() {
         "{found:?}"
     );
     assert!(at(Colour::Red, Shape::Circle).is_empty(), "{found:?}");
+    let o = Command::new(env!("CARGO_BIN_EXE_unilip"))
+        .current_dir(root)
+        .args(["run", "graphs/flow_edit_prompts.ron", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let chains = image::open(out.join("flow_edit_prompts.png"))
+        .unwrap()
+        .to_rgb8();
+    assert_eq!(chains, img);
     let o = run("move the red circle up");
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);

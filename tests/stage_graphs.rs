@@ -262,6 +262,42 @@ fn edit_and_understand_graphs_run() {
     assert!(!answer.as_text().unwrap().is_empty());
 }
 
+/// FlowEdit's two-prompt graph on the tiny real-architecture checkpoint: it runs, edits the
+/// image (the output is not the decoded source), and with one prompt on both sides keeps it.
+#[test]
+fn flow_edit_prompts_graph_runs_on_any_checkpoint() {
+    let mut exec = Executor::default();
+    let doc = shipped("flow_edit_prompts.ron");
+    let (edited, _) = run(&doc, "decode", &mut exec);
+    let mut same = doc.clone();
+    for node in ["source_prompt", "target_prompt"] {
+        same.nodes
+            .get_mut(node)
+            .unwrap()
+            .params
+            .insert("text".into(), ParamValue::Str("a red circle".into()));
+    }
+    let (kept, _) = run(&same, "decode", &mut exec);
+    let mut source = doc.clone();
+    source
+        .nodes
+        .get_mut("edit")
+        .unwrap()
+        .params
+        .insert("strength".into(), ParamValue::Float(0.0));
+    let (decoded, _) = run(&source, "decode", &mut exec);
+    let pixels = |v: &Value| v.as_image().unwrap().data.clone();
+    let gap = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max)
+    };
+    let (edited, kept, decoded) = (pixels(&edited), pixels(&kept), pixels(&decoded));
+    assert!(gap(&edited, &decoded) > 1e-3, "the edit changed nothing");
+    assert!(gap(&kept, &decoded) < 1e-3, "{}", gap(&kept, &decoded));
+}
+
 #[test]
 fn png_provenance_round_trips_to_an_identical_graph() {
     let doc = shipped("reconstruct.ron");
