@@ -231,73 +231,53 @@ mod tests {
         }
     }
 
-    fn edit(
-        model: &Unilip<T>,
-        source: &Tensor<T, 4>,
-        prompts: &EditPrompts<T>,
-        opts: &FlowEditOptions,
-    ) -> Tensor<T, 4> {
-        model
-            .flow_edit(source.clone(), prompts, opts, |_, _, _| {
-                Ok::<(), UnilipError>(())
-            })
-            .unwrap()
-    }
+    impl Setup {
+        /// `source` → `target`, each guided against the null prompt.
+        fn pair(&self, source: &Condition<T>, target: &Condition<T>) -> EditPrompts<T> {
+            EditPrompts {
+                source: source.clone(),
+                source_negative: self.null.clone(),
+                target: target.clone(),
+                target_negative: self.null.clone(),
+            }
+        }
 
-    fn max_abs(x: Tensor<T, 4>) -> f32 {
-        x.abs().max().into_scalar()
+        fn edit(
+            &self,
+            source: Tensor<T, 4>,
+            prompts: &EditPrompts<T>,
+            opts: &FlowEditOptions,
+        ) -> Result<Tensor<T, 4>> {
+            self.model
+                .flow_edit(source, prompts, opts, |_, _, _| Ok::<(), UnilipError>(()))
+        }
+
+        /// How far `prompts` move the source at `strength`.
+        fn change(&self, prompts: &EditPrompts<T>, strength: f32) -> f32 {
+            let opts = FlowEditOptions {
+                strength,
+                ..FlowEditOptions::default()
+            };
+            let out = self.edit(self.source.clone(), prompts, &opts).unwrap();
+            (out - self.source.clone()).abs().max().into_scalar()
+        }
     }
 
     #[test]
-    fn the_same_prompt_before_and_after_keeps_the_source_exactly() {
+    fn the_same_prompt_before_and_after_keeps_the_source() {
         // z starts at the source, so z_tar = z_src (up to rounding in z + z_src − x_src) and,
         // with equal prompts and scales, the two velocities agree: every step adds ~zero.
-        let Setup {
-            model,
-            source,
-            a,
-            null,
-            ..
-        } = setup();
-        let prompts = EditPrompts {
-            source: a.clone(),
-            source_negative: null.clone(),
-            target: a,
-            target_negative: null,
-        };
-        let opts = FlowEditOptions {
-            strength: 1.0,
-            ..FlowEditOptions::default()
-        };
-        let out = edit(&model, &source, &prompts, &opts);
-        let drift = max_abs(out - source);
+        let s = setup();
+        let drift = s.change(&s.pair(&s.a, &s.a), 1.0);
         assert!(drift < 1e-4, "{drift}");
     }
 
     #[test]
     fn another_target_moves_the_latent_more_the_more_of_the_schedule_edits() {
-        let Setup {
-            model,
-            source,
-            a,
-            b,
-            null,
-        } = setup();
-        let prompts = EditPrompts {
-            source: a,
-            source_negative: null.clone(),
-            target: b,
-            target_negative: null,
-        };
-        let change = |strength: f32| {
-            let opts = FlowEditOptions {
-                strength,
-                ..FlowEditOptions::default()
-            };
-            max_abs(edit(&model, &source, &prompts, &opts) - source.clone())
-        };
-        assert_eq!(change(0.0), 0.0, "strength 0 edits nothing");
-        let (some, more) = (change(0.3), change(1.0));
+        let s = setup();
+        let prompts = s.pair(&s.a, &s.b);
+        assert_eq!(s.change(&prompts, 0.0), 0.0, "strength 0 edits nothing");
+        let (some, more) = (s.change(&prompts, 0.3), s.change(&prompts, 1.0));
         assert!(some > 1e-4, "{some}");
         assert!(more > some, "{more} vs {some}");
         // Steps and reports: 20 · 0.3 = 6 edited steps.
@@ -306,8 +286,8 @@ mod tests {
             strength: 0.3,
             ..FlowEditOptions::default()
         };
-        model
-            .flow_edit(source.clone(), &prompts, &opts, |done, total, _| {
+        s.model
+            .flow_edit(s.source.clone(), &prompts, &opts, |done, total, _| {
                 seen.push((done, total));
                 Ok::<(), UnilipError>(())
             })
@@ -317,37 +297,17 @@ mod tests {
 
     #[test]
     fn a_batch_or_a_two_row_prompt_is_refused() {
-        let Setup {
-            model,
-            source,
-            a,
-            b,
-            null,
-        } = setup();
-        let prompts = EditPrompts {
-            source: a.clone(),
-            source_negative: null.clone(),
-            target: b.clone(),
-            target_negative: null.clone(),
-        };
-        let batch = Tensor::cat(vec![source.clone(), source.clone()], 0);
-        let err = model
-            .flow_edit(batch, &prompts, &FlowEditOptions::default(), |_, _, _| {
-                Ok::<(), UnilipError>(())
-            })
-            .unwrap_err();
+        let s = setup();
+        let opts = FlowEditOptions::default();
+        let batch = Tensor::cat(vec![s.source.clone(), s.source.clone()], 0);
+        let err = s.edit(batch, &s.pair(&s.a, &s.b), &opts).unwrap_err();
         assert!(err.to_string().contains("batch of 2"), "{err}");
-        let two = EditPrompts {
-            target: Condition {
-                embeds: Tensor::cat(vec![b.embeds.clone(), b.embeds], 0),
-                mask: Tensor::cat(vec![b.mask.clone(), b.mask], 0),
-            },
-            ..prompts
+        let two = Condition {
+            embeds: Tensor::cat(vec![s.b.embeds.clone(), s.b.embeds.clone()], 0),
+            mask: Tensor::cat(vec![s.b.mask.clone(), s.b.mask.clone()], 0),
         };
-        let err = model
-            .flow_edit(source, &two, &FlowEditOptions::default(), |_, _, _| {
-                Ok::<(), UnilipError>(())
-            })
+        let err = s
+            .edit(s.source.clone(), &s.pair(&s.a, &two), &opts)
             .unwrap_err();
         assert!(err.to_string().contains("one-row prompts"), "{err}");
     }

@@ -211,6 +211,7 @@ impl EditKind {
     pub fn parse(text: &str) -> Result<EditKind, ParseError> {
         const VERB: &str = "an edit (make, move, add, remove or swap)";
         const CHANGE: &str = "a colour, \"larger\" or \"smaller\"";
+        const DIRECTION: &str = "a direction (left, right, up or down)";
         let normalised = words_only(text);
         let mut p = Parser::new(&normalised)?;
         let kind = match p.next(VERB)? {
@@ -234,12 +235,12 @@ impl EditKind {
             "move" => {
                 let object = object_ref(&mut p, "the")?;
                 let _ = p.skip_words(&["to", "the"]);
-                let direction = match p.next("a direction (left, right, up or down)")? {
+                let direction = match p.next(DIRECTION)? {
                     "left" => Direction::Left,
                     "right" => Direction::Right,
                     "up" => Direction::Up,
                     "down" => Direction::Down,
-                    _ => return Err(p.unexpected("a direction (left, right, up or down)")),
+                    _ => return Err(p.unexpected(DIRECTION)),
                 };
                 EditKind::Move { object, direction }
             }
