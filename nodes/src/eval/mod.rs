@@ -170,8 +170,8 @@ pub enum EditMethod {
     Unilip,
     /// FlowEdit ([`crate::models::flow_edit`]) between the one-object prompts the instruction
     /// is rewritten into ([`EditKind::prompt_pair`], what `unilip.edit_prompts` does), with the
-    /// CFG scale for both prompts, on an Euler schedule with the checkpoint's flow shift
-    /// (`flow_shift` and `guidance_max_sigma` do not apply). Moves and swaps, which no such pair
+    /// CFG scale for both prompts, on an Euler schedule with the checkpoint's flow shift (or
+    /// `flow_shift`; `guidance_max_sigma` does not apply). Moves and swaps, which no such pair
     /// describes, return the source (their change is never made).
     FlowEdit,
 }
