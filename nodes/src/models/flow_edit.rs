@@ -21,12 +21,10 @@ use burn::prelude::*;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use crate::models::scheduler::{
-    cfg as guide, gaussian_noise, FlowMatchEulerConfig, FlowMatchEulerScheduler,
-};
+use crate::models::scheduler::{cfg as guide, gaussian_noise, Schedule};
 use crate::models::tokenizer::{generation_negative, generation_prompt, Tokenizer};
 use crate::models::unilip::{
-    encode_prompts, Condition, ConditionMode, Result, Unilip, UnilipError,
+    encode_prompts, euler_scheduler, Condition, ConditionMode, Result, Unilip, UnilipError,
 };
 
 /// Settings of [`Unilip::flow_edit`].
@@ -122,7 +120,9 @@ impl<B: Backend> Unilip<B> {
             ))
             .into());
         }
-        let (sigmas, timesteps) = self.euler_schedule(opts.steps)?;
+        let cfg = &self.config.scheduler;
+        let scheduler = euler_scheduler(cfg, cfg.flow_shift, opts.steps)?;
+        let Schedule { sigmas, timesteps } = scheduler.schedule();
         let run = ((opts.steps as f32 * opts.strength.clamp(0.0, 1.0)) as usize).min(opts.steps);
         let first = opts.steps - run;
         let (caption, mask) = stacked_captions(prompts)?;
@@ -130,7 +130,7 @@ impl<B: Backend> Unilip<B> {
         let mut rng = StdRng::seed_from_u64(opts.seed);
         let mut z = source.clone();
         for i in first..opts.steps {
-            let (sigma, next) = (sigmas[i], sigmas.get(i + 1).copied().unwrap_or(0.0));
+            let (sigma, next) = (sigmas[i], sigmas[i + 1]);
             let noise = gaussian_noise(source.dims(), &mut rng, &dev);
             let z_src = source.clone().mul_scalar(1.0 - sigma) + noise.mul_scalar(sigma);
             let z_tar = z.clone() + z_src.clone() - source.clone();
@@ -145,23 +145,6 @@ impl<B: Backend> Unilip<B> {
             on_step(i + 1 - first, run, &z)?;
         }
         Ok(z)
-    }
-
-    /// Euler sigmas (σ from 1 towards 0, shifted by the checkpoint's `flow_shift`) and the DiT
-    /// timestep of each of `steps` steps.
-    fn euler_schedule(&self, steps: usize) -> Result<(Vec<f32>, Vec<f32>)> {
-        let cfg = &self.config.scheduler;
-        let mut scheduler = FlowMatchEulerScheduler::new(FlowMatchEulerConfig {
-            num_train_timesteps: cfg.num_train_timesteps,
-            shift: cfg.flow_shift,
-            ..FlowMatchEulerConfig::default()
-        })?;
-        let n = steps.max(1) as f64;
-        let linear: Vec<f64> = (0..steps)
-            .map(|i| 1.0 - i as f64 * (1.0 - 1.0 / n) / (n - 1.0).max(1.0))
-            .collect();
-        let schedule = scheduler.set_timesteps_with_sigmas(&linear)?;
-        Ok((schedule.sigmas.clone(), schedule.timesteps.clone()))
     }
 }
 

@@ -1253,6 +1253,26 @@ impl<B: Backend> SampleOptions<B> {
     }
 }
 
+/// Flow-matching Euler over `steps` steps for a checkpoint scheduler `cfg`: sigmas
+/// `shift(linspace(1, 1/n, n))`, then 0 (the DiT gets `σ · num_train_timesteps`).
+pub(crate) fn euler_scheduler(
+    cfg: &DpmSolverConfig,
+    shift: f64,
+    steps: usize,
+) -> Result<FlowMatchEulerScheduler> {
+    let mut s = FlowMatchEulerScheduler::new(FlowMatchEulerConfig {
+        num_train_timesteps: cfg.num_train_timesteps,
+        shift,
+        ..FlowMatchEulerConfig::default()
+    })?;
+    let n = steps.max(1) as f64;
+    let sigmas: Vec<f64> = (0..steps)
+        .map(|i| 1.0 - i as f64 * (1.0 - 1.0 / n) / (n - 1.0).max(1.0))
+        .collect();
+    s.set_timesteps_with_sigmas(&sigmas)?;
+    Ok(s)
+}
+
 /// The scheduler driving one trajectory.
 enum Stepper<B: Backend> {
     Dpm(DpmSolverMultistepScheduler<B, 4>),
@@ -1269,16 +1289,8 @@ impl<B: Backend> Stepper<B> {
                 Ok((Self::Dpm(s), ts.into_iter().map(|t| t as f32).collect()))
             }
             Sampler::Euler { shift } => {
-                let mut s = FlowMatchEulerScheduler::new(FlowMatchEulerConfig {
-                    num_train_timesteps: cfg.num_train_timesteps,
-                    shift,
-                    ..FlowMatchEulerConfig::default()
-                })?;
-                let n = steps.max(1) as f64;
-                let sigmas: Vec<f64> = (0..steps)
-                    .map(|i| 1.0 - i as f64 * (1.0 - 1.0 / n) / (n - 1.0).max(1.0))
-                    .collect();
-                let ts = s.set_timesteps_with_sigmas(&sigmas)?.timesteps;
+                let s = euler_scheduler(cfg, shift, steps)?;
+                let ts = s.schedule().timesteps.clone();
                 Ok((Self::Euler(s), ts))
             }
         }
