@@ -296,6 +296,25 @@ fn flow_edit_prompts_graph_runs_on_any_checkpoint() {
     let (edited, kept, decoded) = (pixels(&edited), pixels(&kept), pixels(&decoded));
     assert!(gap(&edited, &decoded) > 1e-3, "the edit changed nothing");
     assert!(gap(&kept, &decoded) < 1e-3, "{}", gap(&kept, &decoded));
+    // A prompt without a negative row (the one-row understanding template) cannot be guided:
+    // an error naming the node and the port.
+    let mut unguided = doc;
+    unguided
+        .nodes
+        .get_mut("source_prompt")
+        .unwrap()
+        .params
+        .insert("template".into(), ParamValue::Str("understand".into()));
+    let g = validate(&unguided, Registry::global()).unwrap();
+    let opts = RunOptions {
+        targets: vec!["decode".into()],
+        ..Default::default()
+    };
+    let err = exec.run(&g, &opts).map(|_| ()).unwrap_err().to_string();
+    assert!(
+        err.contains("`edit`") && err.contains("`source` has no negative row"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -6,6 +6,7 @@ use unilip_core::{ExecCtx, Node, NodeError, NodeSchema, ParamSpec, PortSpec, Por
 use super::checkpoint::{model_input, model_port};
 use super::dit_denoise::latent_type;
 use super::payload::{input, value, Conditioning, Latent};
+use crate::backend::B;
 use crate::models::flow_edit::{EditPrompts, FlowEditOptions};
 use crate::models::unilip::Condition;
 use crate::register_node;
@@ -84,10 +85,7 @@ impl FlowEdit {
 
 /// The one-row positive and negative of `port`'s conditioning; an error naming the port when it
 /// has no negative or several rows.
-fn prompt_rows(
-    ctx: &ExecCtx<'_>,
-    port: &str,
-) -> Result<(Condition<crate::backend::B>, Condition<crate::backend::B>), NodeError> {
+fn prompt_rows(ctx: &ExecCtx<'_>, port: &str) -> Result<(Condition<B>, Condition<B>), NodeError> {
     let c = input::<Conditioning>(ctx, port)?;
     let negative = c
         .uncond
