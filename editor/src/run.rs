@@ -108,6 +108,8 @@ pub struct RunState {
     pub out_dir: PathBuf,
     /// The latest sweep, if any.
     pub sweep: Option<SweepRun>,
+    /// Wall time of the run whose executor has finished but whose outputs have not arrived yet.
+    finished_in: Option<Duration>,
 }
 
 impl RunState {
@@ -123,6 +125,7 @@ impl RunState {
             previews: BTreeMap::new(),
             out_dir: PathBuf::from("out"),
             sweep: None,
+            finished_in: None,
         }
     }
 
@@ -223,8 +226,14 @@ impl RunState {
                 WorkerMsg::Started(id) => self.set_status(id, JobStatus::Running),
                 WorkerMsg::Event(_, e) => self.on_event(ctx, e),
                 WorkerMsg::Finished { job, result } => match result {
-                    Ok(outputs) => self.on_outputs(ctx, outputs),
+                    Ok(outputs) => {
+                        // Done only now that the outputs are in (the executor's end comes first).
+                        let elapsed = self.finished_in.take().unwrap_or_default();
+                        self.on_outputs(ctx, outputs);
+                        self.set_status(job, JobStatus::Done(elapsed));
+                    }
                     Err((msg, cancelled)) => {
+                        self.finished_in = None;
                         let status = if cancelled {
                             JobStatus::Cancelled
                         } else {
@@ -280,13 +289,6 @@ impl RunState {
         }
     }
 
-    fn running_job(&self) -> Option<u64> {
-        self.jobs
-            .iter()
-            .find(|j| j.status == JobStatus::Running)
-            .map(|j| j.id)
-    }
-
     fn on_event(&mut self, ctx: &egui::Context, e: Event) {
         match e {
             Event::RunStarted { to_execute, cached } => {
@@ -323,10 +325,8 @@ impl RunState {
             }
             Event::Warning { .. } => {}
             Event::RunFinished { elapsed } => {
-                if let Some(id) = self.running_job() {
-                    // Failures arrive right after with their message and override this.
-                    self.set_status(id, JobStatus::Done(elapsed));
-                }
+                // The job ends when its result arrives, right after: outputs or a failure.
+                self.finished_in = Some(elapsed);
             }
         }
     }
