@@ -24,7 +24,8 @@ use rand::SeedableRng;
 use crate::models::scheduler::{cfg as guide, gaussian_noise, Schedule};
 use crate::models::tokenizer::{generation_negative, generation_prompt, Tokenizer};
 use crate::models::unilip::{
-    encode_prompts, euler_scheduler, Condition, ConditionMode, Result, Unilip, UnilipError,
+    encode_prompts, euler_scheduler, steps_run, Condition, ConditionMode, Result, Unilip,
+    UnilipError,
 };
 
 /// Settings of [`Unilip::flow_edit`].
@@ -123,7 +124,7 @@ impl<B: Backend> Unilip<B> {
         let cfg = &self.config.scheduler;
         let scheduler = euler_scheduler(cfg, cfg.flow_shift, opts.steps)?;
         let Schedule { sigmas, timesteps } = scheduler.schedule();
-        let run = ((opts.steps as f32 * opts.strength.clamp(0.0, 1.0)) as usize).min(opts.steps);
+        let run = steps_run(opts.steps, opts.strength);
         let first = opts.steps - run;
         let (caption, mask) = stacked_captions(prompts)?;
         let dev = source.device();

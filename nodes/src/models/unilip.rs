@@ -1204,13 +1204,16 @@ impl<B: Backend> InitLatent<B> {
     /// The index of the first step to run out of `steps` (diffusers' img2img `t_start`).
     pub fn first_step(&self, steps: usize) -> usize {
         match self {
-            Self::Noised { strength, .. } => {
-                let run = ((steps as f32 * strength.clamp(0.0, 1.0)) as usize).min(steps);
-                steps - run
-            }
+            Self::Noised { strength, .. } => steps - steps_run(steps, *strength),
             _ => 0,
         }
     }
+}
+
+/// How many of `steps` steps a `strength` (fraction of the schedule, clamped to `[0, 1]`) runs:
+/// `round_down(steps · strength)`, the last ones of the schedule (image-to-image, FlowEdit).
+pub(crate) fn steps_run(steps: usize, strength: f32) -> usize {
+    ((steps as f32 * strength.clamp(0.0, 1.0)) as usize).min(steps)
 }
 
 /// Settings of [`Unilip::sample`].
