@@ -142,9 +142,11 @@ pub struct EvalArgs {
     /// Sampler steps (generate, edit).
     #[arg(long, default_value_t = 20)]
     steps: usize,
-    /// CFG scale (generate, edit).
-    #[arg(long, default_value_t = 4.5)]
-    guidance: f32,
+    /// CFG scale (generate, edit): 4.5, UniLIP's, except with `--edit-method flow-edit` and
+    /// `flow-edit-located`, where it is both prompts' scale and defaults to 3 (what
+    /// graphs/flow_edit.ron uses).
+    #[arg(long)]
+    guidance: Option<f32>,
     /// Guide only the sampler steps at noise level σ ≤ this (generate, edit); 1 guides every
     /// step, as UniLIP does.
     #[arg(long, default_value_t = 1.0)]
@@ -154,14 +156,16 @@ pub struct EvalArgs {
     #[arg(long)]
     flow_shift: Option<f32>,
     /// Edit only: `unilip` (the DiT samples the edit under the source image and the
-    /// instruction) or `flow-edit` (FlowEdit between the one-object prompts the instruction is
-    /// rewritten into, as unilip.edit_prompts does; moves and swaps return the source).
+    /// instruction), `flow-edit` (FlowEdit between the one-object prompts the instruction is
+    /// rewritten into, as unilip.edit_prompts does; moves and swaps return the source) or
+    /// `flow-edit-located` (the same, with the source kept outside the cells where the DiT
+    /// locates each prompt's object, as graphs/flow_edit_located.ron does).
     #[arg(long, value_enum, default_value = "unilip")]
     edit_method: EditMethodArg,
     /// Edit only: the fraction of the schedule that edits. `unilip`: below 1, start sampling from
     /// the source image's latent noised to this fraction of the schedule (SDEdit / img2img
-    /// strength) instead of from pure noise (default 1). `flow-edit`: FlowEdit's n_max / T
-    /// (default 0.6).
+    /// strength) instead of from pure noise (default 1). `flow-edit`, `flow-edit-located`:
+    /// FlowEdit's n_max / T (default 0.6).
     #[arg(long, value_parser = unit_interval)]
     strength: Option<f32>,
     /// Generate only: sample this many candidates per prompt and keep the one the model's own
@@ -204,6 +208,8 @@ enum EditMethodArg {
     Unilip,
     /// FlowEdit between one-object prompts written from the instruction.
     FlowEdit,
+    /// FlowEdit, with the source kept outside where the prompts locate their objects.
+    FlowEditLocated,
 }
 
 /// `--layout`: see [`RegionLayout`].
@@ -253,17 +259,22 @@ pub fn eval(args: EvalArgs) -> Result<(), CliError> {
     opts.seed = args.seed;
     opts.domain = args.domain.into();
     opts.steps = args.steps;
-    opts.guidance = args.guidance;
     opts.guidance_max_sigma = args.guidance_max_sigma;
     opts.condition = args.condition.parse().map_err(CliError::Usage)?;
     opts.edit_method = match args.edit_method {
         EditMethodArg::Unilip => EditMethod::Unilip,
         EditMethodArg::FlowEdit => EditMethod::FlowEdit,
+        EditMethodArg::FlowEditLocated => EditMethod::FlowEditLocated,
     };
-    opts.strength = args.strength.unwrap_or(match opts.edit_method {
-        EditMethod::Unilip => 1.0,
-        EditMethod::FlowEdit => FlowEditOptions::default().strength,
-    });
+    let flow_edit = FlowEditOptions::default();
+    let (strength, guidance) = match opts.edit_method {
+        EditMethod::Unilip => (1.0, opts.guidance),
+        EditMethod::FlowEdit | EditMethod::FlowEditLocated => {
+            (flow_edit.strength, flow_edit.guidance_scale)
+        }
+    };
+    opts.strength = args.strength.unwrap_or(strength);
+    opts.guidance = args.guidance.unwrap_or(guidance);
     opts.flow_shift = args.flow_shift;
     opts.best_of = args.best_of as usize;
     opts.latent_noise = args.latent_noise;

@@ -19,6 +19,9 @@ use serde_json::json;
 
 use crate::backend::{device, B};
 use crate::models::flow_edit::{EditPrompts, FlowEditOptions};
+use crate::models::locate::{
+    contrast_condition, located_cells, pixel_mask, LocateOptions, LOCATE_GROW, LOCATE_SHARE,
+};
 use crate::models::preprocess::{preprocess, RgbU8};
 use crate::models::qwen2::{GenerationConfig, Sampling};
 use crate::models::regions::{caption_regions, RegionLayout, RegionPlan, RegionPrompt};
@@ -174,6 +177,12 @@ pub enum EditMethod {
     /// `flow_shift`; `guidance_max_sigma` does not apply). Moves and swaps, which no such pair
     /// describes, return the source (their change is never made).
     FlowEdit,
+    /// [`EditMethod::FlowEdit`], then the source kept outside the edited object: the cells
+    /// where each prompt of the pair locates its object ([`crate::models::locate`]; the
+    /// source's caption on the source's latent, the target's on the edited latent, each told
+    /// apart from the same object in every other colour, [`EditKind::contrast_pair`]) take
+    /// the edited pixels, every other pixel the source's.
+    FlowEditLocated,
 }
 
 /// Regional prompting of two-group prompts in `--task generate` ([`EvalOptions::regions`]).
@@ -661,41 +670,88 @@ impl Eval<'_> {
         Ok(metrics)
     }
 
-    /// [`EditMethod::FlowEdit`]'s output for edit item `i` of `kind` on the source's `features`.
+    /// [`EditMethod::FlowEdit`]'s output for edit item `i` of `kind` on the source's `features`
+    /// (`source_image`); with `located`, composited onto the source where the prompts locate
+    /// their objects ([`EditMethod::FlowEditLocated`]).
     fn flow_edited(
         &self,
         tok: &Tokenizer,
         kind: &EditKind,
-        features: &Tensor<B, 3>,
+        (features, source_image): (&Tensor<B, 3>, &RgbImage),
         i: usize,
+        located: bool,
     ) -> Result<RgbImage, String> {
         let m = self.model;
         let source = self.target(features)?;
-        let latent = match kind.prompt_pair(&self.generator.style()) {
-            Some((before, after)) => {
-                let prompts = EditPrompts::from_captions(
-                    m,
-                    tok,
-                    before.as_deref(),
-                    after.as_deref(),
-                    self.opts.condition,
-                    &device(),
-                )
-                .map_err(|e| e.to_string())?;
-                let opts = FlowEditOptions {
-                    steps: self.opts.steps,
-                    strength: self.opts.strength,
-                    source_guidance: self.opts.guidance,
-                    guidance_scale: self.opts.guidance,
-                    seed: self.opts.seed.wrapping_add(i as u64),
-                };
-                m.flow_edit(source, &prompts, &opts, |_, _, _| Ok::<(), UnilipError>(()))
-                    .map_err(|e| e.to_string())?
-            }
-            None => source,
+        let style = self.generator.style();
+        let Some((before, after)) = kind.prompt_pair(&style) else {
+            return self.decoded(source);
         };
-        let decoded = m.decode(latent).map_err(|e| e.to_string())?;
-        to_rgb_image(m.output_image(decoded))
+        let prompts = EditPrompts::from_captions(
+            m,
+            tok,
+            before.as_deref(),
+            after.as_deref(),
+            self.opts.condition,
+            &device(),
+        )
+        .map_err(|e| e.to_string())?;
+        let opts = FlowEditOptions {
+            steps: self.opts.steps,
+            strength: self.opts.strength,
+            source_guidance: self.opts.guidance,
+            guidance_scale: self.opts.guidance,
+            seed: self.opts.seed.wrapping_add(i as u64),
+        };
+        let edited = m
+            .flow_edit(source.clone(), &prompts, &opts, |_, _, _| {
+                Ok::<(), UnilipError>(())
+            })
+            .map_err(|e| e.to_string())?;
+        let image = self.decoded(edited.clone())?;
+        if !located {
+            return Ok(image);
+        }
+        let [_, _, h, w] = source.dims();
+        let (before_contrast, after_contrast) = kind.contrast_pair(&style).unwrap_or_default();
+        let locate = LocateOptions {
+            seed: self.opts.seed.wrapping_add(i as u64),
+            ..LocateOptions::default()
+        };
+        let mut cells = vec![false; h * w];
+        for (latent, prompt, contrast) in [
+            (&source, &prompts.source, before_contrast),
+            (&edited, &prompts.target, after_contrast),
+        ] {
+            if contrast.is_empty() {
+                continue; // the unconditional prompt names no object
+            }
+            let contrast = contrast_condition(m, tok, &contrast, self.opts.condition, &device())
+                .map_err(|e| e.to_string())?;
+            let map = m
+                .relevance(latent.clone(), prompt, &contrast, &locate)
+                .map_err(|e| e.to_string())?;
+            for (c, on) in
+                cells
+                    .iter_mut()
+                    .zip(located_cells(&map, [h, w], LOCATE_SHARE, LOCATE_GROW))
+            {
+                *c |= on;
+            }
+        }
+        let image = resize_to(&image, source_image);
+        let (width, height) = source_image.dimensions();
+        let mask = pixel_mask(&cells, [h, w], [height as usize, width as usize]);
+        Ok(RgbImage::from_fn(width, height, |x, y| {
+            let keep = mask[(y * width + x) as usize] == 0.0;
+            *if keep { source_image } else { &image }.get_pixel(x, y)
+        }))
+    }
+
+    /// The pixels of DiT latent `latent`.
+    fn decoded(&self, latent: Tensor<B, 4>) -> Result<RgbImage, String> {
+        let decoded = self.model.decode(latent).map_err(|e| e.to_string())?;
+        to_rgb_image(self.model.output_image(decoded))
     }
 
     fn edit(&mut self, tok: &Tokenizer) -> Result<Metrics, String> {
@@ -720,7 +776,13 @@ impl Eval<'_> {
                     let neg = edit_negative(n_img);
                     self.generated(tok, &pos, &neg, Some(&features), &sample)?
                 }
-                EditMethod::FlowEdit => self.flow_edited(tok, &e.item.kind, &features, i)?,
+                EditMethod::FlowEdit | EditMethod::FlowEditLocated => self.flow_edited(
+                    tok,
+                    &e.item.kind,
+                    (&features, &e.source_image),
+                    i,
+                    self.opts.edit_method == EditMethod::FlowEditLocated,
+                )?,
             };
             let img = resize_to(&img, &e.source_image);
             let r = edit_score(&e.source_image, &img, &e.item, &style);

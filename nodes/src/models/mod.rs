@@ -5,6 +5,7 @@ pub mod flow_edit;
 pub mod internvit;
 pub mod latent_head;
 pub mod layers;
+pub mod locate;
 pub mod preprocess;
 pub mod qwen2;
 pub mod regions;

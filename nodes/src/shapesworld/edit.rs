@@ -106,6 +106,21 @@ impl ObjectRef {
 /// unconditional prompt.
 pub type PromptPair = (Option<String>, Option<String>);
 
+/// One object as an edit's prompt names it ("a large red circle").
+#[derive(Debug, Clone, Copy)]
+struct ObjectCaption {
+    size: Option<Size>,
+    colour: Colour,
+    shape: Shape,
+}
+
+impl ObjectCaption {
+    /// The caption with the object in `colour`.
+    fn phrase(self, colour: Colour, style: &Style) -> String {
+        words::group_phrase(1, self.size, colour, self.shape, style)
+    }
+}
+
 /// What an edit does, with the objects it refers to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
@@ -269,20 +284,58 @@ impl EditKind {
     /// nothing before an `add`, nothing after a `remove`). `None` for `move` and `swap`, which
     /// change where objects are, something relation-free captions of one object do not say.
     pub fn prompt_pair(&self, style: &Style) -> Option<PromptPair> {
+        let [before, after] = self.sides()?;
+        let caption = |side: Option<ObjectCaption>| side.map(|o| o.phrase(o.colour, style));
+        Some((caption(before), caption(after)))
+    }
+
+    /// What locates an edit ([`crate::models::locate`]), for each of [`Self::prompt_pair`]'s
+    /// captions: the captions it is told apart from, its object in every other colour of
+    /// `style` ("a red circle" → "a blue circle", "a green circle", …). The edit is located
+    /// once: by the source's caption on the source image where the source names an object
+    /// (recolour, resize, remove), else by the target's on the edited image (add); the other
+    /// side's list is empty. (The target's caption on the edited image would also find the
+    /// other objects an edit wrongly turned its colour.) `None` for `move` and `swap`, as
+    /// there.
+    pub fn contrast_pair(&self, style: &Style) -> Option<(Vec<String>, Vec<String>)> {
+        let [before, after] = self.sides()?;
+        let others = |side: Option<ObjectCaption>| -> Vec<String> {
+            side.map(|o| {
+                style
+                    .colours()
+                    .iter()
+                    .filter(|&&c| c != o.colour)
+                    .map(|&c| o.phrase(c, style))
+                    .collect()
+            })
+            .unwrap_or_default()
+        };
+        Some(match before {
+            Some(_) => (others(before), Vec::new()),
+            None => (Vec::new(), others(after)),
+        })
+    }
+
+    /// The object captioned before and after the edit ([`Self::prompt_pair`]).
+    fn sides(&self) -> Option<[Option<ObjectCaption>; 2]> {
         let one = |size: Option<Size>, colour: Colour, shape: Shape| {
-            Some(words::group_phrase(1, size, colour, shape, style))
+            Some(ObjectCaption {
+                size,
+                colour,
+                shape,
+            })
         };
         match *self {
-            EditKind::Recolour { object, to } => Some((
+            EditKind::Recolour { object, to } => Some([
                 one(None, object.colour, object.shape),
                 one(None, to, object.shape),
-            )),
-            EditKind::Resize { object, to } => Some((
+            ]),
+            EditKind::Resize { object, to } => Some([
                 one(Some(to.other()), object.colour, object.shape),
                 one(Some(to), object.colour, object.shape),
-            )),
-            EditKind::Add { object } => Some((None, one(None, object.colour, object.shape))),
-            EditKind::Remove { object } => Some((one(None, object.colour, object.shape), None)),
+            ]),
+            EditKind::Add { object } => Some([None, one(None, object.colour, object.shape)]),
+            EditKind::Remove { object } => Some([one(None, object.colour, object.shape), None]),
             EditKind::Move { .. } | EditKind::Swap { .. } => None,
         }
     }

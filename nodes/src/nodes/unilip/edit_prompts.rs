@@ -6,7 +6,10 @@ use unilip_core::{ExecCtx, Node, NodeError, NodeSchema, ParamSpec, PortSpec, Por
 use super::checkpoint::{model_input, model_port};
 use super::payload::{model_err, value, Conditioning};
 use crate::backend::device;
+use crate::backend::B;
 use crate::models::flow_edit::EditPrompts as Prompts;
+use crate::models::locate::contrast_condition;
+use crate::models::unilip::Condition;
 use crate::models::unilip::ConditionMode;
 use crate::register_node;
 use crate::shapesworld::{EditKind, Style};
@@ -31,7 +34,13 @@ impl EditPrompts {
                               circle larger\" → \"a small red circle\" / \"a large red circle\"; \
                               add and remove pair the object's caption with the unconditional \
                               prompt. Moves and swaps change where objects are, which no such pair \
-                              says: they are refused, as is text outside the grammar."
+                              says: they are refused, as is text outside the grammar. \
+                              `source_contrast` / `target_contrast` are what unilip.locate tells \
+                              each prompt's object apart from (it in every other colour): the \
+                              edit is located once, by the source prompt on the source image \
+                              where it names an object, else (add) by the target prompt on the \
+                              edited image; the other side's contrast is its prompt itself, \
+                              which locates nothing."
                     .into(),
                 inputs: vec![model_port()],
                 outputs: vec![
@@ -44,6 +53,16 @@ impl EditPrompts {
                         "target",
                         PortType::Conditioning { dim: None },
                         "After (+ negative)",
+                    ),
+                    PortSpec::new(
+                        "source_contrast",
+                        PortType::Conditioning { dim: None },
+                        "The source's object in every other colour, one row each",
+                    ),
+                    PortSpec::new(
+                        "target_contrast",
+                        PortType::Conditioning { dim: None },
+                        "The target's object in every other colour, one row each",
                     ),
                 ],
                 params: vec![
@@ -74,7 +93,8 @@ impl Node for EditPrompts {
                 "`{text}` is not a ShapesWorld edit instruction: {e}"
             ))
         })?;
-        let (source, target) = kind.prompt_pair(&Style::default()).ok_or_else(|| {
+        let style = Style::default();
+        let (source, target) = kind.prompt_pair(&style).ok_or_else(|| {
             NodeError::msg(format!(
                 "`{text}` is a {} edit: it changes where objects are, which no pair of object \
                  captions describes (edit colour or size, add or remove instead)",
@@ -91,15 +111,37 @@ impl Node for EditPrompts {
             &device(),
         )
         .map_err(model_err)?;
-        let conditioning = |cond, negative| Conditioning {
+        let (source_contrast, target_contrast) = kind.contrast_pair(&style).unwrap_or_default();
+        // No captions: the prompt itself, against which it locates nothing.
+        let contrast = |captions: &[String], prompt: &Condition<B>| {
+            if captions.is_empty() {
+                return Ok(prompt.clone());
+            }
+            contrast_condition(
+                &handle.model,
+                handle.tokenizer()?,
+                captions,
+                mode,
+                &device(),
+            )
+            .map_err(model_err)
+        };
+        let conditioning = |cond, uncond| Conditioning {
             cond,
-            uncond: Some(negative),
+            uncond,
             regions: Vec::new(),
             mode,
         };
+        let contrasts = [
+            contrast(&source_contrast, &p.source)?,
+            contrast(&target_contrast, &p.target)?,
+        ];
+        let [source_contrast, target_contrast] = contrasts;
         Ok(vec![
-            value(conditioning(p.source, p.source_negative)),
-            value(conditioning(p.target, p.target_negative)),
+            value(conditioning(p.source, Some(p.source_negative))),
+            value(conditioning(p.target, Some(p.target_negative))),
+            value(conditioning(source_contrast, None)),
+            value(conditioning(target_contrast, None)),
         ])
     }
 }

@@ -9,6 +9,7 @@ pub mod dit_denoise;
 pub mod edit_prompts;
 pub mod flow_edit;
 pub mod latent_project;
+pub mod locate;
 pub mod mllm_answer;
 pub mod mllm_reason;
 pub mod noise;
