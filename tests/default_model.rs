@@ -194,6 +194,7 @@ fn shipped_graphs_run_on_the_default_model_without_flags() {
         ("edit.ron", vec!["dit.steps=4"]),
         ("flow_edit.ron", vec!["edit.steps=4"]),
         ("flow_edit_prompts.ron", vec!["edit.steps=4"]),
+        ("flow_edit_located.ron", vec!["edit.steps=4"]),
         ("reconstruct.ron", vec![]),
         ("understand.ron", vec![]),
     ] {
@@ -219,6 +220,7 @@ fn shipped_graphs_run_on_the_default_model_without_flags() {
         "edit.png",
         "flow_edit.png",
         "flow_edit_prompts.png",
+        "flow_edit_located.png",
         "reconstruct.png",
     ] {
         let img = image::open(out.join(png)).expect(png).to_rgb8();
@@ -248,15 +250,20 @@ fn default_model_edit_at_strength_zero_returns_the_source() {
 /// `--edit-method flow-edit` on the default model (FlowEdit between the one-object prompts the
 /// instruction is rewritten into): far closer to the source than UniLIP's own edit, and it makes
 /// changes UniLIP's edit does not. Moves and swaps, which no prompt pair says, are never made.
+/// `flow-edit-located`, the same edits kept only where the DiT locates the named object, keeps
+/// more of the rest of the scene.
 #[test]
 fn default_model_flow_edit_keeps_the_scene_and_makes_the_change() {
     let dir = unilip_nodes::default_model::dir().expect("the default model ships in the repo");
-    let mut opts = EvalOptions::new(EvalTask::Edit, 24);
-    opts.edit_method = EditMethod::FlowEdit;
-    opts.strength = FlowEditOptions::default().strength;
-    opts.guidance = 3.0;
-    opts.steps = 10;
-    let metrics = eval_shapesworld(&dir, &opts).expect("evaluation runs");
+    let run = |method| {
+        let mut opts = EvalOptions::new(EvalTask::Edit, 24);
+        opts.edit_method = method;
+        opts.strength = FlowEditOptions::default().strength;
+        opts.guidance = 3.0;
+        opts.steps = 10;
+        eval_shapesworld(&dir, &opts).expect("evaluation runs")
+    };
+    let metrics = run(EditMethod::FlowEdit);
     // Measured on these 24 items at 10 steps: edit 0.333 (change made 0.625, rest kept 0.167),
     // 20.5 dB from the source; UniLIP's edit 0.146 (0.25 / 0.083), 14.6 dB.
     assert!(metrics["edit_source_psnr_db"] >= 18.0, "{metrics:?}");
@@ -274,6 +281,17 @@ fn default_model_flow_edit_keeps_the_scene_and_makes_the_change() {
         })
         .sum();
     assert_eq!(items, 24.0, "{metrics:?}");
+    // Located: edit 0.396 (0.583 / 0.333), 23.3 dB from the source.
+    let located = run(EditMethod::FlowEditLocated);
+    assert!(
+        located["edit_preserved"] >= metrics["edit_preserved"] + 0.1,
+        "{located:?}"
+    );
+    assert!(
+        located["edit_source_psnr_db"] >= metrics["edit_source_psnr_db"] + 1.5,
+        "{located:?}"
+    );
+    assert!(located["edit"] >= 0.3, "{located:?}");
 }
 
 /// `graphs/flow_edit.ron` as shipped ("make the red circle blue" on a red circle and a green
@@ -330,6 +348,51 @@ fn flow_edit_graph_recolours_the_named_object_and_refuses_moves() {
         err.contains("node `prompt`") && err.contains("is a move edit"),
         "{err}"
     );
+    std::fs::remove_dir_all(out).ok();
+}
+
+/// `graphs/flow_edit_located.ron` as shipped: FlowEdit turns the star blue with the circle, but
+/// the DiT locates the red circle, so the output is the source's own pixels everywhere but a
+/// few cells around it: a blue circle where the red one was, the green star untouched.
+#[test]
+fn flow_edit_located_graph_recolours_only_the_named_object() {
+    use unilip_nodes::shapesworld::{detected_objects, Colour, Shape, Style};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::env::temp_dir().join(format!("unilip-located-{}", std::process::id()));
+    let o = Command::new(env!("CARGO_BIN_EXE_unilip"))
+        .current_dir(root)
+        .args(["run", "graphs/flow_edit_located.ron", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let img = image::open(out.join("flow_edit_located.png"))
+        .unwrap()
+        .to_rgb8();
+    let source = image::open(root.join("graphs/assets/red_circle_green_star.png"))
+        .unwrap()
+        .to_rgb8();
+    let style = Style::default();
+    let found = detected_objects(&img, &style);
+    let star = detected_objects(&source, &style)
+        .into_iter()
+        .find(|o| o.shape == Shape::Star)
+        .expect("the source has a star");
+    assert!(
+        found.iter().any(|o| o.colour == Colour::Blue
+            && o.shape == Shape::Circle
+            && (o.cx - 17.0).hypot(o.cy - 47.0) < 6.0),
+        "{found:?}"
+    );
+    assert!(found.contains(&star), "{found:?} lacks {star:?}");
+    // Measured: 490 of 4,096 pixels differ, all within the 3 × 3 cells (576 pixels) around the
+    // circle.
+    let changed = img
+        .pixels()
+        .zip(source.pixels())
+        .filter(|(a, b)| a != b)
+        .count();
+    assert!((100..=1200).contains(&changed), "{changed} pixels changed");
     std::fs::remove_dir_all(out).ok();
 }
 

@@ -609,7 +609,9 @@ fn eval_flow_shift_overrides_the_checkpoints_and_refuses_non_positive_values() {
 
 /// `--edit-method flow-edit`: at strength 0 every output is the source's reconstruction (no
 /// change made); at its default strength (0.6) the edits move off the source; moves and swaps
-/// return the source. Per-kind scores are reported for either method.
+/// return the source; `--guidance` defaults to FlowEdit's 3, not UniLIP's 4.5.
+/// `flow-edit-located` keeps the source's own pixels outside the located object, so it stays
+/// closer to the source. Per-kind scores are reported for every method.
 #[test]
 fn eval_flow_edit_method_edits_from_the_source() {
     let run = |extra: &[&str]| -> serde_json::Value {
@@ -639,8 +641,21 @@ fn eval_flow_edit_method_edits_from_the_source() {
         from_source < kept["edit_source_psnr_db"].as_f64().unwrap() - 1.0,
         "{edited}"
     );
+    assert_eq!(
+        run(&["--edit-method", "flow-edit", "--guidance", "3"]),
+        edited
+    );
+    assert_ne!(
+        run(&["--edit-method", "flow-edit", "--guidance", "4.5"]),
+        edited
+    );
+    let located = run(&["--edit-method", "flow-edit-located"]);
+    assert!(
+        located["edit_source_psnr_db"].as_f64().unwrap() > from_source + 1.0,
+        "{located} vs {edited}"
+    );
     let unilip_edit = run(&[]);
-    for m in [&kept, &edited, &unilip_edit] {
+    for m in [&kept, &edited, &located, &unilip_edit] {
         let items: f64 = ["recolour", "move", "add", "remove", "resize", "swap"]
             .iter()
             .filter_map(|k| m[format!("edit_{k}_items")].as_f64())

@@ -317,6 +317,69 @@ fn flow_edit_prompts_graph_runs_on_any_checkpoint() {
     );
 }
 
+/// `graphs/flow_edit_located.ron` on a random checkpoint: the output is the source where the
+/// located mask is 0 and the decoded edit (resized to the source) where it is 1; a recolour is located on the source
+/// only (the target's contrast is the target itself: its map is zero), an add on the edit only.
+#[test]
+fn flow_edit_located_graph_keeps_the_source_outside_the_located_object() {
+    let mut exec = Executor::default();
+    let doc = shipped("flow_edit_located.ron");
+    let (kept, _) = run(&doc, "keep", &mut exec);
+    let (source, _) = run(&doc, "image", &mut exec);
+    let (edited, _) = run(&doc, "decode", &mut exec);
+    let (mask, _) = run(&doc, "mask", &mut exec);
+    // The edit is made at the checkpoint's 56 × 56 and pasted onto the 64 × 64 picture.
+    let source = source.as_image().unwrap().clone();
+    let edited = unilip_nodes::nodes::image_ops::resize(
+        edited.as_image().unwrap(),
+        source.w,
+        source.h,
+        image::imageops::FilterType::CatmullRom,
+    );
+    let (kept, source, edited, mask) = (
+        image_of(&kept),
+        source.data.clone(),
+        edited.data,
+        image_of(&mask),
+    );
+    assert_eq!(kept.len(), source.len());
+    let located = mask.iter().filter(|&&m| m == 1.0).count();
+    assert!(mask.iter().all(|&m| m == 0.0 || m == 1.0));
+    assert!(
+        located > 0 && located < mask.len(),
+        "{located} of {}",
+        mask.len()
+    );
+    for i in 0..kept.len() {
+        let expected = if mask[i] == 1.0 { edited[i] } else { source[i] };
+        assert!((kept[i] - expected).abs() < 1e-6, "pixel value {i}");
+    }
+    assert!(
+        max_diff(&edited, &source) > 1e-3,
+        "the edit changed nothing"
+    );
+    let map_of = |doc: &GraphDoc, node: &str, exec: &mut Executor| {
+        let g = validate(doc, Registry::global()).unwrap();
+        let opts = RunOptions {
+            targets: vec![node.into()],
+            ..Default::default()
+        };
+        let report = exec.run(&g, &opts).unwrap();
+        image_of(&report.outputs[node][1])
+    };
+    let zero = |map: &[f32]| map.iter().all(|&v| v == 0.0);
+    assert!(zero(&map_of(&doc, "locate_target", &mut exec)));
+    assert!(!zero(&map_of(&doc, "locate_source", &mut exec)));
+    let mut add = doc;
+    add.nodes
+        .get_mut("prompt")
+        .unwrap()
+        .params
+        .insert("text".into(), ParamValue::Str("add a red circle".into()));
+    assert!(zero(&map_of(&add, "locate_source", &mut exec)));
+    assert!(!zero(&map_of(&add, "locate_target", &mut exec)));
+}
+
 #[test]
 fn png_provenance_round_trips_to_an_identical_graph() {
     let doc = shipped("reconstruct.ron");

@@ -1246,3 +1246,46 @@ fn prompt_pairs_caption_the_object_before_and_after() {
         }
     }
 }
+
+#[test]
+fn contrast_pairs_recolour_the_located_side_only() {
+    let style = Style::default();
+    let contrast = |text: &str| EditKind::parse(text).unwrap().contrast_pair(&style);
+    let (before, after) = contrast("make the orange triangle smaller").unwrap();
+    assert!(after.is_empty(), "{after:?}");
+    assert_eq!(before.len(), style.colours().len() - 1);
+    assert!(
+        before.contains(&"a large red triangle".to_string()),
+        "{before:?}"
+    );
+    assert!(!before.iter().any(|c| c.contains("orange")), "{before:?}");
+    // Nothing before an add: the new object is located on the edited image.
+    let (before, after) = contrast("add an orange star").unwrap();
+    assert!(before.is_empty());
+    assert!(after.contains(&"a blue star".to_string()), "{after:?}");
+    assert_eq!(contrast("move the red circle up"), None);
+    // In every domain, each contrast is the located caption with only its colour changed.
+    for g in generators() {
+        let style = g.style();
+        for i in 0..50 {
+            let kind = g.edit_item(i).item.kind;
+            let (Some((before, after)), Some((b, a))) =
+                (kind.prompt_pair(&style), kind.contrast_pair(&style))
+            else {
+                continue;
+            };
+            let (caption, contrasts) = match before {
+                Some(caption) => (caption, b),
+                None => (after.unwrap(), a),
+            };
+            let words: Vec<&str> = caption.split(' ').collect();
+            for c in &contrasts {
+                let spec = SceneSpec::parse(c).unwrap();
+                assert_eq!(spec.object_count(), 1, "{c}");
+                let differ = c.split(' ').zip(&words).filter(|(x, y)| x != *y).count();
+                assert!(differ <= 2, "{caption} vs {c}"); // the colour, and "a" / "an"
+                assert_ne!(c, &caption);
+            }
+        }
+    }
+}

@@ -259,8 +259,11 @@ impl Composite {
                 description: "base·(1 − m) + over·m per pixel, m the mask's mean over its \
                               channels (clamped to [0, 1]): e.g. an edit kept only where \
                               unilip.locate found the edited object, the source everywhere \
-                              else. All three images have one size; a one-image mask applies \
-                              to every image of the batch."
+                              else. `over` (bicubic) and `mask` (bilinear) are resampled to \
+                              `base`'s size when theirs differs, so an edit made at the model's \
+                              resolution lands on a picture of any size, whose own pixels stay \
+                              outside the mask. A one-image mask applies to every image of the \
+                              batch."
                     .into(),
                 inputs: vec![
                     PortSpec::new("base", PortType::Image, "Where the mask is 0"),
@@ -286,16 +289,16 @@ impl Node for Composite {
 
     fn execute(&self, ctx: &mut ExecCtx<'_>) -> Result<Vec<Value>, NodeError> {
         let base = input_image(ctx, "base")?;
-        let over = input_image(ctx, "over")?;
-        let mask = input_image(ctx, "mask")?;
-        for (port, other) in [("over", &over), ("mask", &mask)] {
-            if (other.h, other.w) != (base.h, base.w) {
-                return Err(NodeError::msg(format!(
-                    "`{port}` is {}×{} but `base` is {}×{} (resize first)",
-                    other.h, other.w, base.h, base.w
-                )));
-            }
-        }
+        let at_base_size = |port: &str, filter: FilterType| -> Result<ImageBatch, NodeError> {
+            let img = input_image(ctx, port)?;
+            Ok(if (img.h, img.w) == (base.h, base.w) {
+                (*img).clone()
+            } else {
+                resize(&img, base.w, base.h, filter)
+            })
+        };
+        let over = at_base_size("over", FilterType::CatmullRom)?;
+        let mask = at_base_size("mask", FilterType::Triangle)?;
         if over.n != base.n || (mask.n != 1 && mask.n != base.n) {
             return Err(NodeError::msg(format!(
                 "`base` has {} images, `over` {} and `mask` {}: give `over` as many as `base`, \
