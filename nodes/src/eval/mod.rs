@@ -5,6 +5,7 @@
 
 pub mod dump;
 mod flow;
+mod flow_edit;
 
 pub use flow::FLOW_SIGMAS;
 
@@ -18,10 +19,6 @@ use rand::SeedableRng;
 use serde_json::json;
 
 use crate::backend::{device, B};
-use crate::models::flow_edit::{EditPrompts, FlowEditOptions};
-use crate::models::locate::{
-    contrast_condition, located_cells, pixel_mask, LocateOptions, LOCATE_GROW, LOCATE_SHARE,
-};
 use crate::models::preprocess::{preprocess, RgbU8};
 use crate::models::qwen2::{GenerationConfig, Sampling};
 use crate::models::regions::{caption_regions, RegionLayout, RegionPlan, RegionPrompt};
@@ -30,14 +27,14 @@ use crate::models::tokenizer::{
     edit_negative, edit_prompt, generation_negative, generation_prompt, Tokenizer,
 };
 use crate::models::unilip::{
-    encode_prompts, ComponentSet, ConditionMode, InitLatent, SampleOptions, Unilip, UnilipError,
+    encode_prompts, ComponentSet, ConditionMode, InitLatent, SampleOptions, Unilip,
 };
 use crate::probe::{feature_position_share, ObjectProbes, TokenGrid};
 use crate::shapesworld::verify::spec_questions;
 use crate::shapesworld::{
     detect, edit_score, geneval_objects, geneval_score, psnr, recover_objects, ssim,
-    vqa_answer_correct, CaptionItem, Detection, Domain, EditKind, GenConfig, GenEvalResult,
-    Generator, Object, ObjectRecovery, SceneSpec, Shape, Split, VqaQuestion,
+    vqa_answer_correct, CaptionItem, Detection, Domain, GenConfig, GenEvalResult, Generator,
+    Object, ObjectRecovery, SceneSpec, Shape, Split, VqaQuestion,
 };
 use dump::{detected, Dump};
 
@@ -172,16 +169,20 @@ pub enum EditMethod {
     #[default]
     Unilip,
     /// FlowEdit ([`crate::models::flow_edit`]) between the one-object prompts the instruction
-    /// is rewritten into ([`EditKind::prompt_pair`], what `unilip.edit_prompts` does), with the
+    /// is rewritten into ([`crate::shapesworld::EditKind::prompt_pair`], what `unilip.edit_prompts` does), with the
     /// CFG scale for both prompts, on an Euler schedule with the checkpoint's flow shift (or
     /// `flow_shift`; `guidance_max_sigma` does not apply). Moves and swaps, which no such pair
     /// describes, return the source (their change is never made).
     FlowEdit,
     /// [`EditMethod::FlowEdit`], then the source kept outside the edited object: the cells
-    /// where each prompt of the pair locates its object ([`crate::models::locate`]; the
-    /// source's caption on the source's latent, the target's on the edited latent, each told
-    /// apart from the same object in every other colour, [`EditKind::contrast_pair`]) take
-    /// the edited pixels, every other pixel the source's.
+    /// where the edit is located ([`crate::models::locate`]; the source's caption on the
+    /// source's latent, or for an add the target's on the edited latent, told apart from the
+    /// same object in every other colour, [`crate::shapesworld::EditKind::contrast_pair`]) take the edited
+    /// pixels, every other pixel the source's. Moves are made too: FlowEdit between the
+    /// object's caption read over its located box and over that box shifted in the
+    /// instruction's direction ([`crate::models::flow_edit::moving_captions`]), at their own
+    /// strength and CFG ([`crate::models::flow_edit::MOVE_STRENGTH`], `MOVE_GUIDANCE`), pasted
+    /// over both boxes. Swaps return the source.
     FlowEditLocated,
 }
 
@@ -670,90 +671,6 @@ impl Eval<'_> {
         Ok(metrics)
     }
 
-    /// [`EditMethod::FlowEdit`]'s output for edit item `i` of `kind` on the source's `features`
-    /// (`source_image`); with `located`, composited onto the source where the prompts locate
-    /// their objects ([`EditMethod::FlowEditLocated`]).
-    fn flow_edited(
-        &self,
-        tok: &Tokenizer,
-        kind: &EditKind,
-        (features, source_image): (&Tensor<B, 3>, &RgbImage),
-        i: usize,
-        located: bool,
-    ) -> Result<RgbImage, String> {
-        let m = self.model;
-        let source = self.target(features)?;
-        let style = self.generator.style();
-        let Some((before, after)) = kind.prompt_pair(&style) else {
-            return self.decoded(source);
-        };
-        let prompts = EditPrompts::from_captions(
-            m,
-            tok,
-            before.as_deref(),
-            after.as_deref(),
-            self.opts.condition,
-            &device(),
-        )
-        .map_err(|e| e.to_string())?;
-        let opts = FlowEditOptions {
-            steps: self.opts.steps,
-            strength: self.opts.strength,
-            source_guidance: self.opts.guidance,
-            guidance_scale: self.opts.guidance,
-            seed: self.opts.seed.wrapping_add(i as u64),
-        };
-        let edited = m
-            .flow_edit(source.clone(), &prompts, &opts, |_, _, _| {
-                Ok::<(), UnilipError>(())
-            })
-            .map_err(|e| e.to_string())?;
-        let image = self.decoded(edited.clone())?;
-        if !located {
-            return Ok(image);
-        }
-        let [_, _, h, w] = source.dims();
-        let (before_contrast, after_contrast) = kind.contrast_pair(&style).unwrap_or_default();
-        let locate = LocateOptions {
-            seed: self.opts.seed.wrapping_add(i as u64),
-            ..LocateOptions::default()
-        };
-        let mut cells = vec![false; h * w];
-        for (latent, prompt, contrast) in [
-            (&source, &prompts.source, before_contrast),
-            (&edited, &prompts.target, after_contrast),
-        ] {
-            if contrast.is_empty() {
-                continue; // the unconditional prompt names no object
-            }
-            let contrast = contrast_condition(m, tok, &contrast, self.opts.condition, &device())
-                .map_err(|e| e.to_string())?;
-            let map = m
-                .relevance(latent.clone(), prompt, &contrast, &locate)
-                .map_err(|e| e.to_string())?;
-            for (c, on) in
-                cells
-                    .iter_mut()
-                    .zip(located_cells(&map, [h, w], LOCATE_SHARE, LOCATE_GROW))
-            {
-                *c |= on;
-            }
-        }
-        let image = resize_to(&image, source_image);
-        let (width, height) = source_image.dimensions();
-        let mask = pixel_mask(&cells, [h, w], [height as usize, width as usize]);
-        Ok(RgbImage::from_fn(width, height, |x, y| {
-            let keep = mask[(y * width + x) as usize] == 0.0;
-            *if keep { source_image } else { &image }.get_pixel(x, y)
-        }))
-    }
-
-    /// The pixels of DiT latent `latent`.
-    fn decoded(&self, latent: Tensor<B, 4>) -> Result<RgbImage, String> {
-        let decoded = self.model.decode(latent).map_err(|e| e.to_string())?;
-        to_rgb_image(self.model.output_image(decoded))
-    }
-
     fn edit(&mut self, tok: &Tokenizer) -> Result<Metrics, String> {
         let style = self.generator.style();
         let n_img = self
@@ -776,13 +693,9 @@ impl Eval<'_> {
                     let neg = edit_negative(n_img);
                     self.generated(tok, &pos, &neg, Some(&features), &sample)?
                 }
-                EditMethod::FlowEdit | EditMethod::FlowEditLocated => self.flow_edited(
-                    tok,
-                    &e.item.kind,
-                    (&features, &e.source_image),
-                    i,
-                    self.opts.edit_method == EditMethod::FlowEditLocated,
-                )?,
+                EditMethod::FlowEdit | EditMethod::FlowEditLocated => {
+                    self.flow_edited(tok, &e.item.kind, (&features, &e.source_image), i)?
+                }
             };
             let img = resize_to(&img, &e.source_image);
             let r = edit_score(&e.source_image, &img, &e.item, &style);

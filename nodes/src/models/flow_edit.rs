@@ -21,6 +21,7 @@ use burn::prelude::*;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
+use crate::models::regions::{regional_caption, MaskedCaption, RegionPrompt};
 use crate::models::scheduler::{cfg as guide, gaussian_noise, Schedule};
 use crate::models::tokenizer::{generation_negative, generation_prompt, Tokenizer};
 use crate::models::unilip::{
@@ -60,6 +61,14 @@ impl Default for FlowEditOptions {
         }
     }
 }
+
+/// FlowEdit's strength for a move or swap ([`moving_captions`]): it redraws objects elsewhere,
+/// which needs the noise levels where layout is decided (on ShapesWorld moves 0.9 makes the
+/// change where 0.6, the default, makes none).
+pub const MOVE_STRENGTH: f32 = 0.9;
+/// FlowEdit's CFG scale for both prompts of a move or swap (ShapesWorld moves: 3 → 0, 6 and 8
+/// move).
+pub const MOVE_GUIDANCE: f32 = 8.0;
 
 /// The two prompts of an edit, each with the CFG negative it is guided against (one row each).
 #[derive(Debug, Clone)]
@@ -111,6 +120,20 @@ impl<B: Backend> Unilip<B> {
         source: Tensor<B, 4>,
         prompts: &EditPrompts<B>,
         opts: &FlowEditOptions,
+        on_step: impl FnMut(usize, usize, &Tensor<B, 4>) -> std::result::Result<(), E>,
+    ) -> std::result::Result<Tensor<B, 4>, E> {
+        let captions = stacked_captions(prompts)?;
+        self.flow_edit_captions(source, captions, opts, on_step)
+    }
+
+    /// [`Self::flow_edit`] with the DiT captions given: `[source negative; source; target
+    /// negative; target]` `[4, l, c]` with their masks `[4, 1 | h·w, l]` (one per image token
+    /// for regional prompts, e.g. [`moving_captions`]).
+    pub fn flow_edit_captions<E: From<UnilipError>>(
+        &self,
+        source: Tensor<B, 4>,
+        (caption, mask): MaskedCaption<B>,
+        opts: &FlowEditOptions,
         mut on_step: impl FnMut(usize, usize, &Tensor<B, 4>) -> std::result::Result<(), E>,
     ) -> std::result::Result<Tensor<B, 4>, E> {
         let dit = self.dit.as_ref().ok_or(UnilipError::NotLoaded("dit"))?;
@@ -126,7 +149,6 @@ impl<B: Backend> Unilip<B> {
         let Schedule { sigmas, timesteps } = scheduler.schedule();
         let run = steps_run(opts.steps, opts.strength);
         let first = opts.steps - run;
-        let (caption, mask) = stacked_captions(prompts)?;
         let dev = source.device();
         let mut rng = StdRng::seed_from_u64(opts.seed);
         let mut z = source.clone();
@@ -149,9 +171,42 @@ impl<B: Backend> Unilip<B> {
     }
 }
 
+/// FlowEdit's captions for moving objects (regional prompts, as [`crate::models::regions`]):
+/// on the source side each of `source`'s prompts is read only by the image tokens of its box,
+/// on the target side each of `target`'s, every token also reading `negative`, which is each
+/// side's CFG negative too. A move reads the object's caption over its box in `source` and
+/// over the box it goes to in `target`; a swap reads two captions over two boxes, exchanged.
+/// `grid` is the latent's `[h, w]`.
+pub fn moving_captions<B: Backend>(
+    negative: &Condition<B>,
+    [source, target]: [&[RegionPrompt<B>]; 2],
+    grid: [usize; 2],
+) -> Result<MaskedCaption<B>> {
+    let plain = regional_caption(negative, &[], grid)?;
+    let rows = [
+        plain.clone(),
+        regional_caption(negative, source, grid)?,
+        plain,
+        regional_caption(negative, target, grid)?,
+    ];
+    let len = rows.iter().map(|(c, _)| c.dims()[1]).max().unwrap_or(0);
+    let (captions, masks): (Vec<_>, Vec<_>) = rows
+        .into_iter()
+        .map(|(c, m)| {
+            let ([b, l, channels], [_, tokens, _]) = (c.dims(), m.dims());
+            let dev = c.device();
+            (
+                Tensor::cat(vec![c, Tensor::zeros([b, len - l, channels], &dev)], 1),
+                Tensor::cat(vec![m, Tensor::zeros([b, tokens, len - l], &dev)], 2),
+            )
+        })
+        .unzip();
+    Ok((Tensor::cat(captions, 0), Tensor::cat(masks, 0)))
+}
+
 /// `[source negative; source; target negative; target]` captions padded to one length, with
 /// their masks `[4, 1, l]`.
-fn stacked_captions<B: Backend>(prompts: &EditPrompts<B>) -> Result<(Tensor<B, 3>, Tensor<B, 3>)> {
+fn stacked_captions<B: Backend>(prompts: &EditPrompts<B>) -> Result<MaskedCaption<B>> {
     let rows = [
         &prompts.source_negative,
         &prompts.source,

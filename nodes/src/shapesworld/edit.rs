@@ -92,6 +92,20 @@ impl ObjectRef {
         scene.objects.iter().find(|o| self.matches(o))
     }
 
+    /// Its one-object caption ("a red circle") and the same caption in every other colour of
+    /// `style`, what locates it ([`crate::models::locate`]).
+    pub fn caption_and_contrasts(&self, style: &Style) -> (String, Vec<String>) {
+        let caption = ObjectCaption {
+            size: None,
+            colour: self.colour,
+            shape: self.shape,
+        };
+        (
+            caption.phrase(self.colour, style),
+            caption.recoloured(style),
+        )
+    }
+
     /// "red circle" in `style`'s words.
     pub fn phrase(&self, style: &Style) -> String {
         format!(
@@ -118,6 +132,16 @@ impl ObjectCaption {
     /// The caption with the object in `colour`.
     fn phrase(self, colour: Colour, style: &Style) -> String {
         words::group_phrase(1, self.size, colour, self.shape, style)
+    }
+
+    /// The caption in every other colour of `style`.
+    fn recoloured(self, style: &Style) -> Vec<String> {
+        style
+            .colours()
+            .iter()
+            .filter(|&&c| c != self.colour)
+            .map(|&c| self.phrase(c, style))
+            .collect()
     }
 }
 
@@ -300,15 +324,7 @@ impl EditKind {
     pub fn contrast_pair(&self, style: &Style) -> Option<(Vec<String>, Vec<String>)> {
         let [before, after] = self.sides()?;
         let others = |side: Option<ObjectCaption>| -> Vec<String> {
-            side.map(|o| {
-                style
-                    .colours()
-                    .iter()
-                    .filter(|&&c| c != o.colour)
-                    .map(|&c| o.phrase(c, style))
-                    .collect()
-            })
-            .unwrap_or_default()
+            side.map(|o| o.recoloured(style)).unwrap_or_default()
         };
         Some(match before {
             Some(_) => (others(before), Vec::new()),
