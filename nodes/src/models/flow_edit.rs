@@ -335,6 +335,67 @@ mod tests {
     }
 
     #[test]
+    fn moving_captions_read_each_prompt_in_its_own_box_and_a_box_to_itself_keeps_the_source() {
+        use crate::models::regions::Area;
+        let s = setup();
+        let dit = &s.model.config.dit;
+        let grid = [dit.sample_size, dit.sample_size];
+        let (left, right) = (
+            Area::from_edges([0.0, 0.0, 0.5, 1.0]),
+            Area::from_edges([0.5, 0.0, 1.0, 1.0]),
+        );
+        let over = |area| {
+            vec![RegionPrompt {
+                cond: s.a.clone(),
+                areas: vec![area],
+                with_base: true,
+            }]
+        };
+        let (caption, mask) = moving_captions(&s.null, [&over(left), &over(right)], grid).unwrap();
+        // Null (2 tokens) then the region's prompt (3 tokens), for every image token.
+        let [rows, tokens, len] = mask.dims();
+        assert_eq!((rows, tokens, len), (4, grid[0] * grid[1], 5));
+        assert_eq!(caption.dims()[0], 4);
+        let m: Vec<f32> = mask.into_data().convert::<f32>().to_vec().unwrap();
+        let reads = |row: usize, token: usize, k: usize| m[(row * tokens + token) * len + k] == 1.0;
+        let left_token = 0; // column 0
+        let right_token = grid[1] - 1; // last column of the first row
+        for row in 0..4 {
+            for token in [left_token, right_token] {
+                assert!(
+                    reads(row, token, 0) && reads(row, token, 1),
+                    "the null prompt everywhere"
+                );
+            }
+        }
+        assert!(
+            reads(1, left_token, 2) && !reads(1, right_token, 2),
+            "source: its box"
+        );
+        assert!(
+            reads(3, right_token, 2) && !reads(3, left_token, 2),
+            "target: the other box"
+        );
+        for row in [0, 2] {
+            assert!(
+                !reads(row, left_token, 2) && !reads(row, right_token, 2),
+                "negatives"
+            );
+        }
+        // The object read over the same box on both sides: the velocities cancel.
+        let same = moving_captions(&s.null, [&over(left), &over(left)], grid).unwrap();
+        let opts = FlowEditOptions::default();
+        let out = s
+            .model
+            .flow_edit_captions(s.source.clone(), same, &opts, |_, _, _| {
+                Ok::<(), UnilipError>(())
+            })
+            .unwrap();
+        let drift: f32 = (out - s.source.clone()).abs().max().into_scalar();
+        assert!(drift < 1e-4, "{drift}");
+    }
+
+    #[test]
     fn a_batch_or_a_two_row_prompt_is_refused() {
         let s = setup();
         let opts = FlowEditOptions::default();
