@@ -159,7 +159,9 @@ pub struct EvalArgs {
     /// instruction), `flow-edit` (FlowEdit between the one-object prompts the instruction is
     /// rewritten into, as unilip.edit_prompts does; moves and swaps return the source) or
     /// `flow-edit-located` (the same, with the source kept outside the cells where the DiT
-    /// locates each prompt's object, as graphs/flow_edit_located.ron does).
+    /// locates the edited object, as graphs/flow_edit_located.ron does; moves and swaps are
+    /// made too, by FlowEdit between the objects' captions read over their located boxes and
+    /// over the boxes they go to, at strength 0.9 and CFG 8).
     #[arg(long, value_enum, default_value = "unilip")]
     edit_method: EditMethodArg,
     /// Edit only: the fraction of the schedule that edits. `unilip`: below 1, start sampling from
@@ -208,7 +210,8 @@ enum EditMethodArg {
     Unilip,
     /// FlowEdit between one-object prompts written from the instruction.
     FlowEdit,
-    /// FlowEdit, with the source kept outside where the prompts locate their objects.
+    /// FlowEdit, with the source kept outside where the DiT locates the edited object; moves
+    /// and swaps between located boxes.
     FlowEditLocated,
 }
 
