@@ -7,19 +7,14 @@ use burn::prelude::*;
 use image::RgbImage;
 
 use super::{device, resize_to, to_rgb_image, EditMethod, Eval, B};
-use crate::models::flow_edit::{
-    moving_captions, EditPrompts, FlowEditOptions, MOVE_GUIDANCE, MOVE_STRENGTH,
-};
+use crate::models::flow_edit::{EditPrompts, FlowEditOptions};
 use crate::models::locate::{
     contrast_condition, located_cells, pixel_mask, LocateOptions, LOCATE_GROW, LOCATE_SHARE,
 };
-use crate::models::regions::{Area, RegionPrompt};
+use crate::models::relocate::{MOVE_GUIDANCE, MOVE_STRENGTH};
 use crate::models::tokenizer::Tokenizer;
 use crate::models::unilip::{Condition, UnilipError};
-use crate::shapesworld::{Direction, EditKind};
-
-/// Cells `[row0, col0, row1, col1)` of the latent grid.
-type CellBox = [usize; 4];
+use crate::shapesworld::EditKind;
 
 impl Eval<'_> {
     /// The output of [`EditMethod::FlowEdit`] or [`EditMethod::FlowEditLocated`]
@@ -83,9 +78,7 @@ impl Eval<'_> {
         Ok(pasted(&image, source_image, &cells, [h, w]))
     }
 
-    /// A move or a swap: FlowEdit between the objects' captions read over their located boxes
-    /// and read over the boxes they go to (a move: a quarter of the grid towards its
-    /// direction; a swap: each other's), pasted onto the source over every box.
+    /// A move or a swap ([`crate::models::unilip::Unilip::relocate`]), pasted onto the source over every box.
     fn relocated(
         &self,
         tok: &Tokenizer,
@@ -94,76 +87,36 @@ impl Eval<'_> {
         source_image: &RgbImage,
         i: usize,
     ) -> Result<RgbImage, String> {
-        let m = self.model;
-        let style = self.generator.style();
         let [_, _, h, w] = source.dims();
-        let objects = match *kind {
-            EditKind::Move { object, .. } => vec![object],
-            EditKind::Swap { first, second } => vec![first, second],
-            _ => return Err(format!("a {} edit does not move objects", kind.name())),
-        };
-        // Each object's caption (one row) and its box; the last row is the negative.
-        let mut regions = Vec::new();
-        let mut negative = None;
-        for object in objects {
-            let (caption, contrasts) = object.caption_and_contrasts(&style);
-            let prompts = EditPrompts::from_captions(
-                m,
+        let locate = self.locate_options(i);
+        let flow = self.flow_edit_options(i, MOVE_STRENGTH, MOVE_GUIDANCE);
+        let relocated = self
+            .model
+            .relocate(
+                source.clone(),
+                kind,
                 tok,
-                Some(&caption),
-                None,
                 self.opts.condition,
-                &device(),
+                (&locate, &flow),
             )
             .map_err(|e| e.to_string())?;
-            let map = self.relevance(tok, &source, &prompts.source, &contrasts, i)?;
-            let cells = located_cells(&map, [h, w], LOCATE_SHARE, LOCATE_GROW);
-            let Some(found) = cell_box(&cells, [h, w]) else {
-                return self.decoded(source); // nowhere located: nothing to move
-            };
-            regions.push((prompts.source, found));
-            negative = Some(prompts.source_negative);
+        match relocated {
+            Some(r) => Ok(pasted(
+                &self.decoded(r.latent)?,
+                source_image,
+                &r.cells,
+                [h, w],
+            )),
+            None => self.decoded(source), // nowhere located: nothing to move
         }
-        let negative = negative.ok_or("no object to move")?;
-        let goals: Vec<CellBox> = match *kind {
-            EditKind::Move { direction, .. } => vec![shifted(regions[0].1, direction, [h, w])],
-            _ => vec![regions[1].1, regions[0].1],
-        };
-        let area = |[r0, c0, r1, c1]: CellBox| {
-            Area::from_edges([
-                c0 as f32 / w as f32,
-                r0 as f32 / h as f32,
-                c1 as f32 / w as f32,
-                r1 as f32 / h as f32,
-            ])
-        };
-        let read = |boxes: &mut dyn Iterator<Item = CellBox>| -> Vec<RegionPrompt<B>> {
-            regions
-                .iter()
-                .zip(boxes)
-                .map(|((cond, _), b)| RegionPrompt {
-                    cond: cond.clone(),
-                    areas: vec![area(b)],
-                    with_base: true,
-                })
-                .collect()
-        };
-        let before = read(&mut regions.iter().map(|(_, b)| *b));
-        let after = read(&mut goals.iter().copied());
-        let captions =
-            moving_captions(&negative, [&before, &after], [h, w]).map_err(|e| e.to_string())?;
-        let opts = self.flow_edit_options(i, MOVE_STRENGTH, MOVE_GUIDANCE);
-        let edited = m
-            .flow_edit_captions(source, captions, &opts, |_, _, _| Ok::<(), UnilipError>(()))
-            .map_err(|e| e.to_string())?;
-        let inside = |[r0, c0, r1, c1]: CellBox, cell: usize| {
-            (r0..r1).contains(&(cell / w)) && (c0..c1).contains(&(cell % w))
-        };
-        let boxes: Vec<CellBox> = regions.iter().map(|(_, b)| *b).chain(goals).collect();
-        let cells: Vec<bool> = (0..h * w)
-            .map(|cell| boxes.iter().any(|&b| inside(b, cell)))
-            .collect();
-        Ok(pasted(&self.decoded(edited)?, source_image, &cells, [h, w]))
+    }
+
+    /// The locator's settings for item `i`.
+    fn locate_options(&self, i: usize) -> LocateOptions {
+        LocateOptions {
+            seed: self.opts.seed.wrapping_add(i as u64),
+            ..LocateOptions::default()
+        }
     }
 
     /// FlowEdit's settings for item `i` at `strength` and CFG `guidance` (both prompts).
@@ -189,11 +142,7 @@ impl Eval<'_> {
         let m = self.model;
         let contrast = contrast_condition(m, tok, contrasts, self.opts.condition, &device())
             .map_err(|e| e.to_string())?;
-        let opts = LocateOptions {
-            seed: self.opts.seed.wrapping_add(i as u64),
-            ..LocateOptions::default()
-        };
-        m.relevance(latent.clone(), prompt, &contrast, &opts)
+        m.relevance(latent.clone(), prompt, &contrast, &self.locate_options(i))
             .map_err(|e| e.to_string())
     }
 
@@ -213,57 +162,4 @@ fn pasted(edited: &RgbImage, source: &RgbImage, cells: &[bool], grid: [usize; 2]
         let keep = mask[(y * width + x) as usize] == 0.0;
         *if keep { source } else { &edited }.get_pixel(x, y)
     })
-}
-
-/// The smallest box holding every set cell of a `grid`, or `None` when none is set.
-fn cell_box(cells: &[bool], [_, w]: [usize; 2]) -> Option<CellBox> {
-    let set: Vec<(usize, usize)> = (0..cells.len())
-        .filter(|&c| cells[c])
-        .map(|c| (c / w, c % w))
-        .collect();
-    let rows = set.iter().map(|&(r, _)| r);
-    let cols = set.iter().map(|&(_, c)| c);
-    Some([
-        rows.clone().min()?,
-        cols.clone().min()?,
-        rows.max()? + 1,
-        cols.max()? + 1,
-    ])
-}
-
-/// `b` moved a quarter of the grid towards `direction`, as far as the grid allows.
-fn shifted([r0, c0, r1, c1]: CellBox, direction: Direction, [h, w]: [usize; 2]) -> CellBox {
-    let (ux, uy) = direction.unit();
-    let step = |lo: usize, hi: usize, unit: f32, cells: usize| {
-        let by = (cells / 4) as isize * unit.signum() as isize * isize::from(unit != 0.0);
-        let by = by.clamp(-(lo as isize), (cells - hi) as isize);
-        ((lo as isize + by) as usize, (hi as isize + by) as usize)
-    };
-    let (r0, r1) = step(r0, r1, uy, h);
-    let (c0, c1) = step(c0, c1, ux, w);
-    [r0, c0, r1, c1]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn boxes_bound_the_set_cells_and_shift_inside_the_grid() {
-        let mut cells = vec![false; 64];
-        cells[2 * 8 + 3] = true;
-        cells[4 * 8 + 5] = true;
-        let b = cell_box(&cells, [8, 8]).unwrap();
-        assert_eq!(b, [2, 3, 5, 6]);
-        assert_eq!(cell_box(&[false; 4], [2, 2]), None);
-        assert_eq!(shifted(b, Direction::Up, [8, 8]), [0, 3, 3, 6]);
-        assert_eq!(shifted(b, Direction::Right, [8, 8]), [2, 5, 5, 8]);
-        assert_eq!(shifted(b, Direction::Down, [8, 8]), [4, 3, 7, 6]);
-        // Only as far as the edge.
-        assert_eq!(shifted([0, 0, 3, 3], Direction::Left, [8, 8]), [0, 0, 3, 3]);
-        assert_eq!(
-            shifted([0, 6, 3, 8], Direction::Right, [8, 8]),
-            [0, 6, 3, 8]
-        );
-    }
 }

@@ -178,11 +178,10 @@ pub enum EditMethod {
     /// where the edit is located ([`crate::models::locate`]; the source's caption on the
     /// source's latent, or for an add the target's on the edited latent, told apart from the
     /// same object in every other colour, [`crate::shapesworld::EditKind::contrast_pair`]) take the edited
-    /// pixels, every other pixel the source's. Moves are made too: FlowEdit between the
-    /// object's caption read over its located box and over that box shifted in the
-    /// instruction's direction ([`crate::models::flow_edit::moving_captions`]), at their own
-    /// strength and CFG ([`crate::models::flow_edit::MOVE_STRENGTH`], `MOVE_GUIDANCE`), pasted
-    /// over both boxes. Swaps return the source.
+    /// pixels, every other pixel the source's. Moves and swaps are made too
+    /// ([`crate::models::relocate`]: FlowEdit between the objects' captions read over their
+    /// located boxes and over the boxes they go to, at their own strength and CFG), pasted
+    /// over every box.
     FlowEditLocated,
 }
 

@@ -62,14 +62,6 @@ impl Default for FlowEditOptions {
     }
 }
 
-/// FlowEdit's strength for a move or swap ([`moving_captions`]): it redraws objects elsewhere,
-/// which needs the noise levels where layout is decided (on ShapesWorld moves 0.9 makes the
-/// change where 0.6, the default, makes none).
-pub const MOVE_STRENGTH: f32 = 0.9;
-/// FlowEdit's CFG scale for both prompts of a move or swap (ShapesWorld moves: 3 → 0, 6 and 8
-/// move).
-pub const MOVE_GUIDANCE: f32 = 8.0;
-
 /// The two prompts of an edit, each with the CFG negative it is guided against (one row each).
 #[derive(Debug, Clone)]
 pub struct EditPrompts<B: Backend> {

@@ -9,6 +9,7 @@ pub mod locate;
 pub mod preprocess;
 pub mod qwen2;
 pub mod regions;
+pub mod relocate;
 pub mod sana;
 pub mod scheduler;
 pub mod teacher_forcing;

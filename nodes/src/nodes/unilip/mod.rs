@@ -19,3 +19,4 @@ pub mod prompt;
 pub mod query_embed;
 pub mod rank_by_answers;
 pub mod region;
+pub mod relocate;
