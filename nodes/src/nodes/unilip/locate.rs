@@ -93,8 +93,8 @@ impl Locate {
     }
 }
 
-/// An `n = 1` grey image of `size` `[h, w]` from per-pixel values.
-fn grey(values: &[f32], [h, w]: [usize; 2]) -> Value {
+/// An `n = 1` grey image of `size` `[h, w]` from per-pixel values (masks, maps).
+pub(super) fn grey(values: &[f32], [h, w]: [usize; 2]) -> Value {
     Value::Image(Arc::new(ImageBatch {
         n: 1,
         h,

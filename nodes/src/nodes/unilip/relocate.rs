@@ -1,14 +1,11 @@
 //! `unilip.relocate`: moves or swaps objects named by a ShapesWorld instruction
 //! ([`crate::models::relocate`]), with the mask to paste the result onto the picture.
 
-use std::sync::Arc;
-
-use unilip_core::{
-    ExecCtx, ImageBatch, Node, NodeError, NodeSchema, ParamSpec, PortSpec, PortType, Value,
-};
+use unilip_core::{ExecCtx, Node, NodeError, NodeSchema, ParamSpec, PortSpec, PortType, Value};
 
 use super::checkpoint::{model_input, model_port};
 use super::dit_denoise::latent_type;
+use super::locate::grey;
 use super::payload::{input, model_err, value, Latent};
 use crate::models::flow_edit::FlowEditOptions;
 use crate::models::locate::{pixel_mask, LocateOptions};
@@ -147,15 +144,9 @@ impl Node for Relocate {
             None => (source, vec![false; h * w]),
         };
         let size = [image.h, image.w];
-        let mask = ImageBatch {
-            n: 1,
-            h: image.h,
-            w: image.w,
-            data: pixel_mask(&cells, [h, w], size).repeat(3),
-        };
         Ok(vec![
             value(Latent(model.unscale(latent))),
-            Value::Image(Arc::new(mask)),
+            grey(&pixel_mask(&cells, [h, w], size), size),
         ])
     }
 }
