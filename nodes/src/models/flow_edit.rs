@@ -21,7 +21,7 @@ use burn::prelude::*;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use crate::models::regions::{regional_caption, MaskedCaption, RegionPrompt};
+use crate::models::regions::{regional_caption, stack_captions, MaskedCaption, RegionPrompt};
 use crate::models::scheduler::{cfg as guide, gaussian_noise, Schedule};
 use crate::models::tokenizer::{generation_negative, generation_prompt, Tokenizer};
 use crate::models::unilip::{
@@ -175,25 +175,12 @@ pub fn moving_captions<B: Backend>(
     grid: [usize; 2],
 ) -> Result<MaskedCaption<B>> {
     let plain = regional_caption(negative, &[], grid)?;
-    let rows = [
+    Ok(stack_captions(vec![
         plain.clone(),
         regional_caption(negative, source, grid)?,
         plain,
         regional_caption(negative, target, grid)?,
-    ];
-    let len = rows.iter().map(|(c, _)| c.dims()[1]).max().unwrap_or(0);
-    let (captions, masks): (Vec<_>, Vec<_>) = rows
-        .into_iter()
-        .map(|(c, m)| {
-            let ([b, l, channels], [_, tokens, _]) = (c.dims(), m.dims());
-            let dev = c.device();
-            (
-                Tensor::cat(vec![c, Tensor::zeros([b, len - l, channels], &dev)], 1),
-                Tensor::cat(vec![m, Tensor::zeros([b, tokens, len - l], &dev)], 2),
-            )
-        })
-        .unzip();
-    Ok((Tensor::cat(captions, 0), Tensor::cat(masks, 0)))
+    ]))
 }
 
 /// `[source negative; source; target negative; target]` captions padded to one length, with
@@ -211,11 +198,11 @@ fn stacked_captions<B: Backend>(prompts: &EditPrompts<B>) -> Result<MaskedCaptio
             c.batch()
         )));
     }
-    let len = rows.iter().map(|c| c.embeds.dims()[1]).max().unwrap_or(0);
-    let padded: Vec<Condition<B>> = rows.iter().map(|c| c.pad_to(len)).collect();
-    let caption = Tensor::cat(padded.iter().map(|c| c.embeds.clone()).collect(), 0);
-    let mask = Tensor::cat(padded.iter().map(|c| c.mask.clone()).collect(), 0);
-    Ok((caption, mask.float().unsqueeze_dim(1)))
+    Ok(stack_captions(
+        rows.iter()
+            .map(|c| (c.embeds.clone(), c.mask.clone().float().unsqueeze_dim(1)))
+            .collect(),
+    ))
 }
 
 #[cfg(test)]

@@ -77,6 +77,28 @@ impl Area {
 /// for every image token; 1 = attend).
 pub type MaskedCaption<B> = (Tensor<B, 3>, Tensor<B, 3>);
 
+/// `rows` stacked along the batch, each padded along the sequence to the longest (zero
+/// embeddings, mask 0). Every row's mask must have the same middle dimension (1, or one per
+/// image token).
+pub fn stack_captions<B: Backend>(rows: Vec<MaskedCaption<B>>) -> MaskedCaption<B> {
+    let len = rows.iter().map(|(c, _)| c.dims()[1]).max().unwrap_or(0);
+    let (captions, masks): (Vec<_>, Vec<_>) = rows
+        .into_iter()
+        .map(|(c, m)| {
+            let ([b, l, channels], [_, tokens, _]) = (c.dims(), m.dims());
+            if l == len {
+                return (c, m);
+            }
+            let dev = c.device();
+            (
+                Tensor::cat(vec![c, Tensor::zeros([b, len - l, channels], &dev)], 1),
+                Tensor::cat(vec![m, Tensor::zeros([b, tokens, len - l], &dev)], 2),
+            )
+        })
+        .unzip();
+    (Tensor::cat(captions, 0), Tensor::cat(masks, 0))
+}
+
 /// A prompt that drives one part of the canvas.
 #[derive(Debug, Clone)]
 pub struct RegionPrompt<B: Backend> {
