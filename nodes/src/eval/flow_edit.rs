@@ -94,7 +94,7 @@ impl Eval<'_> {
             .model
             .relocate(
                 source.clone(),
-                kind,
+                (kind, &self.generator.style()),
                 tok,
                 self.opts.condition,
                 (&locate, &flow),

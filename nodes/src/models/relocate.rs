@@ -38,14 +38,14 @@ pub struct Relocated<B: Backend> {
 
 impl<B: Backend> Unilip<B> {
     /// Moves (`kind` a ShapesWorld move) or swaps (a swap) objects in the DiT latent `source`
-    /// `[1, C, h, w]` (see the module docs). A move goes a quarter of the grid towards its
+    /// `[1, C, h, w]` (see the module docs), captioning them in `style`'s words. A move goes a quarter of the grid towards its
     /// direction, as far as the edge allows; a swap exchanges the two boxes. `None` when an
     /// object is located nowhere (nothing to move). FlowEdit's `strength` and CFG scales are
     /// taken from `flow` (use [`MOVE_STRENGTH`] and [`MOVE_GUIDANCE`]).
     pub fn relocate(
         &self,
         source: Tensor<B, 4>,
-        kind: &EditKind,
+        (kind, style): (&EditKind, &Style),
         tok: &Tokenizer,
         mode: ConditionMode,
         (locate, flow): (&LocateOptions, &FlowEditOptions),
@@ -62,11 +62,10 @@ impl<B: Backend> Unilip<B> {
         };
         let dev = source.device();
         let [_, _, h, w] = source.dims();
-        let style = Style::default();
         // Each object's caption (one row), its negative, and its located box.
         let mut located = Vec::new();
         for object in objects {
-            let (caption, contrasts) = object.caption_and_contrasts(&style);
+            let (caption, contrasts) = object.caption_and_contrasts(style);
             let p = EditPrompts::from_captions(self, tok, Some(&caption), None, mode, &dev)?;
             let contrast = contrast_condition(self, tok, &contrasts, mode, &dev)?;
             let map = self.relevance(source.clone(), &p.source, &contrast, locate)?;

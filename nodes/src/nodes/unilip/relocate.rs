@@ -12,7 +12,7 @@ use crate::models::locate::{pixel_mask, LocateOptions};
 use crate::models::relocate::{MOVE_GUIDANCE, MOVE_STRENGTH};
 use crate::models::unilip::ConditionMode;
 use crate::register_node;
-use crate::shapesworld::EditKind;
+use crate::shapesworld::{EditKind, Style};
 
 /// `unilip.relocate`.
 pub struct Relocate {
@@ -133,7 +133,7 @@ impl Node for Relocate {
         let relocated = model
             .relocate(
                 source.clone(),
-                &kind,
+                (&kind, &Style::default()),
                 handle.tokenizer()?,
                 mode,
                 (&locate, &flow),
