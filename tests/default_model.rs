@@ -196,6 +196,7 @@ fn shipped_graphs_run_on_the_default_model_without_flags() {
         ("flow_edit_prompts.ron", vec!["edit.steps=4"]),
         ("flow_edit_located.ron", vec!["edit.steps=4"]),
         ("flow_move.ron", vec!["move.steps=4"]),
+        ("edit_object.ron", vec!["edit.steps=4"]),
         ("reconstruct.ron", vec![]),
         ("understand.ron", vec![]),
     ] {
@@ -223,6 +224,7 @@ fn shipped_graphs_run_on_the_default_model_without_flags() {
         "flow_edit_prompts.png",
         "flow_edit_located.png",
         "flow_move.png",
+        "edit_object.png",
         "reconstruct.png",
     ] {
         let img = image::open(out.join(png)).expect(png).to_rgb8();
@@ -475,6 +477,102 @@ fn flow_move_graph_moves_the_named_object() {
     assert!(
         err.contains("node `move`") && err.contains("not a move or swap"),
         "{err}"
+    );
+    std::fs::remove_dir_all(out).ok();
+}
+
+/// `graphs/edit_object.ron` on the shipped picture (a red circle at (17, 47), a green star):
+/// every kind of edit, each checked by what the scorer detects afterwards.
+#[test]
+fn edit_object_graph_makes_every_kind_of_edit() {
+    use unilip_nodes::shapesworld::{detected_objects, Colour, Object, Shape, Style};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::env::temp_dir().join(format!("unilip-edit-object-{}", std::process::id()));
+    let style = Style::default();
+    let source = image::open(root.join("graphs/assets/red_circle_green_star.png"))
+        .unwrap()
+        .to_rgb8();
+    let before = detected_objects(&source, &style);
+    let find = |found: &[Object], colour: Colour, shape: Shape| {
+        found
+            .iter()
+            .find(|o| (o.colour, o.shape) == (colour, shape))
+            .cloned()
+    };
+    let circle = find(&before, Colour::Red, Shape::Circle).expect("a red circle");
+    let star = find(&before, Colour::Green, Shape::Star).expect("a green star");
+    let near = |o: &Object, at: &Object| (o.cx - at.cx).hypot(o.cy - at.cy) < 0.08 * 64.0;
+    // As the edit scorer keeps an object: same shape, colour and size, within its tolerance.
+    let kept = |found: &[Object], at: &Object| {
+        found
+            .iter()
+            .any(|o| (o.shape, o.colour, o.size) == (at.shape, at.colour, at.size) && near(o, at))
+    };
+    let edit = |text: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_unilip"))
+            .current_dir(root)
+            .args(["run", "graphs/edit_object.ron", "--out"])
+            .arg(&out)
+            .args(["--set", &format!("edit.text={text}")])
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{text}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let img = image::open(out.join("edit_object.png")).unwrap().to_rgb8();
+        assert_eq!(img.dimensions(), source.dimensions());
+        let found = detected_objects(&img, &style);
+        let changed = img
+            .pixels()
+            .zip(source.pixels())
+            .filter(|(a, b)| a != b)
+            .count();
+        (found, changed)
+    };
+    // Remove: only the star is left, and only pixels around the circle changed.
+    let (found, changed) = edit("remove the red circle");
+    assert_eq!(found, vec![star.clone()], "remove");
+    assert!(
+        (50..=600).contains(&changed),
+        "remove: {changed} pixels changed"
+    );
+    // Move: the same circle higher up, the star where it was.
+    let (found, _) = edit("move the red circle up");
+    let moved = find(&found, Colour::Red, Shape::Circle).expect("move: a red circle");
+    assert!(
+        moved.cy < circle.cy - 0.1 * 64.0 && (moved.cx - circle.cx).abs() < 2.0,
+        "{found:?}"
+    );
+    assert!(kept(&found, &star), "move: {found:?}");
+    // Swap: each where the other was.
+    let (found, _) = edit("swap the red circle and the green star");
+    let (c, s) = (
+        find(&found, Colour::Red, Shape::Circle).expect("swap: a red circle"),
+        find(&found, Colour::Green, Shape::Star).expect("swap: a green star"),
+    );
+    assert!(near(&c, &star) && near(&s, &circle), "swap: {found:?}");
+    // Recolour: a blue circle where the red one was, the star untouched.
+    let (found, _) = edit("make the red circle blue");
+    let blue = find(&found, Colour::Blue, Shape::Circle).expect("recolour: a blue circle");
+    assert!(near(&blue, &circle), "recolour: {found:?}");
+    assert!(
+        find(&found, Colour::Red, Shape::Circle).is_none(),
+        "recolour: {found:?}"
+    );
+    assert!(kept(&found, &star), "recolour: {found:?}");
+    // Add: a blue square, the two objects there kept. Measured: the square is drawn at
+    // (53, 46), the emptiest corner, with a smudge of green beside it that the scorer reads as
+    // a small diamond (the edit score would count the change made, the rest not kept).
+    let (found, _) = edit("add a blue square");
+    assert!(
+        find(&found, Colour::Blue, Shape::Square).is_some(),
+        "add: {found:?}"
+    );
+    assert!(
+        kept(&found, &star) && kept(&found, &circle),
+        "add: {found:?}"
     );
     std::fs::remove_dir_all(out).ok();
 }

@@ -5,6 +5,7 @@ pub mod backend;
 pub mod default_model;
 pub mod eval;
 pub mod fixtures;
+pub mod imaging;
 pub mod models;
 pub mod nodes;
 pub mod param_keys;

@@ -59,6 +59,7 @@ fn options(fx: &Fixture, init: Tensor<B, 4>) -> SampleOptions<B> {
         init: InitLatent::Latent(init),
         source: None,
         regions: Vec::new(),
+        inpaint: None,
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use clap::builder::PossibleValuesParser;
 use clap::{Args, ValueEnum};
 use unilip_core::{GraphDoc, ParamValue};
 use unilip_nodes::eval::{
@@ -10,7 +11,7 @@ use unilip_nodes::eval::{
 };
 use unilip_nodes::models::flow_edit::FlowEditOptions;
 use unilip_nodes::models::regions::RegionLayout;
-use unilip_nodes::shapesworld::{write_split, Domain, GenConfig, Split};
+use unilip_nodes::shapesworld::{write_split, Domain, GenConfig, Split, EDIT_KIND_NAMES};
 
 use super::checkpoint::{init_checkpoint, Dtype, Preset};
 use super::run::run_doc;
@@ -142,9 +143,9 @@ pub struct EvalArgs {
     /// Sampler steps (generate, edit).
     #[arg(long, default_value_t = 20)]
     steps: usize,
-    /// CFG scale (generate, edit): 4.5, UniLIP's, except with `--edit-method flow-edit` and
-    /// `flow-edit-located`, where it is both prompts' scale and defaults to 3 (what
-    /// graphs/flow_edit.ron uses).
+    /// CFG scale (generate, edit): 4.5, UniLIP's, except with `--edit-method flow-edit`,
+    /// `flow-edit-located` and `by-kind`, where it is both FlowEdit prompts' scale and defaults
+    /// to 3 (what graphs/flow_edit.ron uses).
     #[arg(long)]
     guidance: Option<f32>,
     /// Guide only the sampler steps at noise level σ ≤ this (generate, edit); 1 guides every
@@ -161,13 +162,17 @@ pub struct EvalArgs {
     /// `flow-edit-located` (the same, with the source kept outside the cells where the DiT
     /// locates the edited object, as graphs/flow_edit_located.ron does; moves and swaps are
     /// made too, by FlowEdit between the objects' captions read over their located boxes and
-    /// over the boxes they go to, at strength 0.9 and CFG 8).
+    /// over the boxes they go to, at strength 0.9 and CFG 8) or `by-kind` (each kind by its
+    /// own operation at the located object, as graphs/edit_object.ron does: the object's box
+    /// redrawn under its new caption for recolour, FlowEdit kept on the object for resize, the
+    /// object's pixels filled from around them for remove, the new object drawn in the
+    /// emptiest box for add, the objects' pixels cut and pasted for move and swap).
     #[arg(long, value_enum, default_value = "unilip")]
     edit_method: EditMethodArg,
     /// Edit only: the fraction of the schedule that edits. `unilip`: below 1, start sampling from
     /// the source image's latent noised to this fraction of the schedule (SDEdit / img2img
-    /// strength) instead of from pure noise (default 1). `flow-edit`, `flow-edit-located`:
-    /// FlowEdit's n_max / T (default 0.6).
+    /// strength) instead of from pure noise (default 1). `flow-edit`, `flow-edit-located`,
+    /// `by-kind`: FlowEdit's n_max / T (default 0.6).
     #[arg(long, value_parser = unit_interval)]
     strength: Option<f32>,
     /// Generate only: sample this many candidates per prompt and keep the one the model's own
@@ -175,6 +180,10 @@ pub struct EvalArgs {
     /// count, colour, shape and relation questions); 1 is the plain sampler.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     best_of: u32,
+    /// Edit only: score edits of these kinds alone (comma-separated; item `i` is then the
+    /// `i`-th edit of those kinds in the validation stream). Default: every kind, as drawn.
+    #[arg(long, value_delimiter = ',', value_parser = PossibleValuesParser::new(EDIT_KIND_NAMES))]
+    edit_kinds: Vec<String>,
     /// Recon only: add Gaussian noise of this standard deviation (in the DiT's units; its
     /// sampler starts from unit noise) to each latent before the pixel decoder, to see how
     /// robust the decoder is to imperfect latents such as a DiT's samples.
@@ -213,6 +222,10 @@ enum EditMethodArg {
     /// FlowEdit, with the source kept outside where the DiT locates the edited object; moves
     /// and swaps between located boxes.
     FlowEditLocated,
+    /// Each kind by its own operation at the located object (graphs/edit_object.ron): the
+    /// object's box redrawn for recolour, FlowEdit kept on the object for resize, fill for
+    /// remove, drawing in the emptiest box for add, cut-and-paste for move and swap.
+    ByKind,
 }
 
 /// `--layout`: see [`RegionLayout`].
@@ -268,11 +281,12 @@ pub fn eval(args: EvalArgs) -> Result<(), CliError> {
         EditMethodArg::Unilip => EditMethod::Unilip,
         EditMethodArg::FlowEdit => EditMethod::FlowEdit,
         EditMethodArg::FlowEditLocated => EditMethod::FlowEditLocated,
+        EditMethodArg::ByKind => EditMethod::ByKind,
     };
     let flow_edit = FlowEditOptions::default();
     let (strength, guidance) = match opts.edit_method {
         EditMethod::Unilip => (1.0, opts.guidance),
-        EditMethod::FlowEdit | EditMethod::FlowEditLocated => {
+        EditMethod::FlowEdit | EditMethod::FlowEditLocated | EditMethod::ByKind => {
             (flow_edit.strength, flow_edit.guidance_scale)
         }
     };
@@ -280,6 +294,11 @@ pub fn eval(args: EvalArgs) -> Result<(), CliError> {
     opts.guidance = args.guidance.unwrap_or(guidance);
     opts.flow_shift = args.flow_shift;
     opts.best_of = args.best_of as usize;
+    opts.edit_kinds = args
+        .edit_kinds
+        .iter()
+        .filter_map(|k| EDIT_KIND_NAMES.into_iter().find(|name| name == k))
+        .collect();
     opts.latent_noise = args.latent_noise;
     opts.regions = match args.regions {
         RegionArg::Off => RegionMode::Off,

@@ -6,7 +6,8 @@
 use burn::prelude::*;
 use image::RgbImage;
 
-use super::{device, resize_to, to_rgb_image, EditMethod, Eval, B};
+use super::{device, to_rgb_image, EditMethod, Eval, B};
+use crate::models::edit_object::{pasted as paste, ObjectEditOptions};
 use crate::models::flow_edit::{EditPrompts, FlowEditOptions};
 use crate::models::locate::{
     contrast_condition, located_cells, pixel_mask, LocateOptions, LOCATE_GROW, LOCATE_SHARE,
@@ -111,6 +112,34 @@ impl Eval<'_> {
         }
     }
 
+    /// The output of [`EditMethod::ByKind`] for edit item `i` of `kind` on the source's
+    /// `features` (`source_image`).
+    pub(super) fn object_edited(
+        &self,
+        tok: &Tokenizer,
+        kind: &EditKind,
+        (features, source_image): (&Tensor<B, 3>, &RgbImage),
+        i: usize,
+    ) -> Result<RgbImage, String> {
+        let opts = ObjectEditOptions {
+            locate: self.locate_options(i),
+            flow: self.flow_edit_options(i, self.opts.strength, self.opts.guidance),
+            ..ObjectEditOptions::default()
+        };
+        let edit = self
+            .model
+            .edit_object(
+                self.target(features)?,
+                source_image,
+                (kind, &self.generator.style()),
+                tok,
+                self.opts.condition,
+                &opts,
+            )
+            .map_err(|e| e.to_string())?;
+        Ok(edit.image)
+    }
+
     /// The locator's settings for item `i`.
     fn locate_options(&self, i: usize) -> LocateOptions {
         LocateOptions {
@@ -155,11 +184,7 @@ impl Eval<'_> {
 
 /// `edited` (resized to `source`) on the located `cells` of a `grid`, `source` elsewhere.
 fn pasted(edited: &RgbImage, source: &RgbImage, cells: &[bool], grid: [usize; 2]) -> RgbImage {
-    let edited = resize_to(edited, source);
     let (width, height) = source.dimensions();
     let mask = pixel_mask(cells, grid, [height as usize, width as usize]);
-    RgbImage::from_fn(width, height, |x, y| {
-        let keep = mask[(y * width + x) as usize] == 0.0;
-        *if keep { source } else { &edited }.get_pixel(x, y)
-    })
+    paste(edited, source, &mask)
 }

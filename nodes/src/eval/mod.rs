@@ -19,6 +19,7 @@ use rand::SeedableRng;
 use serde_json::json;
 
 use crate::backend::{device, B};
+use crate::models::edit_object::picture_of;
 use crate::models::preprocess::{preprocess, RgbU8};
 use crate::models::qwen2::{GenerationConfig, Sampling};
 use crate::models::regions::{caption_regions, RegionLayout, RegionPlan, RegionPrompt};
@@ -124,6 +125,11 @@ pub struct EvalOptions {
     /// robust the decoder is to latents that are slightly off, as a DiT's samples are. 0 is
     /// the plain reconstruction.
     pub latent_noise: f32,
+    /// Editing only: edit items of these kinds alone
+    /// ([`EDIT_KIND_NAMES`](crate::shapesworld::EDIT_KIND_NAMES); empty: every kind,
+    /// as the validation stream draws them). Item `i` is then the `i`-th of those kinds
+    /// ([`Generator::edit_item_of_kinds`]).
+    pub edit_kinds: Vec<&'static str>,
     /// Generation only: regional prompting ([`crate::models::regions`]). With regions, each
     /// region's own caption is read in cross-attention by the tokens of its box (alone, or
     /// beside the whole prompt); [`EvalOptions::layout`] says where the regions go.
@@ -154,6 +160,7 @@ impl EvalOptions {
             strength: 1.0,
             best_of: 1,
             latent_noise: 0.0,
+            edit_kinds: Vec::new(),
             regions: RegionMode::Off,
             layout: RegionLayout::Groups,
             dump: None,
@@ -183,6 +190,13 @@ pub enum EditMethod {
     /// located boxes and over the boxes they go to, at their own strength and CFG), pasted
     /// over every box.
     FlowEditLocated,
+    /// Each kind of edit by its own operation at the object the DiT locates
+    /// ([`crate::models::edit_object`], what `unilip.edit_object` and `graphs/edit_object.ron`
+    /// do): the object's box redrawn under its new caption for recolour, FlowEdit kept on the
+    /// located cells for resize (as [`EditMethod::FlowEditLocated`]), the object's pixels
+    /// filled from around them for remove, the new object drawn in the emptiest box for add,
+    /// the objects' pixels cut and pasted for move and swap.
+    ByKind,
 }
 
 /// Regional prompting of two-group prompts in `--task generate` ([`EvalOptions::regions`]).
@@ -318,21 +332,9 @@ fn rgb(img: &RgbImage) -> RgbU8 {
     }
 }
 
-/// `[1, 3, h, w]` in [0, 1] → an 8-bit image (round half to even, as `numpy_to_pil`).
+/// `[1, 3, h, w]` in [0, 1] → an 8-bit image.
 fn to_rgb_image(x: Tensor<B, 4>) -> Result<RgbImage, String> {
-    let [_, _, h, w] = x.dims();
-    let data: Vec<f32> = x
-        .squeeze_dim::<3>(0)
-        .permute([1, 2, 0])
-        .into_data()
-        .convert::<f32>()
-        .to_vec()
-        .map_err(|e| format!("{e:?}"))?;
-    let bytes = data
-        .iter()
-        .map(|v| (v.clamp(0.0, 1.0) * 255.0).round_ties_even() as u8)
-        .collect();
-    RgbImage::from_raw(w as u32, h as u32, bytes).ok_or_else(|| "bad image buffer".to_string())
+    picture_of(x).map_err(|e| e.to_string())
 }
 
 fn mean(values: &[f64]) -> f64 {
@@ -680,7 +682,13 @@ impl Eval<'_> {
         let (mut to_target, mut to_source) = (Vec::new(), Vec::new());
         let mut by_kind: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
         for i in 0..self.opts.n {
-            let e = self.generator.edit_item(i as u64);
+            let e = match self.opts.edit_kinds.as_slice() {
+                [] => self.generator.edit_item(i as u64),
+                kinds => self
+                    .generator
+                    .edit_item_of_kinds(i as u64, kinds)
+                    .ok_or_else(|| format!("no edit kind among {kinds:?}"))?,
+            };
             let features = self
                 .model
                 .image_features(self.pixels(&e.source_image)?)
@@ -694,6 +702,9 @@ impl Eval<'_> {
                 }
                 EditMethod::FlowEdit | EditMethod::FlowEditLocated => {
                     self.flow_edited(tok, &e.item.kind, (&features, &e.source_image), i)?
+                }
+                EditMethod::ByKind => {
+                    self.object_edited(tok, &e.item.kind, (&features, &e.source_image), i)?
                 }
             };
             let img = resize_to(&img, &e.source_image);

@@ -1,7 +1,9 @@
 //! Burn implementations of the UniLIP components, one file per architecture.
 
 pub mod dcae;
+pub mod edit_object;
 pub mod flow_edit;
+pub mod inpaint;
 pub mod internvit;
 pub mod latent_head;
 pub mod layers;

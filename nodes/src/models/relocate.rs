@@ -14,7 +14,7 @@ use crate::models::locate::{
 use crate::models::regions::{Area, RegionPrompt};
 use crate::models::tokenizer::Tokenizer;
 use crate::models::unilip::{ConditionMode, Result, Unilip, UnilipError};
-use crate::shapesworld::{Direction, EditKind, Style};
+use crate::shapesworld::{Direction, EditKind, ObjectRef, Style};
 
 /// FlowEdit's strength for a move or swap: it redraws objects elsewhere, which needs the noise
 /// levels where layout is decided (on ShapesWorld moves 0.9 makes the change where 0.6, the
@@ -36,7 +36,33 @@ pub struct Relocated<B: Backend> {
     pub cells: Vec<bool>,
 }
 
+/// An object located in a latent: its caption's prompts and its box of cells.
+pub type LocatedObject<B> = (EditPrompts<B>, CellBox);
+
 impl<B: Backend> Unilip<B> {
+    /// Where `object` lies in the DiT latent `source` `[1, C, h, w]`: its caption (in `style`'s
+    /// words) located against the same object in every other colour
+    /// ([`crate::models::locate`]), as the prompts of that caption and the box bounding the
+    /// located cells; `None` when no cell is located.
+    pub fn object_box(
+        &self,
+        source: Tensor<B, 4>,
+        object: ObjectRef,
+        style: &Style,
+        tok: &Tokenizer,
+        mode: ConditionMode,
+        locate: &LocateOptions,
+    ) -> Result<Option<LocatedObject<B>>> {
+        let dev = source.device();
+        let [_, _, h, w] = source.dims();
+        let (caption, contrasts) = object.caption_and_contrasts(style);
+        let p = EditPrompts::from_captions(self, tok, Some(&caption), None, mode, &dev)?;
+        let contrast = contrast_condition(self, tok, &contrasts, mode, &dev)?;
+        let map = self.relevance(source, &p.source, &contrast, locate)?;
+        let cells = located_cells(&map, [h, w], LOCATE_SHARE, LOCATE_GROW);
+        Ok(cell_box(&cells, [h, w]).map(|found| (p, found)))
+    }
+
     /// Moves (`kind` a ShapesWorld move) or swaps (a swap) objects in the DiT latent `source`
     /// `[1, C, h, w]` (see the module docs), captioning them in `style`'s words. A move goes a quarter of the grid towards its
     /// direction, as far as the edge allows; a swap exchanges the two boxes. `None` when an
@@ -60,21 +86,14 @@ impl<B: Backend> Unilip<B> {
                 )))
             }
         };
-        let dev = source.device();
-        let [_, _, h, w] = source.dims();
-        // Each object's caption (one row), its negative, and its located box.
         let mut located = Vec::new();
         for object in objects {
-            let (caption, contrasts) = object.caption_and_contrasts(style);
-            let p = EditPrompts::from_captions(self, tok, Some(&caption), None, mode, &dev)?;
-            let contrast = contrast_condition(self, tok, &contrasts, mode, &dev)?;
-            let map = self.relevance(source.clone(), &p.source, &contrast, locate)?;
-            let cells = located_cells(&map, [h, w], LOCATE_SHARE, LOCATE_GROW);
-            let Some(found) = cell_box(&cells, [h, w]) else {
-                return Ok(None);
-            };
-            located.push((p, found));
+            match self.object_box(source.clone(), object, style, tok, mode, locate)? {
+                Some(found) => located.push(found),
+                None => return Ok(None),
+            }
         }
+        let [_, _, h, w] = source.dims();
         let goals: Vec<CellBox> = match *kind {
             EditKind::Move { direction, .. } => vec![shifted(located[0].1, direction, [h, w])],
             _ => vec![located[1].1, located[0].1],

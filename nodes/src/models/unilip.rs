@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::models::dcae::{DcAeConfig, DcAeDecoder};
+use crate::models::inpaint::Inpaint;
 use crate::models::internvit::{self, InputError, InternVlVision};
 use crate::models::latent_head::LatentHead;
 use crate::models::qwen2::{
@@ -1239,6 +1240,8 @@ pub struct SampleOptions<B: Backend> {
     /// Regional prompts ([`RegionPrompt`]): parts of the canvas that read their own prompt in
     /// the DiT's cross-attention, at every step. Empty samples as UniLIP does.
     pub regions: Vec<RegionPrompt<B>>,
+    /// Inpainting ([`Inpaint`]): sample only where its mask is 1 and keep its image elsewhere.
+    pub inpaint: Option<Inpaint<B>>,
 }
 
 impl<B: Backend> SampleOptions<B> {
@@ -1252,6 +1255,7 @@ impl<B: Backend> SampleOptions<B> {
             init: InitLatent::Seed(seed),
             source: None,
             regions: Vec::new(),
+            inpaint: None,
         }
     }
 }
@@ -1591,6 +1595,11 @@ impl<B: Backend> Unilip<B> {
         let n = cond.batch();
         let dev = cond.embeds.device();
         let mut x = self.initial_latent(n, &opts.init, &dev)?;
+        let noise = x.clone();
+        let inpaint = match &opts.inpaint {
+            Some(p) => Some(p.checked(x.dims())?),
+            None => None,
+        };
         let (unguided, guided) = self.sampling_captions(cond, uncond, &opts.regions, &x)?;
         let source = match &opts.source {
             Some(s) if s.dims() != x.dims() => {
@@ -1614,6 +1623,9 @@ impl<B: Backend> Unilip<B> {
         if let (InitLatent::Noised { image, .. }, 1..) = (&opts.init, first) {
             let sigma = stepper.sigma(first);
             x = x.mul_scalar(sigma) + image.clone().mul_scalar(1.0 - sigma);
+        }
+        if let Some(p) = inpaint {
+            x = p.blend(x, &noise, stepper.sigma(first));
         }
         let train_timesteps = self.config.scheduler.num_train_timesteps as f32;
         for (i, &t) in timesteps.iter().enumerate().skip(first) {
@@ -1644,6 +1656,9 @@ impl<B: Backend> Unilip<B> {
                 v
             };
             x = stepper.step(v, i, x)?;
+            if let Some(p) = inpaint {
+                x = p.blend(x, &noise, stepper.sigma(i + 1));
+            }
             on_step(i + 1 - first, total - first, &x)?;
         }
         Ok(x)

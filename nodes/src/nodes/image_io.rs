@@ -39,6 +39,19 @@ pub fn to_rgb8(batch: &ImageBatch, i: usize) -> image::RgbImage {
     })
 }
 
+/// An 8-bit RGB picture as a one-image batch in [0, 1].
+pub fn from_rgb8(picture: &image::RgbImage) -> ImageBatch {
+    let (w, h) = (picture.width() as usize, picture.height() as usize);
+    let mut out = ImageBatch::zeros(1, h, w);
+    for (x, y, p) in picture.enumerate_pixels() {
+        for c in 0..3 {
+            let i = out.idx(0, c, y as usize, x as usize);
+            out.data[i] = f32::from(p.0[c]) / 255.0;
+        }
+    }
+    out
+}
+
 /// `image.load`: reads an image file.
 pub struct LoadImage {
     schema: NodeSchema,

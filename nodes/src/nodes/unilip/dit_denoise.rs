@@ -152,6 +152,7 @@ impl Node for DitDenoise {
             init,
             source,
             regions: cond.regions.clone(),
+            inpaint: None,
         };
         let show = ctx.bool("preview")?;
         let z = model.sample::<NodeError>(

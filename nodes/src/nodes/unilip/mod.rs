@@ -6,6 +6,7 @@ pub mod condition;
 pub mod convert;
 pub mod distill;
 pub mod dit_denoise;
+pub mod edit_object;
 pub mod edit_prompts;
 pub mod flow_edit;
 pub mod latent_project;
