@@ -497,7 +497,7 @@ fn edit_object_graph_makes_every_kind_of_edit() {
         found
             .iter()
             .find(|o| (o.colour, o.shape) == (colour, shape))
-            .cloned()
+            .copied()
     };
     let circle = find(&before, Colour::Red, Shape::Circle).expect("a red circle");
     let star = find(&before, Colour::Green, Shape::Star).expect("a green star");
@@ -533,7 +533,7 @@ fn edit_object_graph_makes_every_kind_of_edit() {
     };
     // Remove: only the star is left, and only pixels around the circle changed.
     let (found, changed) = edit("remove the red circle");
-    assert_eq!(found, vec![star.clone()], "remove");
+    assert_eq!(found, vec![star], "remove");
     assert!(
         (50..=600).contains(&changed),
         "remove: {changed} pixels changed"

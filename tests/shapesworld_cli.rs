@@ -673,3 +673,43 @@ fn eval_flow_edit_method_edits_from_the_source() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("flow-edit"));
 }
+
+/// `--edit-kinds` scores edits of the named kinds alone; `--edit-method by-kind` makes moves
+/// and removals by moving and filling the located object's own pixels, so they are made and
+/// the rest is kept.
+#[test]
+fn eval_edit_kinds_scores_those_kinds_alone_and_by_kind_moves_and_removes() {
+    let out = ok(&unilip(&[
+        "eval",
+        "shapesworld",
+        "--task",
+        "edit",
+        "--n",
+        "6",
+        "--edit-kinds",
+        "move,remove",
+        "--edit-method",
+        "by-kind",
+        "--json",
+    ]));
+    let m: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let items = |k: &str| m[format!("edit_{k}_items")].as_f64().unwrap_or(0.0);
+    assert_eq!(items("move") + items("remove"), 6.0, "{m}");
+    for k in ["recolour", "add", "resize", "swap"] {
+        assert_eq!(items(k), 0.0, "{m}");
+    }
+    // Measured over 400 validation items: moves 0.90, removals 0.91.
+    assert!(m["edit"].as_f64().unwrap() >= 0.5, "{m}");
+    assert!(m["edit_preserved"].as_f64().unwrap() >= 0.5, "{m}");
+    let bad = unilip(&[
+        "eval",
+        "shapesworld",
+        "--task",
+        "edit",
+        "--edit-kinds",
+        "rotate",
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("rotate") && err.contains("recolour"), "{err}");
+}

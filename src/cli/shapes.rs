@@ -163,10 +163,10 @@ pub struct EvalArgs {
     /// locates the edited object, as graphs/flow_edit_located.ron does; moves and swaps are
     /// made too, by FlowEdit between the objects' captions read over their located boxes and
     /// over the boxes they go to, at strength 0.9 and CFG 8) or `by-kind` (each kind by its
-    /// own operation at the located object, as graphs/edit_object.ron does: the object's box
-    /// redrawn under its new caption for recolour, FlowEdit kept on the object for resize, the
-    /// object's pixels filled from around them for remove, the new object drawn in the
-    /// emptiest box for add, the objects' pixels cut and pasted for move and swap).
+    /// own operation at the located object, as graphs/edit_object.ron does: FlowEdit kept on
+    /// the object for recolour and resize, the object's pixels filled from around them for
+    /// remove, the new object sampled in the emptiest box for add, the objects' pixels cut and
+    /// pasted for move and swap).
     #[arg(long, value_enum, default_value = "unilip")]
     edit_method: EditMethodArg,
     /// Edit only: the fraction of the schedule that edits. `unilip`: below 1, start sampling from
@@ -222,9 +222,9 @@ enum EditMethodArg {
     /// FlowEdit, with the source kept outside where the DiT locates the edited object; moves
     /// and swaps between located boxes.
     FlowEditLocated,
-    /// Each kind by its own operation at the located object (graphs/edit_object.ron): the
-    /// object's box redrawn for recolour, FlowEdit kept on the object for resize, fill for
-    /// remove, drawing in the emptiest box for add, cut-and-paste for move and swap.
+    /// Each kind by its own operation at the located object (graphs/edit_object.ron): FlowEdit
+    /// kept on the object for recolour and resize, fill for remove, inpainting in the emptiest
+    /// box for add, cut-and-paste for move and swap.
     ByKind,
 }
 

@@ -1,15 +1,13 @@
 //! Editing one named object, each kind of edit by the operation that makes it, all at the
 //! object the DiT itself locates ([`crate::models::locate`]):
 //!
-//! - **recolour**: the object's new caption drawn over its located box by the DiT, from the
-//!   source noised to [`REDRAW_STRENGTH`], read only there (regional prompting), the rest of
-//!   the latent kept by inpainting ([`Inpaint`]);
-//! - **resize**: FlowEdit between the object's captions before and after
+//! - **recolour, resize**: FlowEdit between the object's captions before and after
 //!   ([`crate::models::flow_edit`]), the edit kept only on the located cells;
 //! - **remove**: the object's own pixels (those standing out from the background grown into its
 //!   box, [`imaging::object_pixels`]) filled from around them ([`imaging::fill_masked`]);
-//! - **add**: the new object's caption drawn the same way, from pure noise, in the emptiest box
-//!   of the picture ([`imaging::emptiest_box`]);
+//! - **add**: the new object's caption sampled by the DiT in the emptiest box of the picture
+//!   ([`imaging::emptiest_box`]), read only there (regional prompting), the rest of the latent
+//!   kept by inpainting ([`Inpaint`]);
 //! - **move, swap**: the objects' own pixels cut and pasted (a move a quarter of the canvas
 //!   towards its direction, a swap each onto the other's centre), the holes filled.
 //!
@@ -19,8 +17,6 @@
 
 use burn::prelude::*;
 use image::RgbImage;
-use rand::rngs::StdRng;
-use rand::SeedableRng;
 
 use crate::imaging::{self, PixelBox};
 use crate::models::flow_edit::{EditPrompts, FlowEditOptions};
@@ -29,22 +25,13 @@ use crate::models::locate::{contrast_condition, located_cells, pixel_mask, Locat
 use crate::models::locate::{LOCATE_GROW, LOCATE_SHARE};
 use crate::models::regions::{Area, RegionPrompt};
 use crate::models::relocate::{shifted, CellBox};
-use crate::models::scheduler::gaussian_noise;
 use crate::models::tokenizer::Tokenizer;
-use crate::models::unilip::{
-    ConditionMode, InitLatent, Result, SampleOptions, Unilip, UnilipError,
-};
+use crate::models::unilip::{ConditionMode, Result, SampleOptions, Unilip, UnilipError};
 use crate::shapesworld::{EditKind, ObjectRef, Style};
 
-/// CFG scale of a caption drawn in a box (an added object, a recoloured one). ShapesWorld adds,
-/// seeds 0 / 1: 3 → 0.50 / 0.38 with the base prompt read in the box too, 6 → 0.67 / 0.45
-/// without, 9 → 0.53 / 0.50; recolours at strength 0.8: 3 → 0.54 / 0.61, 4 → 0.64 / 0.58,
-/// 6 → 0.64 / 0.56, 9 → 0.36 / 0.39.
-pub const BOX_GUIDANCE: f32 = 6.0;
-/// Fraction of the schedule a recolour redraws its object over (ShapesWorld recolours, seeds
-/// 0 / 1: 0.7 → 0.57 / 0.58, 0.8 → 0.64 / 0.56, 0.9 → 0.50 / 0.50; from the hole-filled
-/// picture at 1: 0.43 / 0.42; FlowEdit kept on the object: 0.46 / 0.25).
-pub const REDRAW_STRENGTH: f32 = 0.8;
+/// CFG scale of an added object's caption (ShapesWorld adds, seeds 0 / 1: 3 → 0.50 / 0.38
+/// with the base prompt read in the box too, 6 → 0.67 / 0.45 without, 9 → 0.53 / 0.50).
+pub const ADD_GUIDANCE: f32 = 6.0;
 /// Side, in latent cells, of the box an added object is drawn in (3 of 8: about the size of a
 /// large ShapesWorld object with its margin; 2 and 4 did worse).
 pub const ADD_CELLS: usize = 3;
@@ -54,13 +41,11 @@ pub const ADD_CELLS: usize = 3;
 pub struct ObjectEditOptions {
     /// How objects are located.
     pub locate: LocateOptions,
-    /// FlowEdit's settings (resize); its `steps` and `seed` also drive the sampler that draws
-    /// a caption in a box (add, recolour).
+    /// FlowEdit's settings (recolour, resize); its `steps` and `seed` also drive an add's
+    /// sampler.
     pub flow: FlowEditOptions,
-    /// CFG scale of a caption drawn in a box.
-    pub box_guidance: f32,
-    /// Fraction of the schedule a recolour redraws its object over.
-    pub redraw_strength: f32,
+    /// CFG scale of an added object's caption.
+    pub add_guidance: f32,
 }
 
 impl Default for ObjectEditOptions {
@@ -68,8 +53,7 @@ impl Default for ObjectEditOptions {
         Self {
             locate: LocateOptions::default(),
             flow: FlowEditOptions::default(),
-            box_guidance: BOX_GUIDANCE,
-            redraw_strength: REDRAW_STRENGTH,
+            add_guidance: ADD_GUIDANCE,
         }
     }
 }
@@ -110,19 +94,33 @@ impl<B: Backend> Unilip<B> {
             mask: vec![0.0; (picture.width() * picture.height()) as usize],
         };
         Ok(match *kind {
-            EditKind::Recolour { object, .. } => edit.recoloured(kind, object)?,
-            EditKind::Resize { .. } => edit.flow_edited(kind)?,
+            EditKind::Recolour { .. } | EditKind::Resize { .. } => edit.flow_edited(kind)?,
             EditKind::Add { object } => edit.added(object)?,
             EditKind::Remove { object } => edit.removed(object)?,
-            EditKind::Move { object, direction } => edit.moved(&[object], |boxes, grid| {
-                vec![shifted(boxes[0], direction, grid)]
+            // A move shifts the object as its box shifts, a quarter of the grid.
+            EditKind::Move { object, direction } => edit.moved(&[object], |_, found, e| {
+                let [x0, y0, ..] = e.pixel_box(found[0].cells);
+                let [x1, y1, ..] = e.pixel_box(shifted(found[0].cells, direction, e.grid()));
+                let (cx, cy) = found[0].centre;
+                (cx + x1 as f32 - x0 as f32, cy + y1 as f32 - y0 as f32)
             })?,
+            // A swap puts each object's centre on the other's.
             EditKind::Swap { first, second } => {
-                edit.moved(&[first, second], |boxes, _| vec![boxes[1], boxes[0]])?
+                edit.moved(&[first, second], |k, found, _| found[1 - k].centre)?
             }
         }
         .unwrap_or_else(unchanged))
     }
+}
+
+/// An object located for a move or swap.
+struct Found {
+    /// Its own pixels.
+    pixels: Vec<bool>,
+    /// Its located box of latent cells.
+    cells: CellBox,
+    /// The centre of its pixels, `(x, y)`.
+    centre: (f32, f32),
 }
 
 /// One [`Unilip::edit_object`] call.
@@ -201,11 +199,16 @@ impl<B: Backend> Editing<'_, B> {
         })
     }
 
-    /// The object's own pixels, where it is located.
-    fn object_pixels(&self, object: ObjectRef) -> Result<Option<(Vec<bool>, CellBox)>> {
+    /// The object's own pixels, where it is located (not on the cells `taken` by objects
+    /// found before), with its box of cells.
+    fn object_pixels(
+        &self,
+        object: ObjectRef,
+        taken: &[bool],
+    ) -> Result<Option<(Vec<bool>, CellBox)>> {
         let located = self.model.object_box(
             self.source.clone(),
-            object,
+            (object, taken),
             self.style,
             self.tok,
             self.mode,
@@ -219,7 +222,7 @@ impl<B: Backend> Editing<'_, B> {
 
     /// The object's pixels filled from around them.
     fn removed(&mut self, object: ObjectRef) -> Result<Option<ObjectEdit>> {
-        Ok(self.object_pixels(object)?.map(|(pixels, _)| {
+        Ok(self.object_pixels(object, &[])?.map(|(pixels, _)| {
             let mask = flags(&pixels);
             ObjectEdit {
                 image: imaging::fill_masked(self.picture, &mask),
@@ -228,51 +231,48 @@ impl<B: Backend> Editing<'_, B> {
         }))
     }
 
-    /// The objects' pixels moved from their boxes to the boxes `goals` gives them.
+    /// The objects' pixels moved so that each one's centre lands on the point `goal(k, found,
+    /// self)` gives object `k` (of `found`, every object located).
     fn moved(
         &mut self,
         objects: &[ObjectRef],
-        goals: impl FnOnce(&[CellBox], [usize; 2]) -> Vec<CellBox>,
+        goal: impl Fn(usize, &[Found], &Self) -> (f32, f32),
     ) -> Result<Option<ObjectEdit>> {
+        let [h, w] = self.grid();
+        let width = self.picture.width() as usize;
+        // Two objects are not located on one cell: each found box's centre is taken.
+        let mut taken = vec![false; h * w];
         let mut found = Vec::new();
         for &object in objects {
-            match self.object_pixels(object)? {
-                Some(f) => found.push(f),
-                None => return Ok(None),
-            }
+            let Some((pixels, cells @ [r0, c0, r1, c1])) = self.object_pixels(object, &taken)?
+            else {
+                return Ok(None);
+            };
+            taken[(r0 + r1 - 1) / 2 * w + (c0 + c1 - 1) / 2] = true;
+            let Some(centre) = imaging::centroid(&pixels, width) else {
+                return Ok(None);
+            };
+            found.push(Found {
+                pixels,
+                cells,
+                centre,
+            });
         }
-        let boxes: Vec<CellBox> = found.iter().map(|(_, b)| *b).collect();
-        let goals = goals(&boxes, self.grid());
-        let width = self.picture.width() as usize;
-        let centre = |b: CellBox| {
-            let [x0, y0, x1, y1] = self.pixel_box(b);
-            ((x0 + x1) as f32 / 2.0, (y0 + y1) as f32 / 2.0)
-        };
-        // Each object's centre goes where its goal box's centre is, the box's offset from the
-        // object kept (a swap puts each object's own centre on the other's).
-        let moves: Vec<(Vec<bool>, (isize, isize))> = found
-            .iter()
-            .zip(&goals)
-            .enumerate()
-            .map(|(k, ((pixels, from), &to))| {
-                let at = imaging::centroid(pixels, width).unwrap_or_else(|| centre(*from));
-                let target = match goals.len() {
-                    1 => {
-                        let (c, g) = (centre(*from), centre(to));
-                        (at.0 + g.0 - c.0, at.1 + g.1 - c.1)
-                    }
-                    _ => imaging::centroid(&found[1 - k].0, width).unwrap_or_else(|| centre(to)),
-                };
+        let moves: Vec<(Vec<bool>, (isize, isize))> = (0..found.len())
+            .map(|k| {
+                let (to, at) = (goal(k, &found, self), found[k].centre);
                 let offset = (
-                    (target.0 - at.0).round() as isize,
-                    (target.1 - at.1).round() as isize,
+                    (to.0 - at.0).round() as isize,
+                    (to.1 - at.1).round() as isize,
                 );
-                (pixels.clone(), offset)
+                (found[k].pixels.clone(), offset)
             })
             .collect();
         let (image, changed) = imaging::move_pixels(self.picture, &moves);
-        let mask = flags(&changed);
-        Ok(Some(ObjectEdit { image, mask }))
+        Ok(Some(ObjectEdit {
+            image,
+            mask: flags(&changed),
+        }))
     }
 
     /// The new object's caption drawn in the emptiest box.
@@ -280,35 +280,13 @@ impl<B: Backend> Editing<'_, B> {
         let seed = self.opts.flow.seed;
         let found = imaging::emptiest_box(self.picture, self.grid(), ADD_CELLS, seed);
         let (caption, _) = object.caption_and_contrasts(self.style);
-        self.drawn(&caption, found, 1.0).map(Some)
+        self.drawn(&caption, found).map(Some)
     }
 
-    /// The object's new caption drawn over its located box from the source noised to
-    /// [`ObjectEditOptions::redraw_strength`].
-    fn recoloured(&mut self, kind: &EditKind, object: ObjectRef) -> Result<Option<ObjectEdit>> {
-        let Some((_, Some(caption))) = kind.prompt_pair(self.style) else {
-            return Ok(None);
-        };
-        let located = self.model.object_box(
-            self.source.clone(),
-            object,
-            self.style,
-            self.tok,
-            self.mode,
-            &self.opts.locate,
-        )?;
-        match located {
-            Some((_, found)) => self
-                .drawn(&caption, found, self.opts.redraw_strength)
-                .map(Some),
-            None => Ok(None),
-        }
-    }
-
-    /// `caption` sampled over the cells of `found` (read there alone, regional prompting; the
-    /// rest of the canvas reads the unconditional prompt), starting from the source noised to
-    /// `strength` (1: from pure noise), with the rest of the latent kept ([`Inpaint`]).
-    fn drawn(&self, caption: &str, found: CellBox, strength: f32) -> Result<ObjectEdit> {
+    /// `caption` sampled from noise over the cells of `found` (read there alone, regional
+    /// prompting; the rest of the canvas reads the unconditional prompt), with the rest of the
+    /// latent kept ([`Inpaint`]).
+    fn drawn(&self, caption: &str, found: CellBox) -> Result<ObjectEdit> {
         let (m, dev) = (self.model, self.source.device());
         let [h, w] = self.grid();
         let [r0, c0, r1, c1] = found;
@@ -326,15 +304,9 @@ impl<B: Backend> Editing<'_, B> {
         let seed = self.opts.flow.seed;
         let mask =
             Tensor::<B, 1>::from_floats(flags(&cells).as_slice(), &dev).reshape([1, 1, h, w]);
-        let noise = gaussian_noise(self.source.dims(), &mut StdRng::seed_from_u64(seed), &dev);
         let opts = SampleOptions {
             steps: self.opts.flow.steps,
-            guidance_scale: self.opts.box_guidance,
-            init: InitLatent::Noised {
-                image: self.source.clone(),
-                noise,
-                strength,
-            },
+            guidance_scale: self.opts.add_guidance,
             regions: vec![RegionPrompt {
                 cond: prompts.target,
                 areas: vec![area],

@@ -43,11 +43,12 @@ impl<B: Backend> Unilip<B> {
     /// Where `object` lies in the DiT latent `source` `[1, C, h, w]`: its caption (in `style`'s
     /// words) located against the same object in every other colour
     /// ([`crate::models::locate`]), as the prompts of that caption and the box bounding the
-    /// located cells; `None` when no cell is located.
+    /// located cells; `None` when no cell is located. Cells set in `taken` (row-major; may be
+    /// empty) are where other objects lie: they are not located as this one.
     pub fn object_box(
         &self,
         source: Tensor<B, 4>,
-        object: ObjectRef,
+        (object, taken): (ObjectRef, &[bool]),
         style: &Style,
         tok: &Tokenizer,
         mode: ConditionMode,
@@ -58,7 +59,10 @@ impl<B: Backend> Unilip<B> {
         let (caption, contrasts) = object.caption_and_contrasts(style);
         let p = EditPrompts::from_captions(self, tok, Some(&caption), None, mode, &dev)?;
         let contrast = contrast_condition(self, tok, &contrasts, mode, &dev)?;
-        let map = self.relevance(source, &p.source, &contrast, locate)?;
+        let mut map = self.relevance(source, &p.source, &contrast, locate)?;
+        for (r, _) in map.iter_mut().zip(taken).filter(|(_, &t)| t) {
+            *r = 0.0;
+        }
         let cells = located_cells(&map, [h, w], LOCATE_SHARE, LOCATE_GROW);
         Ok(cell_box(&cells, [h, w]).map(|found| (p, found)))
     }
@@ -88,7 +92,7 @@ impl<B: Backend> Unilip<B> {
         };
         let mut located = Vec::new();
         for object in objects {
-            match self.object_box(source.clone(), object, style, tok, mode, locate)? {
+            match self.object_box(source.clone(), (object, &[]), style, tok, mode, locate)? {
                 Some(found) => located.push(found),
                 None => return Ok(None),
             }

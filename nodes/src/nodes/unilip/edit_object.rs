@@ -9,7 +9,7 @@ use super::checkpoint::{model_input, model_port};
 use super::dit_denoise::latent_type;
 use super::locate::grey;
 use super::payload::{input, model_err, Latent};
-use crate::models::edit_object::{ObjectEditOptions, BOX_GUIDANCE, REDRAW_STRENGTH};
+use crate::models::edit_object::{ObjectEditOptions, ADD_GUIDANCE};
 use crate::models::flow_edit::FlowEditOptions;
 use crate::models::locate::LocateOptions;
 use crate::models::unilip::ConditionMode;
@@ -34,13 +34,11 @@ impl EditObject {
                 description: "Makes an edit of one named object (ShapesWorld's grammar plays the \
                               planner: recolour, resize, remove, add, move, swap), each kind by \
                               the operation that makes it, at the object the DiT locates (its \
-                              caption against its other colours, as unilip.locate): recolour by \
-                              redrawing the object's box under its new caption (read only there) \
-                              from the picture noised to `redraw_strength`, the rest of the latent \
-                              kept (inpainting); resize by FlowEdit kept on the located cells; \
-                              remove by filling the object's own pixels from around them; add by \
-                              drawing the new object's caption from noise in the picture's \
-                              emptiest box, as a recolour; move and swap by cutting and \
+                              caption against its other colours, as unilip.locate): recolour \
+                              and resize by FlowEdit kept on the located cells; remove by \
+                              filling the object's own pixels from around them; add by sampling \
+                              the new object's caption in the picture's emptiest box with the \
+                              rest of the latent kept (inpainting); move and swap by cutting and \
                               pasting the objects' pixels (a move goes a quarter of the canvas). \
                               `mask` is 1 where the picture may have changed. An object located \
                               nowhere leaves the picture as it is."
@@ -76,28 +74,21 @@ impl EditObject {
                         f64::from(flow.strength),
                         0.0,
                         1.0,
-                        "Resize: fraction of the schedule FlowEdit edits",
+                        "Recolour, resize: fraction of the schedule FlowEdit edits",
                     ),
                     ParamSpec::float(
                         "guidance_scale",
                         f64::from(flow.guidance_scale),
                         0.0,
                         50.0,
-                        "Resize: CFG scale of both FlowEdit prompts",
+                        "Recolour, resize: CFG scale of both FlowEdit prompts",
                     ),
                     ParamSpec::float(
-                        "box_guidance",
-                        f64::from(BOX_GUIDANCE),
+                        "add_guidance",
+                        f64::from(ADD_GUIDANCE),
                         0.0,
                         50.0,
-                        "Add, recolour: CFG scale of the caption drawn in the object's box",
-                    ),
-                    ParamSpec::float(
-                        "redraw_strength",
-                        f64::from(REDRAW_STRENGTH),
-                        0.0,
-                        1.0,
-                        "Recolour: fraction of the schedule the object is redrawn over",
+                        "Add: CFG scale of the new object's caption",
                     ),
                     ParamSpec::choice(
                         "mode",
@@ -148,8 +139,7 @@ impl Node for EditObject {
                 guidance_scale: guidance,
                 seed,
             },
-            box_guidance: ctx.float("box_guidance")? as f32,
-            redraw_strength: ctx.float("redraw_strength")? as f32,
+            add_guidance: ctx.float("add_guidance")? as f32,
         };
         let mode: ConditionMode = ctx.str("mode")?.parse().map_err(NodeError::msg)?;
         let edit = model
