@@ -9,7 +9,7 @@ use super::checkpoint::{model_input, model_port};
 use super::dit_denoise::latent_type;
 use super::locate::grey;
 use super::payload::{input, model_err, Latent};
-use crate::models::edit_object::{ObjectEditOptions, ADD_GUIDANCE};
+use crate::models::edit_object::{ObjectEditOptions, ADD_GUIDANCE, ADD_TRIES};
 use crate::models::flow_edit::FlowEditOptions;
 use crate::models::locate::LocateOptions;
 use crate::models::unilip::ConditionMode;
@@ -38,7 +38,8 @@ impl EditObject {
                               and resize by FlowEdit kept on the located cells; remove by \
                               filling the object's own pixels from around them; add by sampling \
                               the new object's caption in the picture's emptiest box with the \
-                              rest of the latent kept (inpainting); move and swap by cutting and \
+                              rest of the latent kept (inpainting), again from other noise while \
+                              the box stays empty (`add_tries`); move and swap by cutting and \
                               pasting the objects' pixels (a move goes a quarter of the canvas). \
                               `mask` is 1 where the picture may have changed. An object located \
                               nowhere leaves the picture as it is."
@@ -90,6 +91,13 @@ impl EditObject {
                         50.0,
                         "Add: CFG scale of the new object's caption",
                     ),
+                    ParamSpec::int(
+                        "add_tries",
+                        ADD_TRIES as i64,
+                        1,
+                        64,
+                        "Add: draws (from other noise) while nothing appears in the box",
+                    ),
                     ParamSpec::choice(
                         "mode",
                         ConditionMode::Dual.name(),
@@ -140,6 +148,7 @@ impl Node for EditObject {
                 seed,
             },
             add_guidance: ctx.float("add_guidance")? as f32,
+            add_tries: ctx.int("add_tries")? as usize,
         };
         let mode: ConditionMode = ctx.str("mode")?.parse().map_err(NodeError::msg)?;
         let edit = model
