@@ -7,15 +7,16 @@ use unilip_core::{ExecCtx, Node, NodeError, NodeSchema, ParamSpec, PortSpec, Por
 
 use super::checkpoint::{model_input, model_port};
 use super::dit_denoise::latent_type;
+use super::edit_prompts::edit_kind;
 use super::locate::grey;
 use super::payload::{input, model_err, Latent};
+use super::relocate::located_flow_edit;
 use crate::models::edit_object::{ObjectEditOptions, ADD_GUIDANCE, ADD_TRIES};
 use crate::models::flow_edit::FlowEditOptions;
-use crate::models::locate::LocateOptions;
 use crate::models::unilip::ConditionMode;
 use crate::nodes::image_io::{from_rgb8, to_rgb8};
 use crate::register_node;
-use crate::shapesworld::{EditKind, Style};
+use crate::shapesworld::Style;
 
 /// `unilip.edit_object`.
 pub struct EditObject {
@@ -126,27 +127,13 @@ impl Node for EditObject {
         let handle = model_input(ctx)?;
         let model = &handle.model;
         let text = ctx.str("text")?;
-        let kind = EditKind::parse(text).map_err(|e| {
-            NodeError::msg(format!(
-                "`{text}` is not a ShapesWorld edit instruction: {e}"
-            ))
-        })?;
+        let kind = edit_kind(text)?;
         let source = model.scale(input::<Latent>(ctx, "image_latent")?.0.clone());
         let picture = to_rgb8(ctx.input("image")?.as_image().map_err(model_err)?, 0);
-        let seed = ctx.int("seed")? as u64;
-        let guidance = ctx.float("guidance_scale")? as f32;
+        let (locate, flow) = located_flow_edit(ctx)?;
         let opts = ObjectEditOptions {
-            locate: LocateOptions {
-                seed,
-                ..LocateOptions::default()
-            },
-            flow: FlowEditOptions {
-                steps: ctx.int("steps")? as usize,
-                strength: ctx.float("strength")? as f32,
-                source_guidance: guidance,
-                guidance_scale: guidance,
-                seed,
-            },
+            locate,
+            flow,
             add_guidance: ctx.float("add_guidance")? as f32,
             add_tries: ctx.int("add_tries")? as usize,
         };

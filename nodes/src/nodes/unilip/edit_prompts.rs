@@ -80,6 +80,15 @@ impl EditPrompts {
     }
 }
 
+/// The ShapesWorld edit `text` (a node's `text` param) describes, or an error quoting it.
+pub(super) fn edit_kind(text: &str) -> Result<EditKind, NodeError> {
+    EditKind::parse(text).map_err(|e| {
+        NodeError::msg(format!(
+            "`{text}` is not a ShapesWorld edit instruction: {e}"
+        ))
+    })
+}
+
 impl Node for EditPrompts {
     fn schema(&self) -> &NodeSchema {
         &self.schema
@@ -88,11 +97,7 @@ impl Node for EditPrompts {
     fn execute(&self, ctx: &mut ExecCtx<'_>) -> Result<Vec<Value>, NodeError> {
         let handle = model_input(ctx)?;
         let text = ctx.str("text")?;
-        let kind = EditKind::parse(text).map_err(|e| {
-            NodeError::msg(format!(
-                "`{text}` is not a ShapesWorld edit instruction: {e}"
-            ))
-        })?;
+        let kind = edit_kind(text)?;
         let style = Style::default();
         let (source, target) = kind.prompt_pair(&style).ok_or_else(|| {
             NodeError::msg(format!(

@@ -5,6 +5,7 @@ use unilip_core::{ExecCtx, Node, NodeError, NodeSchema, ParamSpec, PortSpec, Por
 
 use super::checkpoint::{model_input, model_port};
 use super::dit_denoise::latent_type;
+use super::edit_prompts::edit_kind;
 use super::locate::grey;
 use super::payload::{input, model_err, value, Latent};
 use crate::models::flow_edit::FlowEditOptions;
@@ -92,6 +93,27 @@ impl Relocate {
     }
 }
 
+/// The locator's and FlowEdit's settings from a node's `seed` (both), `steps`, `strength` and
+/// `guidance_scale` (both prompts) params.
+pub(super) fn located_flow_edit(
+    ctx: &ExecCtx<'_>,
+) -> Result<(LocateOptions, FlowEditOptions), NodeError> {
+    let seed = ctx.int("seed")? as u64;
+    let guidance = ctx.float("guidance_scale")? as f32;
+    let locate = LocateOptions {
+        seed,
+        ..LocateOptions::default()
+    };
+    let flow = FlowEditOptions {
+        steps: ctx.int("steps")? as usize,
+        strength: ctx.float("strength")? as f32,
+        source_guidance: guidance,
+        guidance_scale: guidance,
+        seed,
+    };
+    Ok((locate, flow))
+}
+
 impl Node for Relocate {
     fn schema(&self) -> &NodeSchema {
         &self.schema
@@ -101,11 +123,7 @@ impl Node for Relocate {
         let handle = model_input(ctx)?;
         let model = &handle.model;
         let text = ctx.str("text")?;
-        let kind = EditKind::parse(text).map_err(|e| {
-            NodeError::msg(format!(
-                "`{text}` is not a ShapesWorld edit instruction: {e}"
-            ))
-        })?;
+        let kind = edit_kind(text)?;
         if !matches!(kind, EditKind::Move { .. } | EditKind::Swap { .. }) {
             return Err(NodeError::msg(format!(
                 "`{text}` is a {} edit, not a move or swap (unilip.edit_prompts and \
@@ -116,19 +134,7 @@ impl Node for Relocate {
         let source = model.scale(input::<Latent>(ctx, "image_latent")?.0.clone());
         let image = ctx.input("image")?.as_image().map_err(model_err)?.clone();
         let mode: ConditionMode = ctx.str("mode")?.parse().map_err(NodeError::msg)?;
-        let seed = ctx.int("seed")? as u64;
-        let locate = LocateOptions {
-            seed,
-            ..LocateOptions::default()
-        };
-        let guidance = ctx.float("guidance_scale")? as f32;
-        let flow = FlowEditOptions {
-            steps: ctx.int("steps")? as usize,
-            strength: ctx.float("strength")? as f32,
-            source_guidance: guidance,
-            guidance_scale: guidance,
-            seed,
-        };
+        let (locate, flow) = located_flow_edit(ctx)?;
         let [_, _, h, w] = source.dims();
         let relocated = model
             .relocate(
