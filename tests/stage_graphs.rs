@@ -857,3 +857,57 @@ fn best_of_graph_keeps_the_candidate_its_own_answers_rate_highest() {
     let err = exec.run(&g, &opts).map(|_| ()).unwrap_err().to_string();
     assert!(err.contains("rank") && err.contains("`questions`"), "{err}");
 }
+
+/// `unilip.dit_denoise` with a `mask` inpaints: where the mask is 0 the sampled latent is the
+/// wired `image_latent` itself (up to the DiT scaling's round trip), where it is 1 it is drawn;
+/// a mask without `image_latent` is an error naming both.
+#[test]
+fn dit_denoise_mask_keeps_the_image_latent_outside_it() {
+    use unilip_nodes::nodes::unilip::payload::Latent;
+    let mut exec = Executor::default();
+    let mut doc = shipped("edit.ron");
+    // A 64 × 64 mask: left half drawn, right half kept.
+    let dir = std::env::temp_dir().join(format!("unilip-mask-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("left.png");
+    image::GrayImage::from_fn(64, 64, |x, _| image::Luma([if x < 32 { 255 } else { 0 }]))
+        .save(&path)
+        .unwrap();
+    let text = format!(
+        r#"(format: 1, nodes: {{"n": (type: "image.load", version: 1, params: {{"path": "{}"}})}})"#,
+        path.display()
+    );
+    let load = GraphDoc::from_ron(&text, "n").unwrap().nodes["n"].clone();
+    doc.nodes.insert("mask".into(), load);
+    doc.edges.push("mask.image -> dit.mask".parse().unwrap());
+    let latent = |v: &Value| v.payload::<Latent>().unwrap().0.clone();
+    let (drawn, _) = run(&doc, "dit", &mut exec);
+    let (source, _) = run(&doc, "latent", &mut exec);
+    let (drawn, source) = (latent(&drawn), latent(&source));
+    let [_, _, _, w] = drawn.dims();
+    let half = |x: Tensor<B, 4>, from: usize, len: usize| x.narrow(3, from, len);
+    let kept = (half(drawn.clone(), w / 2 + 1, w / 2 - 1)
+        - half(source.clone(), w / 2 + 1, w / 2 - 1))
+    .abs()
+    .max()
+    .into_scalar();
+    assert!(kept < 1e-4, "kept half moved by {kept}");
+    let redrawn = (half(drawn, 0, w / 2 - 1) - half(source, 0, w / 2 - 1))
+        .abs()
+        .max()
+        .into_scalar();
+    assert!(redrawn > 1e-2, "masked half not drawn ({redrawn})");
+    let wired: Edge = "latent.latent -> dit.image_latent".parse().unwrap();
+    doc.edges.retain(|e| *e != wired);
+    let g = validate(&doc, Registry::global()).unwrap();
+    let opts = RunOptions {
+        targets: vec!["dit".into()],
+        ..Default::default()
+    };
+    let err = exec.run(&g, &opts).unwrap_err().to_string();
+    assert!(
+        err.contains("dit") && err.contains("mask") && err.contains("image_latent"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}

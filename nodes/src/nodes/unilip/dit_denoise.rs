@@ -9,7 +9,8 @@ use super::checkpoint::{model_input, model_port};
 use super::convert::image_value;
 use super::payload::{input, model_err, value, Conditioning, Latent};
 use crate::backend::B;
-use crate::models::unilip::{InitLatent, SampleOptions, Sampler, Unilip};
+use crate::models::inpaint::Inpaint;
+use crate::models::unilip::{resize_bilinear, InitLatent, SampleOptions, Sampler, Unilip};
 use crate::register_node;
 
 /// `unilip.dit_denoise`.
@@ -42,7 +43,12 @@ impl DitDenoise {
                               the remaining steps: lower keeps more of the image. A DiT \
                               that takes the edit source beside the noisy latent (made by \
                               `unilip checkpoint add-source-input`) gets `image_latent` at \
-                              every step (zeros when it is not wired). Reports every step and can be cancelled between steps."
+                              every step (zeros when it is not wired). With `mask` it inpaints: \
+                              after every step the latent where the mask is 0 is replaced by \
+                              `image_latent` noised to that step's level (latent blending, as \
+                              Blended Latent Diffusion and ComfyUI's noise mask), so only the \
+                              masked part is drawn, in the context of the rest. Reports every \
+                              step and can be cancelled between steps."
                     .into(),
                 inputs: vec![
                     model_port(),
@@ -53,6 +59,12 @@ impl DitDenoise {
                         latent_type(),
                         "The edit source (unscaled): start point when strength < 1, and the \
                          source a source-taking DiT sees at every step",
+                    ),
+                    PortSpec::optional(
+                        "mask",
+                        PortType::Image,
+                        "Inpainting (needs image_latent): 1 where the sampler draws, 0 where \
+                         image_latent is kept (its first channel, resized to the latent grid)",
                     ),
                 ],
                 outputs: vec![PortSpec::new("latent", latent_type(), "Final latent (unscaled)")],
@@ -140,6 +152,7 @@ impl Node for DitDenoise {
             None => None,
         };
         let init = image_to_image(ctx, &model, cond, noise, image.clone())?;
+        let inpaint = inpainting(ctx, image.as_ref())?;
         let source = image.filter(|_| model.config.dit.takes_source());
         let opts = SampleOptions {
             sampler: match ctx.str("sampler")? {
@@ -152,7 +165,7 @@ impl Node for DitDenoise {
             init,
             source,
             regions: cond.regions.clone(),
-            inpaint: None,
+            inpaint,
         };
         let show = ctx.bool("preview")?;
         let z = model.sample::<NodeError>(
@@ -163,6 +176,31 @@ impl Node for DitDenoise {
         )?;
         Ok(vec![value(Latent(model.unscale(z)))])
     }
+}
+
+/// The inpainting of a wired `mask` (first channel, resized bilinearly to the latent grid) that
+/// keeps `image`, the scaled image latent; `None` without a mask.
+fn inpainting(
+    ctx: &ExecCtx<'_>,
+    image: Option<&Tensor<B, 4>>,
+) -> Result<Option<Inpaint<B>>, NodeError> {
+    let Some(mask) = ctx.opt_input("mask") else {
+        return Ok(None);
+    };
+    let image = image.ok_or_else(|| {
+        NodeError::msg(
+            "input `mask` needs `image_latent`: the latent kept where the mask is 0".to_string(),
+        )
+    })?;
+    let mask = mask.as_image().map_err(model_err)?;
+    let plane: Vec<f32> = mask.data[..mask.h * mask.w].to_vec();
+    let [_, _, h, w] = image.dims();
+    let mask = Tensor::<B, 1>::from_floats(plane.as_slice(), &image.device())
+        .reshape([1, 1, mask.h, mask.w]);
+    Ok(Some(Inpaint {
+        image: image.clone(),
+        mask: resize_bilinear(mask, [h, w]).clamp(0.0, 1.0),
+    }))
 }
 
 /// `cond` for `batch` latents: itself at batch 1, else its one row (and its negative's)
