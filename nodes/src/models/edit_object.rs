@@ -86,7 +86,7 @@ impl<B: Backend> Unilip<B> {
         mode: ConditionMode,
         opts: &ObjectEditOptions,
     ) -> Result<ObjectEdit> {
-        let mut edit = Editing {
+        let edit = Editing {
             model: self,
             source,
             picture,
@@ -162,7 +162,7 @@ impl<B: Backend> Editing<'_, B> {
     }
 
     /// FlowEdit between the object's captions, kept on the located cells.
-    fn flow_edited(&mut self, kind: &EditKind) -> Result<Option<ObjectEdit>> {
+    fn flow_edited(&self, kind: &EditKind) -> Result<Option<ObjectEdit>> {
         let (m, dev) = (self.model, self.source.device());
         let (Some((before, after)), Some((contrasts, _))) =
             (kind.prompt_pair(self.style), kind.contrast_pair(self.style))
@@ -227,7 +227,7 @@ impl<B: Backend> Editing<'_, B> {
     }
 
     /// The object's pixels filled from around them.
-    fn removed(&mut self, object: ObjectRef) -> Result<Option<ObjectEdit>> {
+    fn removed(&self, object: ObjectRef) -> Result<Option<ObjectEdit>> {
         Ok(self.object_pixels(object, &[])?.map(|(pixels, _)| {
             let mask = flags(&pixels);
             ObjectEdit {
@@ -240,7 +240,7 @@ impl<B: Backend> Editing<'_, B> {
     /// The objects' pixels moved so that each one's centre lands on the point `goal(k, found,
     /// self)` gives object `k` (of `found`, every object located).
     fn moved(
-        &mut self,
+        &self,
         objects: &[ObjectRef],
         goal: impl Fn(usize, &[Found], &Self) -> (f32, f32),
     ) -> Result<Option<ObjectEdit>> {
@@ -283,7 +283,7 @@ impl<B: Backend> Editing<'_, B> {
 
     /// The new object's caption drawn in the emptiest box (up to
     /// [`ObjectEditOptions::add_tries`] times).
-    fn added(&mut self, object: ObjectRef) -> Result<Option<ObjectEdit>> {
+    fn added(&self, object: ObjectRef) -> Result<Option<ObjectEdit>> {
         let seed = self.opts.flow.seed;
         let found = imaging::emptiest_box(self.picture, self.grid(), ADD_CELLS, seed);
         let (caption, _) = object.caption_and_contrasts(self.style);
