@@ -485,7 +485,7 @@ fn flow_move_graph_moves_the_named_object() {
 /// every kind of edit, each checked by what the scorer detects afterwards.
 #[test]
 fn edit_object_graph_makes_every_kind_of_edit() {
-    use unilip_nodes::shapesworld::{detected_objects, Colour, Object, Shape, Style};
+    use unilip_nodes::shapesworld::{detected_objects, Colour, Object, Shape, Size, Style};
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = std::env::temp_dir().join(format!("unilip-edit-object-{}", std::process::id()));
     let style = Style::default();
@@ -562,6 +562,17 @@ fn edit_object_graph_makes_every_kind_of_edit() {
         "recolour: {found:?}"
     );
     assert!(kept(&found, &star), "recolour: {found:?}");
+    // Resize: the circle in the other size class, where it was, the star untouched.
+    let (found, _) = edit(match circle.size {
+        Size::Small => "make the red circle larger",
+        Size::Large => "make the red circle smaller",
+    });
+    let resized = find(&found, Colour::Red, Shape::Circle).expect("resize: a red circle");
+    assert!(
+        resized.size != circle.size && near(&resized, &circle),
+        "resize: {found:?}"
+    );
+    assert!(kept(&found, &star), "resize: {found:?}");
     // Add: a blue square, the two objects there kept. Measured: the square is drawn at
     // (53, 46), the emptiest corner, with a smudge of green beside it that the scorer reads as
     // a small diamond (the edit score would count the change made, the rest not kept).

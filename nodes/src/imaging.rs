@@ -139,15 +139,20 @@ pub fn object_pixels(image: &RgbImage, bounds: PixelBox) -> Vec<bool> {
             inside(i) && d > OBJECT_CONTRAST
         })
         .collect();
-    (0..w * h)
+    grown(&differs, w)
+}
+
+/// `mask` (over an image `width` wide) grown by one pixel: set where it or one of the
+/// 8 neighbours is set.
+fn grown(mask: &[bool], width: usize) -> Vec<bool> {
+    let (w, h) = (width as isize, (mask.len() / width.max(1)) as isize);
+    (0..mask.len())
         .map(|i| {
-            let (x, y) = ((i % w) as isize, (i / w) as isize);
+            let (x, y) = (i as isize % w, i as isize / w);
             (-1..=1).any(|dy| {
                 (-1..=1).any(|dx| {
                     let (nx, ny) = (x + dx, y + dy);
-                    (0..w as isize).contains(&nx)
-                        && (0..h as isize).contains(&ny)
-                        && differs[ny as usize * w + nx as usize]
+                    (0..w).contains(&nx) && (0..h).contains(&ny) && mask[(ny * w + nx) as usize]
                 })
             })
         })
@@ -191,6 +196,183 @@ pub fn move_pixels(
         }
     }
     (out, changed)
+}
+
+/// The pixels of `image` standing out from its background (one flag per pixel, row-major):
+/// those differing by more than [`OBJECT_CONTRAST`] from the median colour of the picture's
+/// border, grown by one pixel as in [`object_pixels`]. For a picture of objects on a plain
+/// background, e.g. one generated from a single object's caption.
+pub fn foreground(image: &RgbImage) -> Vec<bool> {
+    let (w, h) = (image.width(), image.height());
+    let border: Vec<[u8; 3]> = image
+        .enumerate_pixels()
+        .filter(|(x, y, _)| *x == 0 || *y == 0 || *x + 1 == w || *y + 1 == h)
+        .map(|(_, _, p)| p.0)
+        .collect();
+    let background = [0, 1, 2].map(|c| {
+        let mut values: Vec<u8> = border.iter().map(|p| p[c]).collect();
+        values.sort_unstable();
+        values[values.len() / 2]
+    });
+    let differs: Vec<bool> = image
+        .pixels()
+        .map(|p| {
+            (0..3)
+                .map(|c| u32::from(p.0[c].abs_diff(background[c])))
+                .sum::<u32>()
+        })
+        .map(|d| d > OBJECT_CONTRAST)
+        .collect();
+    grown(&differs, w as usize)
+}
+
+/// The 8-connected parts of `mask` (over an image `width` wide), each as a mask of its own,
+/// largest first.
+pub fn components(mask: &[bool], width: usize) -> Vec<Vec<bool>> {
+    let height = mask.len() / width.max(1);
+    let mut seen = vec![false; mask.len()];
+    let mut parts = Vec::new();
+    for start in 0..mask.len() {
+        if !mask[start] || seen[start] {
+            continue;
+        }
+        let mut part = vec![false; mask.len()];
+        let mut stack = vec![start];
+        seen[start] = true;
+        while let Some(i) = stack.pop() {
+            part[i] = true;
+            let (x, y) = ((i % width) as isize, (i / width) as isize);
+            for (nx, ny) in (-1..=1).flat_map(|dy| (-1..=1).map(move |dx| (x + dx, y + dy))) {
+                let inside =
+                    (0..width as isize).contains(&nx) && (0..height as isize).contains(&ny);
+                let n = ny as usize * width + nx as usize;
+                if inside && mask[n] && !seen[n] {
+                    seen[n] = true;
+                    stack.push(n);
+                }
+            }
+        }
+        parts.push(part);
+    }
+    parts.sort_by_key(|p| std::cmp::Reverse(p.iter().filter(|&&s| s).count()));
+    parts
+}
+
+/// The colour of the object whose pixels are set in `mask`: the per-channel median over its
+/// inner pixels (those whose 8 neighbours are all set too, leaving out the anti-aliased edge
+/// [`object_pixels`] takes), or over all of them when none is inner. `None` when `mask` is
+/// empty.
+pub fn object_colour(image: &RgbImage, mask: &[bool]) -> Option<[u8; 3]> {
+    let (w, h) = (image.width() as usize, image.height() as usize);
+    let inner = |i: usize| {
+        let (x, y) = ((i % w) as isize, (i / w) as isize);
+        (-1..=1).all(|dy| {
+            (-1..=1).all(|dx| {
+                let (nx, ny) = (x + dx, y + dy);
+                (0..w as isize).contains(&nx)
+                    && (0..h as isize).contains(&ny)
+                    && mask[ny as usize * w + nx as usize]
+            })
+        })
+    };
+    let set: Vec<usize> = (0..w * h).filter(|&i| mask[i]).collect();
+    let core: Vec<usize> = set.iter().copied().filter(|&i| inner(i)).collect();
+    let pixels = if core.is_empty() { set } else { core };
+    (!pixels.is_empty()).then(|| {
+        [0, 1, 2].map(|c| {
+            let mut values: Vec<u8> = pixels
+                .iter()
+                .map(|&i| image.get_pixel((i % w) as u32, (i / w) as u32).0[c])
+                .collect();
+            values.sort_unstable();
+            values[values.len() / 2]
+        })
+    })
+}
+
+/// `image` with the object whose pixels are set in `mask` turned to colour `to`: each pixel
+/// moves by `alpha × (to − object colour)` ([`object_colour`]), where `alpha` (0–1) is how far
+/// the pixel lies from the background behind it ([`fill_masked`]) towards the object's colour:
+/// inner pixels take `to`, anti-aliased edges blend it in as they blended the old colour, and
+/// shading on the object is kept as an offset. Also returns the pixels that changed. The image
+/// itself when `mask` is empty.
+pub fn recolour_pixels(image: &RgbImage, mask: &[bool], to: [u8; 3]) -> (RgbImage, Vec<bool>) {
+    let w = image.width() as usize;
+    let Some(from) = object_colour(image, mask) else {
+        return (image.clone(), vec![false; mask.len()]);
+    };
+    let holes: Vec<f32> = mask.iter().map(|&m| f32::from(u8::from(m))).collect();
+    let background = fill_masked(image, &holes);
+    let mut out = image.clone();
+    let mut changed = vec![false; mask.len()];
+    for i in (0..mask.len()).filter(|&i| mask[i]) {
+        let (x, y) = ((i % w) as u32, (i / w) as u32);
+        let (p, b) = (
+            image.get_pixel(x, y).0.map(f32::from),
+            background.get_pixel(x, y).0.map(f32::from),
+        );
+        let axis = [0, 1, 2].map(|c| f32::from(from[c]) - b[c]);
+        let length = axis.iter().map(|a| a * a).sum::<f32>();
+        let alpha = match length > 0.0 {
+            true => ((0..3).map(|c| (p[c] - b[c]) * axis[c]).sum::<f32>() / length).clamp(0.0, 1.0),
+            false => 1.0,
+        };
+        let recoloured = [0, 1, 2].map(|c| {
+            (p[c] + alpha * (f32::from(to[c]) - f32::from(from[c])))
+                .round()
+                .clamp(0.0, 255.0) as u8
+        });
+        changed[i] = recoloured != image.get_pixel(x, y).0;
+        out.put_pixel(x, y, image::Rgb(recoloured));
+    }
+    (out, changed)
+}
+
+/// `image` with the object whose pixels are set in `mask` scaled by `factor` about `centre`
+/// `(x, y)`: its pixels are cut out and the hole filled ([`fill_masked`]), then every pixel whose
+/// preimage `centre + (q − centre) / factor` falls on the object takes the picture's colour
+/// there (bilinearly interpolated). Also returns the pixels that changed (cut or drawn).
+pub fn scale_pixels(
+    image: &RgbImage,
+    mask: &[bool],
+    centre: (f32, f32),
+    factor: f32,
+) -> (RgbImage, Vec<bool>) {
+    let (w, h) = (image.width() as usize, image.height() as usize);
+    let holes: Vec<f32> = mask.iter().map(|&m| f32::from(u8::from(m))).collect();
+    let mut out = fill_masked(image, &holes);
+    let mut changed = mask.to_vec();
+    let (cx, cy) = centre;
+    for (i, changed) in changed.iter_mut().enumerate() {
+        let (qx, qy) = ((i % w) as f32, (i / w) as f32);
+        let (px, py) = (cx + (qx - cx) / factor, cy + (qy - cy) / factor);
+        let (nx, ny) = (px.round(), py.round());
+        let on_object = (0.0..w as f32).contains(&nx)
+            && (0.0..h as f32).contains(&ny)
+            && mask[ny as usize * w + nx as usize];
+        if on_object {
+            out.put_pixel(qx as u32, qy as u32, bilinear(image, px, py));
+            *changed = true;
+        }
+    }
+    (out, changed)
+}
+
+/// `image`'s colour at `(x, y)`, bilinearly interpolated between its four nearest pixels
+/// (clamped at the border).
+fn bilinear(image: &RgbImage, x: f32, y: f32) -> image::Rgb<u8> {
+    let (w, h) = (image.width() as f32, image.height() as f32);
+    let (x, y) = (x.clamp(0.0, w - 1.0), y.clamp(0.0, h - 1.0));
+    let (x0, y0) = (x.floor(), y.floor());
+    let (x1, y1) = ((x0 + 1.0).min(w - 1.0), (y0 + 1.0).min(h - 1.0));
+    let (fx, fy) = (x - x0, y - y0);
+    let at = |x: f32, y: f32| image.get_pixel(x as u32, y as u32).0.map(f32::from);
+    let (a, b, c, d) = (at(x0, y0), at(x1, y0), at(x0, y1), at(x1, y1));
+    image::Rgb([0, 1, 2].map(|k| {
+        let top = a[k] + (b[k] - a[k]) * fx;
+        let bottom = c[k] + (d[k] - c[k]) * fx;
+        (top + (bottom - top) * fy).round() as u8
+    }))
 }
 
 #[cfg(test)]
@@ -278,6 +460,85 @@ mod tests {
         assert_eq!(moved, square_at_offset());
         // Changed: the 8 × 8 cut and the 8 × 8 paste, apart.
         assert_eq!(changed.iter().filter(|&&c| c).count(), 128);
+    }
+
+    #[test]
+    fn recolouring_turns_the_object_and_only_it_to_the_new_colour() {
+        const BLUE: [u8; 3] = [30, 60, 220];
+        let picture = square_at(10);
+        let pixels = object_pixels(&picture, [6, 6, 20, 20]);
+        assert_eq!(object_colour(&picture, &pixels), Some(RED.0));
+        let (recoloured, changed) = recolour_pixels(&picture, &pixels, BLUE);
+        let expected = RgbImage::from_fn(32, 32, |x, y| match *square_at(10).get_pixel(x, y) {
+            p if p == RED => Rgb(BLUE),
+            p => p,
+        });
+        assert_eq!(recoloured, expected);
+        // Only the 6 × 6 square changed (its grown edge is background: alpha 0).
+        assert_eq!(changed.iter().filter(|&&c| c).count(), 36);
+        // Nothing to recolour: the picture itself.
+        assert_eq!(
+            recolour_pixels(&picture, &[false; 32 * 32], BLUE).0,
+            picture
+        );
+        assert_eq!(object_colour(&picture, &[false; 32 * 32]), None);
+    }
+
+    #[test]
+    fn an_anti_aliased_edge_blends_the_new_colour_as_it_blended_the_old() {
+        // A half-covered edge pixel, halfway between RED and WHITE.
+        let mut picture = square_at(10);
+        let half = Rgb([230, 135, 135]);
+        picture.put_pixel(16, 12, half);
+        let pixels = object_pixels(&picture, [6, 6, 20, 20]);
+        let (recoloured, _) = recolour_pixels(&picture, &pixels, [40, 40, 240]);
+        assert_eq!(*recoloured.get_pixel(16, 12), Rgb([140, 140, 240]));
+    }
+
+    #[test]
+    fn scaling_grows_or_shrinks_the_object_about_its_centre() {
+        // A 6 × 6 square at 10..16 (centre 12.5 in pixel-centre coordinates) scaled by 2 or
+        // 0.5: its red cover (each pixel's share of RED against WHITE, read off the green
+        // channel) is 36 × factor², centred where it was, on the filled background.
+        let picture = square_at(10);
+        let pixels = object_pixels(&picture, [6, 6, 20, 20]);
+        let centre = centroid(&pixels, 32).unwrap();
+        for factor in [2.0, 0.5] {
+            let (scaled, changed) = scale_pixels(&picture, &pixels, centre, factor);
+            let cover: Vec<(f32, f32, f32)> = scaled
+                .enumerate_pixels()
+                .map(|(x, y, p)| (x as f32, y as f32, (240.0 - f32::from(p.0[1])) / 210.0))
+                .collect();
+            let area: f32 = cover.iter().map(|c| c.2).sum();
+            let expected = 36.0 * factor * factor;
+            assert!(
+                (area - expected).abs() < 0.1 * expected,
+                "×{factor}: {area}"
+            );
+            let mean_x = cover.iter().map(|c| c.0 * c.2).sum::<f32>() / area;
+            let mean_y = cover.iter().map(|c| c.1 * c.2).sum::<f32>() / area;
+            assert!((mean_x - 12.5).abs() < 0.3 && (mean_y - 12.5).abs() < 0.3);
+            // Outside the object's old and new pixels nothing changed.
+            assert!(!changed[31 * 32 + 31] && changed[12 * 32 + 12]);
+            assert_eq!(*scaled.get_pixel(31, 31), WHITE);
+        }
+    }
+
+    #[test]
+    fn the_foreground_splits_into_its_objects_largest_first() {
+        let mut picture = square_at(4);
+        for (x, y) in (20..23).flat_map(|x| (20..23).map(move |y| (x, y))) {
+            picture.put_pixel(x, y, RED);
+        }
+        let parts = components(&foreground(&picture), 32);
+        let sizes: Vec<usize> = parts
+            .iter()
+            .map(|p| p.iter().filter(|&&s| s).count())
+            .collect();
+        // Each grown by one pixel: 8 × 8 and 5 × 5.
+        assert_eq!(sizes, [64, 25]);
+        assert!(parts[1][21 * 32 + 21] && !parts[1][5 * 32 + 5]);
+        assert!(foreground(&square_at(40)).iter().all(|&s| !s));
     }
 
     /// `square_at(4)` moved by (12, 10).

@@ -143,9 +143,9 @@ pub struct EvalArgs {
     /// Sampler steps (generate, edit).
     #[arg(long, default_value_t = 20)]
     steps: usize,
-    /// CFG scale (generate, edit): 4.5, UniLIP's, except with `--edit-method flow-edit`,
-    /// `flow-edit-located` and `by-kind`, where it is both FlowEdit prompts' scale and defaults
-    /// to 3 (what graphs/flow_edit.ron uses).
+    /// CFG scale (generate, edit): 4.5, UniLIP's, except with `--edit-method flow-edit` and
+    /// `flow-edit-located`, where it is both FlowEdit prompts' scale and defaults to 3 (what
+    /// graphs/flow_edit.ron uses). Not read by `by-kind`.
     #[arg(long)]
     guidance: Option<f32>,
     /// Guide only the sampler steps at noise level σ ≤ this (generate, edit); 1 guides every
@@ -163,16 +163,16 @@ pub struct EvalArgs {
     /// locates the edited object, as graphs/flow_edit_located.ron does; moves and swaps are
     /// made too, by FlowEdit between the objects' captions read over their located boxes and
     /// over the boxes they go to, at strength 0.9 and CFG 8) or `by-kind` (each kind by its
-    /// own operation at the located object, as graphs/edit_object.ron does: FlowEdit kept on
-    /// the object for recolour and resize, the object's pixels filled from around them for
-    /// remove, the new object sampled in the emptiest box for add, the objects' pixels cut and
+    /// own operation at the located object, as graphs/edit_object.ron does: the object's
+    /// pixels painted the colour the DiT draws the new colour in for recolour, scaled 1.5× or
+    /// 1/1.5× for resize, filled from around them for remove, the new object sampled in the emptiest box for add, the objects' pixels cut and
     /// pasted for move and swap).
     #[arg(long, value_enum, default_value = "unilip")]
     edit_method: EditMethodArg,
     /// Edit only: the fraction of the schedule that edits. `unilip`: below 1, start sampling from
     /// the source image's latent noised to this fraction of the schedule (SDEdit / img2img
-    /// strength) instead of from pure noise (default 1). `flow-edit`, `flow-edit-located`,
-    /// `by-kind`: FlowEdit's n_max / T (default 0.6).
+    /// strength) instead of from pure noise (default 1). `flow-edit`, `flow-edit-located`:
+    /// FlowEdit's n_max / T (default 0.6). Not read by `by-kind`.
     #[arg(long, value_parser = unit_interval)]
     strength: Option<f32>,
     /// Generate only: sample this many candidates per prompt and keep the one the model's own
@@ -222,9 +222,9 @@ enum EditMethodArg {
     /// FlowEdit, with the source kept outside where the DiT locates the edited object; moves
     /// and swaps between located boxes.
     FlowEditLocated,
-    /// Each kind by its own operation at the located object (graphs/edit_object.ron): FlowEdit
-    /// kept on the object for recolour and resize, fill for remove, inpainting in the emptiest
-    /// box for add, cut-and-paste for move and swap.
+    /// Each kind by its own operation at the located object (graphs/edit_object.ron): the
+    /// pixels repainted for recolour, scaled for resize, fill for remove, inpainting in the
+    /// emptiest box for add, cut-and-paste for move and swap.
     ByKind,
 }
 

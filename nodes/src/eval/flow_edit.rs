@@ -123,7 +123,8 @@ impl Eval<'_> {
     ) -> Result<RgbImage, String> {
         let opts = ObjectEditOptions {
             locate: self.locate_options(i),
-            flow: self.flow_edit_options(i, self.opts.strength, self.opts.guidance),
+            steps: self.opts.steps,
+            seed: self.opts.seed.wrapping_add(i as u64),
             ..ObjectEditOptions::default()
         };
         let edit = self

@@ -192,8 +192,8 @@ pub enum EditMethod {
     FlowEditLocated,
     /// Each kind of edit by its own operation at the object the DiT locates
     /// ([`crate::models::edit_object`], what `unilip.edit_object` and `graphs/edit_object.ron`
-    /// do): FlowEdit kept on the located cells for recolour and resize (as
-    /// [`EditMethod::FlowEditLocated`]), the object's pixels filled from around them for
+    /// do): the object's pixels painted the colour the DiT draws the new colour in for
+    /// recolour, scaled about their centre for resize, filled from around them for
     /// remove, the new object sampled in the emptiest box for add (the rest of the latent kept
     /// by inpainting), the objects' pixels cut and pasted for move and swap.
     ByKind,

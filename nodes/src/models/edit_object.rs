@@ -1,8 +1,12 @@
 //! Editing one named object, each kind of edit by the operation that makes it, all at the
 //! object the DiT itself locates ([`crate::models::locate`]):
 //!
-//! - **recolour, resize**: FlowEdit between the object's captions before and after
-//!   ([`crate::models::flow_edit`]), the edit kept only on the located cells;
+//! - **recolour**: the object's pixels painted the colour the DiT draws the new colour in
+//!   (read off the object's caption in that colour, sampled alone), edges and shading kept
+//!   ([`imaging::recolour_pixels`]); of the parts standing out in the located box, the one
+//!   nearest the colour the DiT draws the object's own caption in;
+//! - **resize**: the object's pixels scaled about their centre by [`RESIZE_FACTOR`] or its
+//!   inverse ([`imaging::scale_pixels`]);
 //! - **remove**: the object's own pixels (those standing out from the background grown into its
 //!   box, [`imaging::object_pixels`]) filled from around them ([`imaging::fill_masked`]);
 //! - **add**: the new object's caption sampled by the DiT in the emptiest box of the picture
@@ -11,23 +15,23 @@
 //! - **move, swap**: the objects' own pixels cut and pasted (a move a quarter of the canvas
 //!   towards its direction, a swap each onto the other's centre), the holes filled.
 //!
-//! Where FlowEdit answers "remove" by turning the object into another and "add" by turning an
-//! existing object into the new one, and redraws moved objects blurred, these keep every pixel
-//! they do not have to change.
+//! Where FlowEdit ([`crate::models::flow_edit`]) answers "remove" by turning the object into
+//! another and "add" by turning an existing object into the new one, redraws moved objects
+//! blurred and makes a recolour or resize in about half the cases, these keep every pixel they
+//! do not have to change.
 
 use burn::prelude::*;
 use image::RgbImage;
 
 use crate::imaging::{self, PixelBox};
-use crate::models::flow_edit::{EditPrompts, FlowEditOptions};
+use crate::models::flow_edit::EditPrompts;
 use crate::models::inpaint::Inpaint;
-use crate::models::locate::{contrast_condition, located_cells, pixel_mask, LocateOptions};
-use crate::models::locate::{LOCATE_GROW, LOCATE_SHARE};
+use crate::models::locate::{pixel_mask, LocateOptions};
 use crate::models::regions::{Area, RegionPrompt};
 use crate::models::relocate::{shifted, CellBox};
 use crate::models::tokenizer::Tokenizer;
 use crate::models::unilip::{ConditionMode, Result, SampleOptions, Unilip, UnilipError};
-use crate::shapesworld::{EditKind, ObjectRef, Style};
+use crate::shapesworld::{Colour, EditKind, ObjectRef, Size, Style};
 
 /// CFG scale of an added object's caption (ShapesWorld adds, seeds 0 / 1: 3 → 0.50 / 0.38
 /// with the base prompt read in the box too, 6 → 0.67 / 0.45 without, 9 → 0.53 / 0.50).
@@ -39,14 +43,20 @@ pub const ADD_TRIES: usize = 4;
 /// large ShapesWorld object with its margin; 2 and 4 did worse).
 pub const ADD_CELLS: usize = 3;
 
+/// How much "larger" scales an object (and "smaller" by its inverse): 1.5, about the ratio of
+/// ShapesWorld's two sizes (0.125 / 0.085).
+pub const RESIZE_FACTOR: f32 = 1.5;
+
 /// Settings of [`Unilip::edit_object`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct ObjectEditOptions {
     /// How objects are located.
     pub locate: LocateOptions,
-    /// FlowEdit's settings (recolour, resize); its `steps` and `seed` also drive an add's
-    /// sampler.
-    pub flow: FlowEditOptions,
+    /// Sampler steps of what the DiT draws (an added object, the colours of a recolour).
+    pub steps: usize,
+    /// Seed of the sampler's noise and of where an added object goes among equally empty
+    /// boxes.
+    pub seed: u64,
     /// CFG scale of an added object's caption.
     pub add_guidance: f32,
     /// How many times an add is drawn (from other noise) while its box stays empty.
@@ -54,10 +64,13 @@ pub struct ObjectEditOptions {
 }
 
 impl Default for ObjectEditOptions {
+    /// The default locator, 20 steps (as [`SampleOptions::unilip`]), seed 0, [`ADD_GUIDANCE`],
+    /// [`ADD_TRIES`].
     fn default() -> Self {
         Self {
             locate: LocateOptions::default(),
-            flow: FlowEditOptions::default(),
+            steps: 20,
+            seed: 0,
             add_guidance: ADD_GUIDANCE,
             add_tries: ADD_TRIES,
         }
@@ -100,7 +113,8 @@ impl<B: Backend> Unilip<B> {
             mask: vec![0.0; (picture.width() * picture.height()) as usize],
         };
         Ok(match *kind {
-            EditKind::Recolour { .. } | EditKind::Resize { .. } => edit.flow_edited(kind)?,
+            EditKind::Recolour { object, to } => edit.recoloured(object, to)?,
+            EditKind::Resize { object, to } => edit.resized(object, to)?,
             EditKind::Add { object } => edit.added(object)?,
             EditKind::Remove { object } => edit.removed(object)?,
             // A move shifts the object as its box shifts, a quarter of the grid.
@@ -159,39 +173,6 @@ impl<B: Backend> Editing<'_, B> {
     fn pixel_box(&self, [r0, c0, r1, c1]: CellBox) -> PixelBox {
         let ([gh, gw], [h, w]) = (self.grid(), self.size());
         [c0 * w / gw, r0 * h / gh, c1 * w / gw, r1 * h / gh]
-    }
-
-    /// FlowEdit between the object's captions, kept on the located cells.
-    fn flow_edited(&self, kind: &EditKind) -> Result<Option<ObjectEdit>> {
-        let (m, dev) = (self.model, self.source.device());
-        let (Some((before, after)), Some((contrasts, _))) =
-            (kind.prompt_pair(self.style), kind.contrast_pair(self.style))
-        else {
-            return Ok(None);
-        };
-        let prompts = EditPrompts::from_captions(
-            m,
-            self.tok,
-            before.as_deref(),
-            after.as_deref(),
-            self.mode,
-            &dev,
-        )?;
-        let contrast = contrast_condition(m, self.tok, &contrasts, self.mode, &dev)?;
-        let map = m.relevance(
-            self.source.clone(),
-            &prompts.source,
-            &contrast,
-            &self.opts.locate,
-        )?;
-        let cells = located_cells(&map, self.grid(), LOCATE_SHARE, LOCATE_GROW);
-        if !cells.contains(&true) {
-            return Ok(None);
-        }
-        let edited = m.flow_edit(self.source.clone(), &prompts, &self.opts.flow, |_, _, _| {
-            Ok::<(), UnilipError>(())
-        })?;
-        self.pasted(edited, &cells).map(Some)
     }
 
     /// The decoded `latent` on `cells`, the picture elsewhere.
@@ -284,7 +265,7 @@ impl<B: Backend> Editing<'_, B> {
     /// The new object's caption drawn in the emptiest box (up to
     /// [`ObjectEditOptions::add_tries`] times).
     fn added(&self, object: ObjectRef) -> Result<Option<ObjectEdit>> {
-        let seed = self.opts.flow.seed;
+        let seed = self.opts.seed;
         let found = imaging::emptiest_box(self.picture, self.grid(), ADD_CELLS, seed);
         let (caption, _) = object.caption_and_contrasts(self.style);
         // Drawn again from other noise while the box stays empty (nothing stands out from its
@@ -297,6 +278,90 @@ impl<B: Backend> Editing<'_, B> {
             edit = self.drawn(&caption, found, seed.wrapping_add(k << 32))?;
         }
         Ok(Some(edit))
+    }
+
+    /// The object's pixels turned to the colour the DiT gives colour `to`: of the parts
+    /// standing out in the located box ([`imaging::components`]), the one whose colour is
+    /// nearest the colour the DiT draws the object's own caption in ([`Self::caption_colour`])
+    /// is painted the colour it draws the recoloured caption in
+    /// ([`imaging::recolour_pixels`]).
+    fn recoloured(&self, object: ObjectRef, to: Colour) -> Result<Option<ObjectEdit>> {
+        let Some((pixels, _)) = self.object_pixels(object, &[])? else {
+            return Ok(None);
+        };
+        let recoloured = ObjectRef {
+            colour: to,
+            ..object
+        };
+        let (Some(from), Some(to)) = (
+            self.caption_colour(object)?,
+            self.caption_colour(recoloured)?,
+        ) else {
+            return Ok(None);
+        };
+        let parts = imaging::components(&pixels, self.picture.width() as usize);
+        let distance = |part: &Vec<bool>| {
+            imaging::object_colour(self.picture, part).map_or(u32::MAX, |c| {
+                (0..3)
+                    .map(|k| u32::from(c[k].abs_diff(from[k])).pow(2))
+                    .sum()
+            })
+        };
+        let Some(part) = parts.iter().min_by_key(|p| distance(p)) else {
+            return Ok(None);
+        };
+        let (image, changed) = imaging::recolour_pixels(self.picture, part, to);
+        Ok(Some(ObjectEdit {
+            image,
+            mask: flags(&changed),
+        }))
+    }
+
+    /// The colour the DiT draws `object`'s caption in, alone on a canvas
+    /// ([`imaging::foreground`], [`imaging::object_colour`]), drawn from other noise (up to
+    /// [`ObjectEditOptions::add_tries`] times) while nothing stands out.
+    fn caption_colour(&self, object: ObjectRef) -> Result<Option<[u8; 3]>> {
+        let (m, dev) = (self.model, self.source.device());
+        let (caption, _) = object.caption_and_contrasts(self.style);
+        let prompts =
+            EditPrompts::from_captions(m, self.tok, None, Some(&caption), self.mode, &dev)?;
+        for k in 0..self.opts.add_tries.max(1) as u64 {
+            let opts = SampleOptions {
+                steps: self.opts.steps,
+                ..SampleOptions::unilip(self.opts.seed.wrapping_add(k << 32))
+            };
+            let latent = m.sample(
+                &prompts.target,
+                Some(&prompts.target_negative),
+                &opts,
+                |_, _, _| Ok::<(), UnilipError>(()),
+            )?;
+            let drawn = picture_of(m.output_image(m.decode(latent)?))?;
+            if let Some(colour) = imaging::object_colour(&drawn, &imaging::foreground(&drawn)) {
+                return Ok(Some(colour));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The object's pixels scaled about their centre by [`RESIZE_FACTOR`] (to a large size)
+    /// or its inverse ([`imaging::scale_pixels`]).
+    fn resized(&self, object: ObjectRef, to: Size) -> Result<Option<ObjectEdit>> {
+        let Some((pixels, _)) = self.object_pixels(object, &[])? else {
+            return Ok(None);
+        };
+        let Some(centre) = imaging::centroid(&pixels, self.picture.width() as usize) else {
+            return Ok(None);
+        };
+        let factor = match to {
+            Size::Large => RESIZE_FACTOR,
+            Size::Small => RESIZE_FACTOR.recip(),
+        };
+        let (image, changed) = imaging::scale_pixels(self.picture, &pixels, centre, factor);
+        Ok(Some(ObjectEdit {
+            image,
+            mask: flags(&changed),
+        }))
     }
 
     /// `caption` sampled from noise over the cells of `found` (read there alone, regional
@@ -320,7 +385,7 @@ impl<B: Backend> Editing<'_, B> {
         let mask =
             Tensor::<B, 1>::from_floats(flags(&cells).as_slice(), &dev).reshape([1, 1, h, w]);
         let opts = SampleOptions {
-            steps: self.opts.flow.steps,
+            steps: self.opts.steps,
             guidance_scale: self.opts.add_guidance,
             regions: vec![RegionPrompt {
                 cond: prompts.target,

@@ -1,18 +1,20 @@
 //! `unilip.edit_object`: any ShapesWorld edit of one named object, each kind by the operation
 //! that makes it ([`crate::models::edit_object`]), on a picture of any size.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use unilip_core::{ExecCtx, Node, NodeError, NodeSchema, ParamSpec, PortSpec, PortType, Value};
+use unilip_core::{
+    ExecCtx, Node, NodeError, NodeSchema, ParamSpec, ParamValue, PortSpec, PortType, Value,
+};
 
 use super::checkpoint::{model_input, model_port};
 use super::dit_denoise::latent_type;
 use super::edit_prompts::edit_kind;
 use super::locate::grey;
 use super::payload::{input, model_err, Latent};
-use super::relocate::located_flow_edit;
-use crate::models::edit_object::{ObjectEditOptions, ADD_GUIDANCE, ADD_TRIES};
-use crate::models::flow_edit::FlowEditOptions;
+use crate::models::edit_object::ObjectEditOptions;
+use crate::models::locate::LocateOptions;
 use crate::models::unilip::ConditionMode;
 use crate::nodes::image_io::{from_rgb8, to_rgb8};
 use crate::register_node;
@@ -26,17 +28,19 @@ pub struct EditObject {
 impl EditObject {
     /// The node.
     pub fn new() -> Self {
-        let flow = FlowEditOptions::default();
+        let defaults = ObjectEditOptions::default();
         Self {
             schema: NodeSchema {
                 id: "unilip.edit_object".into(),
-                version: 1,
+                version: 2,
                 category: "unilip/generate".into(),
                 description: "Makes an edit of one named object (ShapesWorld's grammar plays the \
                               planner: recolour, resize, remove, add, move, swap), each kind by \
                               the operation that makes it, at the object the DiT locates (its \
-                              caption against its other colours, as unilip.locate): recolour \
-                              and resize by FlowEdit kept on the located cells; remove by \
+                              caption against its other colours and shapes, as unilip.locate): \
+                              recolour by painting the object's pixels the colour the DiT draws \
+                              the new colour in (edges and shading kept); resize by scaling its \
+                              pixels 1.5× or 1/1.5× about their centre; remove by \
                               filling the object's own pixels from around them; add by sampling \
                               the new object's caption in the picture's emptiest box with the \
                               rest of the latent kept (inpainting), again from other noise while \
@@ -66,35 +70,21 @@ impl EditObject {
                     ),
                     ParamSpec::int(
                         "steps",
-                        flow.steps as i64,
+                        defaults.steps as i64,
                         1,
                         1000,
-                        "Steps of the whole schedule (FlowEdit, and an add's sampler)",
-                    ),
-                    ParamSpec::float(
-                        "strength",
-                        f64::from(flow.strength),
-                        0.0,
-                        1.0,
-                        "Recolour, resize: fraction of the schedule FlowEdit edits",
-                    ),
-                    ParamSpec::float(
-                        "guidance_scale",
-                        f64::from(flow.guidance_scale),
-                        0.0,
-                        50.0,
-                        "Recolour, resize: CFG scale of both FlowEdit prompts",
+                        "Sampler steps of what the DiT draws (an add, a recolour's colours)",
                     ),
                     ParamSpec::float(
                         "add_guidance",
-                        f64::from(ADD_GUIDANCE),
+                        f64::from(defaults.add_guidance),
                         0.0,
                         50.0,
                         "Add: CFG scale of the new object's caption",
                     ),
                     ParamSpec::int(
                         "add_tries",
-                        ADD_TRIES as i64,
+                        defaults.add_tries as i64,
                         1,
                         64,
                         "Add: draws (from other noise) while nothing appears in the box",
@@ -123,6 +113,20 @@ impl Node for EditObject {
         &self.schema
     }
 
+    /// Version 1 made recolours and resizes by FlowEdit, with its `strength` and
+    /// `guidance_scale`; version 2 makes them by pixel operations and drops both.
+    fn migrate(
+        &self,
+        from_version: u32,
+        params: &mut BTreeMap<String, ParamValue>,
+    ) -> Result<(), String> {
+        if from_version < 2 {
+            params.remove("strength");
+            params.remove("guidance_scale");
+        }
+        Ok(())
+    }
+
     fn execute(&self, ctx: &mut ExecCtx<'_>) -> Result<Vec<Value>, NodeError> {
         let handle = model_input(ctx)?;
         let model = &handle.model;
@@ -130,10 +134,14 @@ impl Node for EditObject {
         let kind = edit_kind(text)?;
         let source = model.scale(input::<Latent>(ctx, "image_latent")?.0.clone());
         let picture = to_rgb8(ctx.input("image")?.as_image().map_err(model_err)?, 0);
-        let (locate, flow) = located_flow_edit(ctx)?;
+        let seed = ctx.int("seed")? as u64;
         let opts = ObjectEditOptions {
-            locate,
-            flow,
+            locate: LocateOptions {
+                seed,
+                ..LocateOptions::default()
+            },
+            steps: ctx.int("steps")? as usize,
+            seed,
             add_guidance: ctx.float("add_guidance")? as f32,
             add_tries: ctx.int("add_tries")? as usize,
         };
@@ -157,3 +165,30 @@ impl Node for EditObject {
 }
 
 register_node!(EditObject);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_1_params_lose_flow_edits_settings_and_keep_the_rest() {
+        let node = EditObject::new();
+        let mut params = BTreeMap::from([
+            (
+                "text".to_string(),
+                ParamValue::Str("make the red circle blue".into()),
+            ),
+            ("steps".to_string(), ParamValue::Int(8)),
+            ("strength".to_string(), ParamValue::Float(0.6)),
+            ("guidance_scale".to_string(), ParamValue::Float(3.0)),
+        ]);
+        node.migrate(1, &mut params).unwrap();
+        let names: Vec<&str> = params.keys().map(String::as_str).collect();
+        assert_eq!(names, ["steps", "text"]);
+        // What is left is all declared by version 2.
+        assert!(names
+            .iter()
+            .all(|n| node.schema().params.iter().any(|p| p.name == *n)));
+        assert_eq!(node.schema().version, 2);
+    }
+}

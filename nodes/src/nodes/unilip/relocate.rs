@@ -95,7 +95,7 @@ impl Relocate {
 
 /// The locator's and FlowEdit's settings from a node's `seed` (both), `steps`, `strength` and
 /// `guidance_scale` (both prompts) params.
-pub(super) fn located_flow_edit(
+fn located_flow_edit(
     ctx: &ExecCtx<'_>,
 ) -> Result<(LocateOptions, FlowEditOptions), NodeError> {
     let seed = ctx.int("seed")? as u64;
