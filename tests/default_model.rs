@@ -573,9 +573,8 @@ fn edit_object_graph_makes_every_kind_of_edit() {
         "resize: {found:?}"
     );
     assert!(kept(&found, &star), "resize: {found:?}");
-    // Add: a blue square, the two objects there kept. Measured: the square is drawn at
-    // (53, 46), the emptiest corner, with a smudge of green beside it that the scorer reads as
-    // a small diamond (the edit score would count the change made, the rest not kept).
+    // Add: a blue square (sampled alone, pasted in the emptiest box, the right of the lower
+    // half), the two objects there kept.
     let (found, _) = edit("add a blue square");
     assert!(
         find(&found, Colour::Blue, Shape::Square).is_some(),

@@ -203,17 +203,7 @@ pub fn move_pixels(
 /// border, grown by one pixel as in [`object_pixels`]. For a picture of objects on a plain
 /// background, e.g. one generated from a single object's caption.
 pub fn foreground(image: &RgbImage) -> Vec<bool> {
-    let (w, h) = (image.width(), image.height());
-    let border: Vec<[u8; 3]> = image
-        .enumerate_pixels()
-        .filter(|(x, y, _)| *x == 0 || *y == 0 || *x + 1 == w || *y + 1 == h)
-        .map(|(_, _, p)| p.0)
-        .collect();
-    let background = [0, 1, 2].map(|c| {
-        let mut values: Vec<u8> = border.iter().map(|p| p[c]).collect();
-        values.sort_unstable();
-        values[values.len() / 2]
-    });
+    let background = border_colour(image);
     let differs: Vec<bool> = image
         .pixels()
         .map(|p| {
@@ -223,7 +213,7 @@ pub fn foreground(image: &RgbImage) -> Vec<bool> {
         })
         .map(|d| d > OBJECT_CONTRAST)
         .collect();
-    grown(&differs, w as usize)
+    grown(&differs, image.width() as usize)
 }
 
 /// The 8-connected parts of `mask` (over an image `width` wide), each as a mask of its own,
@@ -326,6 +316,72 @@ pub fn recolour_pixels(image: &RgbImage, mask: &[bool], to: [u8; 3]) -> (RgbImag
         out.put_pixel(x, y, image::Rgb(recoloured));
     }
     (out, changed)
+}
+
+/// `image` with the object whose pixels are set in `mask` of `source` (a picture of the same
+/// size on a plain background, e.g. the object's caption sampled alone) composited at offset
+/// `(dx, dy)`: each pixel's coverage `alpha` (0–1, how far it lies from `source`'s border colour
+/// towards the object's colour, [`object_colour`]) blends the object's colour over `image`,
+/// so the object arrives with its anti-aliased edge on whatever background it lands on. Also
+/// returns the pixels that changed.
+pub fn paste_object(
+    image: &RgbImage,
+    source: &RgbImage,
+    mask: &[bool],
+    (dx, dy): (isize, isize),
+) -> (RgbImage, Vec<bool>) {
+    let (w, h) = (image.width() as isize, image.height() as isize);
+    let mut out = image.clone();
+    let mut changed = vec![false; (w * h) as usize];
+    let Some(colour) = object_colour(source, mask) else {
+        return (out, changed);
+    };
+    let (object, ground) = (colour.map(f32::from), border_colour(source).map(f32::from));
+    let axis = [0, 1, 2].map(|c| object[c] - ground[c]);
+    let length = axis.iter().map(|a| a * a).sum::<f32>();
+    let sw = source.width() as usize;
+    for i in (0..mask.len()).filter(|&i| mask[i]) {
+        let (x, y) = ((i % sw) as isize + dx, (i / sw) as isize + dy);
+        if !((0..w).contains(&x) && (0..h).contains(&y)) {
+            continue;
+        }
+        let p = source
+            .get_pixel((i % sw) as u32, (i / sw) as u32)
+            .0
+            .map(f32::from);
+        let alpha = match length > 0.0 {
+            true => {
+                ((0..3).map(|c| (p[c] - ground[c]) * axis[c]).sum::<f32>() / length).clamp(0.0, 1.0)
+            }
+            false => 1.0,
+        };
+        let under = image.get_pixel(x as u32, y as u32).0;
+        // The object's own contribution to p (p minus the ground showing through), over `under`.
+        let blended = [0, 1, 2].map(|c| {
+            (p[c] - (1.0 - alpha) * ground[c] + (1.0 - alpha) * f32::from(under[c]))
+                .round()
+                .clamp(0.0, 255.0) as u8
+        });
+        out.put_pixel(x as u32, y as u32, image::Rgb(blended));
+        changed[(y * w + x) as usize] = blended != under;
+    }
+    (out, changed)
+}
+
+/// The per-channel median colour of `image`'s outermost pixels: the background of a picture of
+/// objects on a plain ground.
+pub fn border_colour(image: &RgbImage) -> [u8; 3] {
+    let (w, h) = (image.width(), image.height());
+    let border: Vec<[u8; 3]> = image
+        .enumerate_pixels()
+        .filter(|(x, y, _)| *x == 0 || *y == 0 || *x + 1 == w || *y + 1 == h)
+        .map(|(_, _, p)| p.0)
+        .collect();
+    [0, 1, 2].map(|c| {
+        let mut values: Vec<u8> = border.iter().map(|p| p[c]).collect();
+        values.sort_unstable();
+        values.get(values.len() / 2).copied().unwrap_or(0)
+    })
 }
 
 /// `image` with the object whose pixels are set in `mask` scaled by `factor` about `centre`
@@ -539,6 +595,29 @@ mod tests {
         assert_eq!(sizes, [64, 25]);
         assert!(parts[1][21 * 32 + 21] && !parts[1][5 * 32 + 5]);
         assert!(foreground(&square_at(40)).iter().all(|&s| !s));
+    }
+
+    #[test]
+    fn a_pasted_object_lands_whole_with_its_edge_blended_over_the_new_background() {
+        // The red square of `square_at(4)` (on WHITE), one edge pixel half covered, pasted by
+        // (12, 10) onto a blue-grey picture.
+        let mut source = square_at(4);
+        source.put_pixel(10, 6, Rgb([230, 135, 135]));
+        let ground = Rgb([100, 120, 140]);
+        let picture = RgbImage::from_pixel(32, 32, ground);
+        let pixels = foreground(&source);
+        let (pasted, changed) = paste_object(&picture, &source, &pixels, (12, 10));
+        for (x, y) in (16..22).flat_map(|x| (14..20).map(move |y| (x, y))) {
+            assert_eq!(*pasted.get_pixel(x, y), RED, "({x}, {y})");
+        }
+        // Half RED, half the new ground.
+        assert_eq!(*pasted.get_pixel(22, 16), Rgb([160, 75, 85]));
+        assert_eq!(*pasted.get_pixel(5, 5), ground);
+        assert_eq!(changed.iter().filter(|&&c| c).count(), 37);
+        assert_eq!(border_colour(&source), WHITE.0);
+        // Nothing to paste: the picture itself.
+        let none = paste_object(&picture, &source, &[false; 32 * 32], (0, 0));
+        assert_eq!(none.0, picture);
     }
 
     /// `square_at(4)` moved by (12, 10).

@@ -9,9 +9,9 @@
 //!   inverse ([`imaging::scale_pixels`]);
 //! - **remove**: the object's own pixels (those standing out from the background grown into its
 //!   box, [`imaging::object_pixels`]) filled from around them ([`imaging::fill_masked`]);
-//! - **add**: the new object's caption sampled by the DiT in the emptiest box of the picture
-//!   ([`imaging::emptiest_box`]), read only there (regional prompting), the rest of the latent
-//!   kept by inpainting ([`Inpaint`]), sampled again from other noise while the box stays empty;
+//! - **add**: the new object's caption sampled alone (where the DiT draws best: one object on an
+//!   empty canvas) and the object pasted, with its anti-aliased edge, on the centre of the
+//!   picture's emptiest box ([`imaging::emptiest_box`], [`imaging::paste_object`]);
 //! - **move, swap**: the objects' own pixels cut and pasted (a move a quarter of the canvas
 //!   towards its direction, a swap each onto the other's centre), the holes filled.
 //!
@@ -25,22 +25,17 @@ use image::RgbImage;
 
 use crate::imaging::{self, PixelBox};
 use crate::models::flow_edit::EditPrompts;
-use crate::models::inpaint::Inpaint;
-use crate::models::locate::{pixel_mask, LocateOptions};
-use crate::models::regions::{Area, RegionPrompt};
+use crate::models::locate::LocateOptions;
 use crate::models::relocate::{shifted, CellBox};
 use crate::models::tokenizer::Tokenizer;
 use crate::models::unilip::{ConditionMode, Result, SampleOptions, Unilip, UnilipError};
 use crate::shapesworld::{Colour, EditKind, ObjectRef, Size, Style};
 
-/// CFG scale of an added object's caption (ShapesWorld adds, seeds 0 / 1: 3 → 0.50 / 0.38
-/// with the base prompt read in the box too, 6 → 0.67 / 0.45 without, 9 → 0.53 / 0.50).
-pub const ADD_GUIDANCE: f32 = 6.0;
-/// How many times an add is drawn while nothing appears in its box (ShapesWorld adds, 30 per
-/// seed, seeds 0 / 1: once 0.48 / 0.38, up to 4 times 0.58 / 0.62).
-pub const ADD_TRIES: usize = 4;
-/// Side, in latent cells, of the box an added object is drawn in (3 of 8: about the size of a
-/// large ShapesWorld object with its margin; 2 and 4 did worse).
+/// How many times a caption sampled alone (an add, a recolour's colours) is drawn, from other
+/// noise, while nothing stands out from the canvas.
+pub const DRAWS: usize = 4;
+/// Side, in latent cells, of the emptiest box an added object is centred in (3 of 8: about the
+/// size of a large ShapesWorld object with its margin).
 pub const ADD_CELLS: usize = 3;
 
 /// How much "larger" scales an object (and "smaller" by its inverse): 1.5, about the ratio of
@@ -57,22 +52,18 @@ pub struct ObjectEditOptions {
     /// Seed of the sampler's noise and of where an added object goes among equally empty
     /// boxes.
     pub seed: u64,
-    /// CFG scale of an added object's caption.
-    pub add_guidance: f32,
-    /// How many times an add is drawn (from other noise) while its box stays empty.
-    pub add_tries: usize,
+    /// How many times a caption sampled alone is drawn while nothing stands out ([`DRAWS`]).
+    pub draws: usize,
 }
 
 impl Default for ObjectEditOptions {
-    /// The default locator, 20 steps (as [`SampleOptions::unilip`]), seed 0, [`ADD_GUIDANCE`],
-    /// [`ADD_TRIES`].
+    /// The default locator, 20 steps (as [`SampleOptions::unilip`]), seed 0, [`DRAWS`].
     fn default() -> Self {
         Self {
             locate: LocateOptions::default(),
             steps: 20,
             seed: 0,
-            add_guidance: ADD_GUIDANCE,
-            add_tries: ADD_TRIES,
+            draws: DRAWS,
         }
     }
 }
@@ -175,17 +166,6 @@ impl<B: Backend> Editing<'_, B> {
         [c0 * w / gw, r0 * h / gh, c1 * w / gw, r1 * h / gh]
     }
 
-    /// The decoded `latent` on `cells`, the picture elsewhere.
-    fn pasted(&self, latent: Tensor<B, 4>, cells: &[bool]) -> Result<ObjectEdit> {
-        let decoded = self.model.output_image(self.model.decode(latent)?);
-        let edited = picture_of(decoded)?;
-        let mask = pixel_mask(cells, self.grid(), self.size());
-        Ok(ObjectEdit {
-            image: pasted(&edited, self.picture, &mask),
-            mask,
-        })
-    }
-
     /// The object's own pixels, where it is located (not on the cells `taken` by objects
     /// found before), with its box of cells.
     fn object_pixels(
@@ -262,22 +242,31 @@ impl<B: Backend> Editing<'_, B> {
         }))
     }
 
-    /// The new object's caption drawn in the emptiest box (up to
-    /// [`ObjectEditOptions::add_tries`] times).
+    /// The new object's caption sampled alone ([`Self::drawn_alone`]) and its largest part
+    /// pasted with its centre on the centre of the picture's emptiest box
+    /// ([`imaging::paste_object`]).
     fn added(&self, object: ObjectRef) -> Result<Option<ObjectEdit>> {
-        let seed = self.opts.seed;
-        let found = imaging::emptiest_box(self.picture, self.grid(), ADD_CELLS, seed);
-        let (caption, _) = object.caption_and_contrasts(self.style);
-        // Drawn again from other noise while the box stays empty (nothing stands out from its
-        // background).
-        let mut edit = self.drawn(&caption, found, seed)?;
-        for k in 1..self.opts.add_tries.max(1) as u64 {
-            if imaging::object_pixels(&edit.image, self.pixel_box(found)).contains(&true) {
-                break;
-            }
-            edit = self.drawn(&caption, found, seed.wrapping_add(k << 32))?;
-        }
-        Ok(Some(edit))
+        let found = imaging::emptiest_box(self.picture, self.grid(), ADD_CELLS, self.opts.seed);
+        let Some((drawn, pixels)) = self.drawn_alone(object)? else {
+            return Ok(None);
+        };
+        let width = drawn.width() as usize;
+        let Some(part) = imaging::components(&pixels, width).into_iter().next() else {
+            return Ok(None);
+        };
+        let Some((cx, cy)) = imaging::centroid(&part, width) else {
+            return Ok(None);
+        };
+        let [x0, y0, x1, y1] = self.pixel_box(found);
+        let offset = (
+            ((x0 + x1) as f32 / 2.0 - 0.5 - cx).round() as isize,
+            ((y0 + y1) as f32 / 2.0 - 0.5 - cy).round() as isize,
+        );
+        let (image, changed) = imaging::paste_object(self.picture, &drawn, &part, offset);
+        Ok(Some(ObjectEdit {
+            image,
+            mask: flags(&changed),
+        }))
     }
 
     /// The object's pixels turned to the colour the DiT gives colour `to`: of the parts
@@ -318,14 +307,22 @@ impl<B: Backend> Editing<'_, B> {
     }
 
     /// The colour the DiT draws `object`'s caption in, alone on a canvas
-    /// ([`imaging::foreground`], [`imaging::object_colour`]), drawn from other noise (up to
-    /// [`ObjectEditOptions::add_tries`] times) while nothing stands out.
+    /// ([`Self::drawn_alone`], [`imaging::object_colour`]).
     fn caption_colour(&self, object: ObjectRef) -> Result<Option<[u8; 3]>> {
+        Ok(self
+            .drawn_alone(object)?
+            .and_then(|(drawn, pixels)| imaging::object_colour(&drawn, &pixels)))
+    }
+
+    /// `object`'s caption sampled alone on a canvas of the picture's size, drawn from other
+    /// noise (up to [`ObjectEditOptions::draws`] times) while nothing stands out
+    /// ([`imaging::foreground`]), with the pixels that do.
+    fn drawn_alone(&self, object: ObjectRef) -> Result<Option<(RgbImage, Vec<bool>)>> {
         let (m, dev) = (self.model, self.source.device());
         let (caption, _) = object.caption_and_contrasts(self.style);
         let prompts =
             EditPrompts::from_captions(m, self.tok, None, Some(&caption), self.mode, &dev)?;
-        for k in 0..self.opts.add_tries.max(1) as u64 {
+        for k in 0..self.opts.draws.max(1) as u64 {
             let opts = SampleOptions {
                 steps: self.opts.steps,
                 ..SampleOptions::unilip(self.opts.seed.wrapping_add(k << 32))
@@ -337,8 +334,18 @@ impl<B: Backend> Editing<'_, B> {
                 |_, _, _| Ok::<(), UnilipError>(()),
             )?;
             let drawn = picture_of(m.output_image(m.decode(latent)?))?;
-            if let Some(colour) = imaging::object_colour(&drawn, &imaging::foreground(&drawn)) {
-                return Ok(Some(colour));
+            let drawn = match drawn.dimensions() == self.picture.dimensions() {
+                true => drawn,
+                false => image::imageops::resize(
+                    &drawn,
+                    self.picture.width(),
+                    self.picture.height(),
+                    image::imageops::FilterType::Triangle,
+                ),
+            };
+            let pixels = imaging::foreground(&drawn);
+            if pixels.contains(&true) {
+                return Ok(Some((drawn, pixels)));
             }
         }
         Ok(None)
@@ -362,49 +369,6 @@ impl<B: Backend> Editing<'_, B> {
             image,
             mask: flags(&changed),
         }))
-    }
-
-    /// `caption` sampled from noise over the cells of `found` (read there alone, regional
-    /// prompting; the rest of the canvas reads the unconditional prompt), with the rest of the
-    /// latent kept ([`Inpaint`]).
-    fn drawn(&self, caption: &str, found: CellBox, seed: u64) -> Result<ObjectEdit> {
-        let (m, dev) = (self.model, self.source.device());
-        let [h, w] = self.grid();
-        let [r0, c0, r1, c1] = found;
-        let cells: Vec<bool> = (0..h * w)
-            .map(|c| (r0..r1).contains(&(c / w)) && (c0..c1).contains(&(c % w)))
-            .collect();
-        let prompts =
-            EditPrompts::from_captions(m, self.tok, None, Some(caption), self.mode, &dev)?;
-        let area = Area::from_edges([
-            c0 as f32 / w as f32,
-            r0 as f32 / h as f32,
-            c1 as f32 / w as f32,
-            r1 as f32 / h as f32,
-        ]);
-        let mask =
-            Tensor::<B, 1>::from_floats(flags(&cells).as_slice(), &dev).reshape([1, 1, h, w]);
-        let opts = SampleOptions {
-            steps: self.opts.steps,
-            guidance_scale: self.opts.add_guidance,
-            regions: vec![RegionPrompt {
-                cond: prompts.target,
-                areas: vec![area],
-                with_base: false,
-            }],
-            inpaint: Some(Inpaint {
-                image: self.source.clone(),
-                mask,
-            }),
-            ..SampleOptions::unilip(seed)
-        };
-        let latent = m.sample(
-            &prompts.source,
-            Some(&prompts.target_negative),
-            &opts,
-            |_, _, _| Ok::<(), UnilipError>(()),
-        )?;
-        self.pasted(latent, &cells)
     }
 }
 

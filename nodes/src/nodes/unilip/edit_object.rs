@@ -32,22 +32,23 @@ impl EditObject {
         Self {
             schema: NodeSchema {
                 id: "unilip.edit_object".into(),
-                version: 2,
+                version: 3,
                 category: "unilip/generate".into(),
                 description: "Makes an edit of one named object (ShapesWorld's grammar plays the \
                               planner: recolour, resize, remove, add, move, swap), each kind by \
                               the operation that makes it, at the object the DiT locates (its \
-                              caption against its other colours and shapes, as unilip.locate): \
-                              recolour by painting the object's pixels the colour the DiT draws \
-                              the new colour in (edges and shading kept); resize by scaling its \
-                              pixels 1.5× or 1/1.5× about their centre; remove by \
-                              filling the object's own pixels from around them; add by sampling \
-                              the new object's caption in the picture's emptiest box with the \
-                              rest of the latent kept (inpainting), again from other noise while \
-                              the box stays empty (`add_tries`); move and swap by cutting and \
-                              pasting the objects' pixels (a move goes a quarter of the canvas). \
-                              `mask` is 1 where the picture may have changed. An object located \
-                              nowhere leaves the picture as it is."
+                              caption against its other colours, as unilip.locate): recolour by \
+                              painting the object's pixels the colour the DiT draws the new \
+                              colour in (the caption sampled alone; edges and shading kept); \
+                              resize by scaling its pixels 1.5× or 1/1.5× about their centre; \
+                              remove by filling its pixels from around them; add by sampling the \
+                              new object's caption alone and pasting the object on the centre of \
+                              the picture's emptiest box; move and swap by cutting and pasting \
+                              the objects' pixels (a move goes a quarter of the canvas). A \
+                              caption sampled alone is drawn again from other noise (up to \
+                              `draws` times) while nothing stands out. `mask` is 1 where the \
+                              picture may have changed. An object located nowhere leaves the \
+                              picture as it is."
                     .into(),
                 inputs: vec![
                     model_port(),
@@ -75,19 +76,13 @@ impl EditObject {
                         1000,
                         "Sampler steps of what the DiT draws (an add, a recolour's colours)",
                     ),
-                    ParamSpec::float(
-                        "add_guidance",
-                        f64::from(defaults.add_guidance),
-                        0.0,
-                        50.0,
-                        "Add: CFG scale of the new object's caption",
-                    ),
                     ParamSpec::int(
-                        "add_tries",
-                        defaults.add_tries as i64,
+                        "draws",
+                        defaults.draws as i64,
                         1,
                         64,
-                        "Add: draws (from other noise) while nothing appears in the box",
+                        "Add, recolour: samples of a caption alone (from other noise) while \
+                         nothing stands out",
                     ),
                     ParamSpec::choice(
                         "mode",
@@ -114,7 +109,10 @@ impl Node for EditObject {
     }
 
     /// Version 1 made recolours and resizes by FlowEdit, with its `strength` and
-    /// `guidance_scale`; version 2 makes them by pixel operations and drops both.
+    /// `guidance_scale`; version 2 made them by pixel operations and dropped both. Version 2
+    /// drew an add in the picture (inpainting) with its own CFG `add_guidance` and `add_tries`;
+    /// version 3 samples it alone and pastes it, dropping `add_guidance` and renaming
+    /// `add_tries` to `draws` (it also counts a recolour's draws).
     fn migrate(
         &self,
         from_version: u32,
@@ -123,6 +121,12 @@ impl Node for EditObject {
         if from_version < 2 {
             params.remove("strength");
             params.remove("guidance_scale");
+        }
+        if from_version < 3 {
+            params.remove("add_guidance");
+            if let Some(draws) = params.remove("add_tries") {
+                params.insert("draws".into(), draws);
+            }
         }
         Ok(())
     }
@@ -142,8 +146,7 @@ impl Node for EditObject {
             },
             steps: ctx.int("steps")? as usize,
             seed,
-            add_guidance: ctx.float("add_guidance")? as f32,
-            add_tries: ctx.int("add_tries")? as usize,
+            draws: ctx.int("draws")? as usize,
         };
         let mode: ConditionMode = ctx.str("mode")?.parse().map_err(NodeError::msg)?;
         let edit = model
@@ -171,7 +174,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn version_1_params_lose_flow_edits_settings_and_keep_the_rest() {
+    fn version_1_params_lose_flow_edits_and_inpaintings_settings_and_keep_the_rest() {
         let node = EditObject::new();
         let mut params = BTreeMap::from([
             (
@@ -181,14 +184,17 @@ mod tests {
             ("steps".to_string(), ParamValue::Int(8)),
             ("strength".to_string(), ParamValue::Float(0.6)),
             ("guidance_scale".to_string(), ParamValue::Float(3.0)),
+            ("add_guidance".to_string(), ParamValue::Float(6.0)),
+            ("add_tries".to_string(), ParamValue::Int(2)),
         ]);
         node.migrate(1, &mut params).unwrap();
         let names: Vec<&str> = params.keys().map(String::as_str).collect();
-        assert_eq!(names, ["steps", "text"]);
-        // What is left is all declared by version 2.
+        assert_eq!(names, ["draws", "steps", "text"]);
+        assert_eq!(params["draws"], ParamValue::Int(2));
+        // What is left is all declared by the current version.
         assert!(names
             .iter()
             .all(|n| node.schema().params.iter().any(|p| p.name == *n)));
-        assert_eq!(node.schema().version, 2);
+        assert_eq!(node.schema().version, 3);
     }
 }

@@ -95,9 +95,7 @@ impl Relocate {
 
 /// The locator's and FlowEdit's settings from a node's `seed` (both), `steps`, `strength` and
 /// `guidance_scale` (both prompts) params.
-fn located_flow_edit(
-    ctx: &ExecCtx<'_>,
-) -> Result<(LocateOptions, FlowEditOptions), NodeError> {
+fn located_flow_edit(ctx: &ExecCtx<'_>) -> Result<(LocateOptions, FlowEditOptions), NodeError> {
     let seed = ctx.int("seed")? as u64;
     let guidance = ctx.float("guidance_scale")? as f32;
     let locate = LocateOptions {
