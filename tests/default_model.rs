@@ -508,12 +508,14 @@ fn edit_object_graph_makes_every_kind_of_edit() {
             .iter()
             .any(|o| (o.shape, o.colour, o.size) == (at.shape, at.colour, at.size) && near(o, at))
     };
-    let edit = |text: &str| {
+    let edit_of = |picture: &Path, text: &str| {
         let o = Command::new(env!("CARGO_BIN_EXE_unilip"))
             .current_dir(root)
             .args(["run", "graphs/edit_object.ron", "--out"])
             .arg(&out)
             .args(["--set", &format!("edit.text={text}")])
+            .arg("--set")
+            .arg(format!("image.path={}", picture.display()))
             .output()
             .unwrap();
         assert!(
@@ -531,6 +533,7 @@ fn edit_object_graph_makes_every_kind_of_edit() {
             .count();
         (found, changed)
     };
+    let edit = |text: &str| edit_of(&root.join("graphs/assets/red_circle_green_star.png"), text);
     // Remove: only the star is left, and only pixels around the circle changed.
     let (found, changed) = edit("remove the red circle");
     assert_eq!(found, vec![star], "remove");
@@ -583,6 +586,23 @@ fn edit_object_graph_makes_every_kind_of_edit() {
     assert!(
         kept(&found, &star) && kept(&found, &circle),
         "add: {found:?}"
+    );
+    // On a ground that is not plain (a striped frame), the object is where the DiT locates
+    // it: the remove still takes the circle alone.
+    std::fs::create_dir_all(&out).unwrap();
+    let framed_path = out.join("framed.png");
+    let mut framed = source.clone();
+    let (w, h) = framed.dimensions();
+    for (x, y) in (0..w).flat_map(|x| (0..h).map(move |y| (x, y))) {
+        if (x == 0 || y == 0 || x + 1 == w || y + 1 == h) && (x + y) % 2 == 0 {
+            framed.put_pixel(x, y, image::Rgb([20, 20, 20]));
+        }
+    }
+    framed.save(&framed_path).unwrap();
+    let (found, _) = edit_of(&framed_path, "remove the red circle");
+    assert!(
+        find(&found, Colour::Red, Shape::Circle).is_none() && kept(&found, &star),
+        "remove on a framed picture: {found:?}"
     );
     std::fs::remove_dir_all(out).ok();
 }

@@ -1,24 +1,29 @@
-//! Editing one named object, each kind of edit by the operation that makes it, all at the
-//! object the DiT itself locates ([`crate::models::locate`]):
+//! Editing one named object, each kind of edit by the operation that makes it.
+//!
+//! The object is found with the DiT's help: its caption ("a red circle") is sampled alone, and
+//! on a plain ground the part of the picture most like that drawing is taken (the same colour,
+//! then the most alike shape: [`imaging::best_match`]); otherwise, or when no part matches,
+//! the object is where the DiT locates its caption against its other colours
+//! ([`crate::models::locate`]). Then:
 //!
 //! - **recolour**: the object's pixels painted the colour the DiT draws the new colour in
 //!   (read off the object's caption in that colour, sampled alone), edges and shading kept
-//!   ([`imaging::recolour_pixels`]); of the parts standing out in the located box, the one
-//!   nearest the colour the DiT draws the object's own caption in;
+//!   ([`imaging::recolour_pixels`]);
 //! - **resize**: the object's pixels scaled about their centre by [`RESIZE_FACTOR`] or its
 //!   inverse ([`imaging::scale_pixels`]);
-//! - **remove**: the object's own pixels (those standing out from the background grown into its
-//!   box, [`imaging::object_pixels`]) filled from around them ([`imaging::fill_masked`]);
+//! - **remove**: the object's pixels filled from around them ([`imaging::fill_masked`]);
 //! - **add**: the new object's caption sampled alone (where the DiT draws best: one object on an
 //!   empty canvas) and the object pasted, with its anti-aliased edge, on the centre of the
 //!   picture's emptiest box ([`imaging::emptiest_box`], [`imaging::paste_object`]);
-//! - **move, swap**: the objects' own pixels cut and pasted (a move a quarter of the canvas
-//!   towards its direction, a swap each onto the other's centre), the holes filled.
+//! - **move, swap**: the objects' pixels cut and pasted (a move a quarter of the canvas towards
+//!   its direction, a swap each onto the other's centre), the holes filled.
 //!
 //! Where FlowEdit ([`crate::models::flow_edit`]) answers "remove" by turning the object into
 //! another and "add" by turning an existing object into the new one, redraws moved objects
 //! blurred and makes a recolour or resize in about half the cases, these keep every pixel they
 //! do not have to change.
+
+use std::cell::RefCell;
 
 use burn::prelude::*;
 use image::RgbImage;
@@ -98,6 +103,7 @@ impl<B: Backend> Unilip<B> {
             tok,
             mode,
             opts,
+            drawings: RefCell::new(Vec::new()),
         };
         let unchanged = || ObjectEdit {
             image: picture.clone(),
@@ -143,6 +149,23 @@ struct Editing<'a, B: Backend> {
     tok: &'a Tokenizer,
     mode: ConditionMode,
     opts: &'a ObjectEditOptions,
+    /// Captions drawn alone so far, by object ([`Self::drawn_alone`]).
+    drawings: RefCell<Vec<(ObjectRef, Option<Drawing>)>>,
+}
+
+/// A caption sampled alone: the picture, and the largest part standing out in it (the object
+/// the DiT drew).
+#[derive(Clone)]
+struct Drawing {
+    picture: RgbImage,
+    part: Vec<bool>,
+}
+
+impl Drawing {
+    /// The picture and the object's pixels, as [`imaging::best_match`] takes a reference.
+    fn reference(&self) -> (&RgbImage, &[bool]) {
+        (&self.picture, &self.part)
+    }
 }
 
 impl<B: Backend> Editing<'_, B> {
@@ -166,13 +189,37 @@ impl<B: Backend> Editing<'_, B> {
         [c0 * w / gw, r0 * h / gh, c1 * w / gw, r1 * h / gh]
     }
 
-    /// The object's own pixels, where it is located (not on the cells `taken` by objects
-    /// found before), with its box of cells.
+    /// The object's own pixels, with their box of cells, skipping parts centred on cells
+    /// `taken` by objects found before. On a plain ground ([`imaging::plain_background`]) the
+    /// part of the picture most like the DiT's own drawing of the object's caption alone
+    /// ([`Self::drawn_alone`], [`imaging::best_match`]); otherwise, or when nothing matches,
+    /// where the DiT locates the caption ([`Unilip::object_box`]): of the parts standing out in
+    /// that box, the one most like the drawing (all of them without a drawing).
     fn object_pixels(
         &self,
         object: ObjectRef,
         taken: &[bool],
     ) -> Result<Option<(Vec<bool>, CellBox)>> {
+        let width = self.picture.width() as usize;
+        let drawing = self.drawn_alone(object)?;
+        let free = |part: &Vec<bool>| {
+            imaging::centroid(part, width).is_some_and(|(x, y)| {
+                let [_, gw] = self.grid();
+                let (r, c) = self.cell_of(x as usize, y as usize);
+                !taken.get(r * gw + c).copied().unwrap_or(false)
+            })
+        };
+        if let Some(drawing) = drawing
+            .as_ref()
+            .filter(|_| imaging::plain_background(self.picture))
+        {
+            let parts = imaging::components(&imaging::foreground(self.picture), width);
+            let parts = parts.into_iter().filter(free).collect();
+            if let Some(part) = imaging::best_match(self.picture, parts, drawing.reference()) {
+                let cells = self.cells_of(&part);
+                return Ok(Some((part, cells)));
+            }
+        }
         let located = self.model.object_box(
             self.source.clone(),
             (object, taken),
@@ -183,8 +230,33 @@ impl<B: Backend> Editing<'_, B> {
         )?;
         Ok(located.and_then(|(_, cells)| {
             let pixels = imaging::object_pixels(self.picture, self.pixel_box(cells));
-            pixels.contains(&true).then_some((pixels, cells))
+            let part = match &drawing {
+                Some(drawing) => {
+                    let parts = imaging::components(&pixels, width);
+                    imaging::best_match(self.picture, parts, drawing.reference())?
+                }
+                None => pixels,
+            };
+            part.contains(&true).then_some((part, cells))
         }))
+    }
+
+    /// The latent cell `(row, column)` pixel `(x, y)` lies in.
+    fn cell_of(&self, x: usize, y: usize) -> (usize, usize) {
+        let ([gh, gw], [h, w]) = (self.grid(), self.size());
+        ((y * gh / h).min(gh - 1), (x * gw / w).min(gw - 1))
+    }
+
+    /// The box of latent cells bounding the pixels set in `mask`.
+    fn cells_of(&self, mask: &[bool]) -> CellBox {
+        let width = self.picture.width() as usize;
+        let [gh, gw] = self.grid();
+        (0..mask.len())
+            .filter(|&i| mask[i])
+            .map(|i| self.cell_of(i % width, i / width))
+            .fold([gh, gw, 0, 0], |[r0, c0, r1, c1], (r, c)| {
+                [r0.min(r), c0.min(c), r1.max(r + 1), c1.max(c + 1)]
+            })
     }
 
     /// The object's pixels filled from around them.
@@ -242,19 +314,16 @@ impl<B: Backend> Editing<'_, B> {
         }))
     }
 
-    /// The new object's caption sampled alone ([`Self::drawn_alone`]) and its largest part
+    /// The new object's caption sampled alone ([`Self::drawn_alone`]) and the object
     /// pasted with its centre on the centre of the picture's emptiest box
     /// ([`imaging::paste_object`]).
     fn added(&self, object: ObjectRef) -> Result<Option<ObjectEdit>> {
         let found = imaging::emptiest_box(self.picture, self.grid(), ADD_CELLS, self.opts.seed);
-        let Some((drawn, pixels)) = self.drawn_alone(object)? else {
+        let Some(drawing) = self.drawn_alone(object)? else {
             return Ok(None);
         };
-        let width = drawn.width() as usize;
-        let Some(part) = imaging::components(&pixels, width).into_iter().next() else {
-            return Ok(None);
-        };
-        let Some((cx, cy)) = imaging::centroid(&part, width) else {
+        let width = drawing.picture.width() as usize;
+        let Some((cx, cy)) = imaging::centroid(&drawing.part, width) else {
             return Ok(None);
         };
         let [x0, y0, x1, y1] = self.pixel_box(found);
@@ -262,18 +331,16 @@ impl<B: Backend> Editing<'_, B> {
             ((x0 + x1) as f32 / 2.0 - 0.5 - cx).round() as isize,
             ((y0 + y1) as f32 / 2.0 - 0.5 - cy).round() as isize,
         );
-        let (image, changed) = imaging::paste_object(self.picture, &drawn, &part, offset);
+        let (image, changed) =
+            imaging::paste_object(self.picture, &drawing.picture, &drawing.part, offset);
         Ok(Some(ObjectEdit {
             image,
             mask: flags(&changed),
         }))
     }
 
-    /// The object's pixels turned to the colour the DiT gives colour `to`: of the parts
-    /// standing out in the located box ([`imaging::components`]), the one whose colour is
-    /// nearest the colour the DiT draws the object's own caption in ([`Self::caption_colour`])
-    /// is painted the colour it draws the recoloured caption in
-    /// ([`imaging::recolour_pixels`]).
+    /// The object's pixels ([`Self::object_pixels`]) painted the colour the DiT draws the
+    /// recoloured caption in, alone ([`imaging::recolour_pixels`]).
     fn recoloured(&self, object: ObjectRef, to: Colour) -> Result<Option<ObjectEdit>> {
         let Some((pixels, _)) = self.object_pixels(object, &[])? else {
             return Ok(None);
@@ -282,42 +349,34 @@ impl<B: Backend> Editing<'_, B> {
             colour: to,
             ..object
         };
-        let (Some(from), Some(to)) = (
-            self.caption_colour(object)?,
-            self.caption_colour(recoloured)?,
-        ) else {
+        let colour = self.drawn_alone(recoloured)?.and_then(|d| {
+            let (picture, part) = d.reference();
+            imaging::object_colour(picture, part)
+        });
+        let Some(colour) = colour else {
             return Ok(None);
         };
-        let parts = imaging::components(&pixels, self.picture.width() as usize);
-        let distance = |part: &Vec<bool>| {
-            imaging::object_colour(self.picture, part).map_or(u32::MAX, |c| {
-                (0..3)
-                    .map(|k| u32::from(c[k].abs_diff(from[k])).pow(2))
-                    .sum()
-            })
-        };
-        let Some(part) = parts.iter().min_by_key(|p| distance(p)) else {
-            return Ok(None);
-        };
-        let (image, changed) = imaging::recolour_pixels(self.picture, part, to);
+        let (image, changed) = imaging::recolour_pixels(self.picture, &pixels, colour);
         Ok(Some(ObjectEdit {
             image,
             mask: flags(&changed),
         }))
     }
 
-    /// The colour the DiT draws `object`'s caption in, alone on a canvas
-    /// ([`Self::drawn_alone`], [`imaging::object_colour`]).
-    fn caption_colour(&self, object: ObjectRef) -> Result<Option<[u8; 3]>> {
-        Ok(self
-            .drawn_alone(object)?
-            .and_then(|(drawn, pixels)| imaging::object_colour(&drawn, &pixels)))
+    /// `object`'s caption sampled alone ([`Self::draw_alone`]), drawn once per edit.
+    fn drawn_alone(&self, object: ObjectRef) -> Result<Option<Drawing>> {
+        if let Some((_, drawing)) = self.drawings.borrow().iter().find(|(o, _)| *o == object) {
+            return Ok(drawing.clone());
+        }
+        let drawing = self.draw_alone(object)?;
+        self.drawings.borrow_mut().push((object, drawing.clone()));
+        Ok(drawing)
     }
 
     /// `object`'s caption sampled alone on a canvas of the picture's size, drawn from other
     /// noise (up to [`ObjectEditOptions::draws`] times) while nothing stands out
-    /// ([`imaging::foreground`]), with the pixels that do.
-    fn drawn_alone(&self, object: ObjectRef) -> Result<Option<(RgbImage, Vec<bool>)>> {
+    /// ([`imaging::foreground`]).
+    fn draw_alone(&self, object: ObjectRef) -> Result<Option<Drawing>> {
         let (m, dev) = (self.model, self.source.device());
         let (caption, _) = object.caption_and_contrasts(self.style);
         let prompts =
@@ -343,9 +402,15 @@ impl<B: Backend> Editing<'_, B> {
                     image::imageops::FilterType::Triangle,
                 ),
             };
-            let pixels = imaging::foreground(&drawn);
-            if pixels.contains(&true) {
-                return Ok(Some((drawn, pixels)));
+            let width = drawn.width() as usize;
+            let largest = imaging::components(&imaging::foreground(&drawn), width)
+                .into_iter()
+                .next();
+            if let Some(part) = largest {
+                return Ok(Some(Drawing {
+                    picture: drawn,
+                    part,
+                }));
             }
         }
         Ok(None)

@@ -36,8 +36,11 @@ impl EditObject {
                 category: "unilip/generate".into(),
                 description: "Makes an edit of one named object (ShapesWorld's grammar plays the \
                               planner: recolour, resize, remove, add, move, swap), each kind by \
-                              the operation that makes it, at the object the DiT locates (its \
-                              caption against its other colours, as unilip.locate): recolour by \
+                              the operation that makes it. The object is found with the DiT: \
+                              its caption is sampled alone and, on a plain ground, the part of \
+                              the picture most like that drawing (colour, then shape) is taken; \
+                              otherwise where the DiT locates the caption against its other \
+                              colours (as unilip.locate). Recolour by \
                               painting the object's pixels the colour the DiT draws the new \
                               colour in (the caption sampled alone; edges and shading kept); \
                               resize by scaling its pixels 1.5× or 1/1.5× about their centre; \
