@@ -197,6 +197,7 @@ fn shipped_graphs_run_on_the_default_model_without_flags() {
         ("flow_edit_located.ron", vec!["edit.steps=4"]),
         ("flow_move.ron", vec!["move.steps=4"]),
         ("edit_object.ron", vec!["edit.steps=4"]),
+        ("compose.ron", vec!["compose.steps=8"]),
         ("reconstruct.ron", vec![]),
         ("understand.ron", vec![]),
     ] {
@@ -225,6 +226,7 @@ fn shipped_graphs_run_on_the_default_model_without_flags() {
         "flow_edit_located.png",
         "flow_move.png",
         "edit_object.png",
+        "compose.png",
         "reconstruct.png",
     ] {
         let img = image::open(out.join(png)).expect(png).to_rgb8();
@@ -604,6 +606,36 @@ fn edit_object_graph_makes_every_kind_of_edit() {
         find(&found, Colour::Red, Shape::Circle).is_none() && kept(&found, &star),
         "remove on a framed picture: {found:?}"
     );
+    std::fs::remove_dir_all(out).ok();
+}
+
+/// `graphs/compose.ron` draws the README's prompt object by object: the scorer finds two red
+/// circles left of a blue square; a caption outside the grammar is refused by node and text.
+#[test]
+fn compose_graph_draws_every_object_of_the_caption() {
+    use unilip_nodes::shapesworld::{geneval_score, SceneSpec, Style};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::env::temp_dir().join(format!("unilip-compose-{}", std::process::id()));
+    let run = |text: &str| {
+        Command::new(env!("CARGO_BIN_EXE_unilip"))
+            .current_dir(root)
+            .args(["run", "graphs/compose.ron", "--out"])
+            .arg(&out)
+            .args(["--set", &format!("compose.text={text}")])
+            .output()
+            .unwrap()
+    };
+    let prompt = "two red circles left of a blue square";
+    let o = run(prompt);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let img = image::open(out.join("compose.png")).unwrap().to_rgb8();
+    let spec = SceneSpec::parse(prompt).unwrap();
+    let score = geneval_score(&img, &spec, &Style::default());
+    assert!(score.correct, "{score:?}");
+    let o = run("two dogs");
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("compose") && err.contains("two dogs"), "{err}");
     std::fs::remove_dir_all(out).ok();
 }
 

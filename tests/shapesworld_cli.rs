@@ -713,3 +713,36 @@ fn eval_edit_kinds_scores_those_kinds_alone_and_by_kind_moves_and_removes() {
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("rotate") && err.contains("recolour"), "{err}");
 }
+
+/// `eval --task generate --compose` draws each planned object alone and pastes it: on the
+/// first 8 validation prompts its objects pass most checks (measured 0.94 of the checks, 6 of
+/// 8 prompts fully right, against 0.65 and 4 for the plain sampler), and `--compose` for
+/// another task is refused by name.
+#[test]
+fn eval_compose_draws_the_prompts_objects() {
+    let stdout = ok(&unilip(&[
+        "eval",
+        "shapesworld",
+        "--task",
+        "generate",
+        "--n",
+        "8",
+        "--compose",
+        "--json",
+    ]));
+    let metrics: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let checks = metrics["geneval_checks"].as_f64().unwrap();
+    assert!(checks >= 0.8, "{metrics}");
+    assert!(metrics["geneval"].as_f64().unwrap() >= 0.5, "{metrics}");
+    let refused = unilip(&[
+        "eval",
+        "shapesworld",
+        "--task",
+        "edit",
+        "--n",
+        "1",
+        "--compose",
+    ]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--compose"));
+}

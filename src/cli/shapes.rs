@@ -180,6 +180,10 @@ pub struct EvalArgs {
     /// count, colour, shape and relation questions); 1 is the plain sampler.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     best_of: u32,
+    /// Generate only: draw each object of the prompt's planned layout alone and paste it at
+    /// its place (graphs/compose.ron) instead of sampling the whole scene.
+    #[arg(long)]
+    compose: bool,
     /// Edit only: score edits of these kinds alone (comma-separated; item `i` is then the
     /// `i`-th edit of those kinds in the validation stream). Default: every kind, as drawn.
     #[arg(long, value_delimiter = ',', value_parser = PossibleValuesParser::new(EDIT_KIND_NAMES))]
@@ -294,6 +298,7 @@ pub fn eval(args: EvalArgs) -> Result<(), CliError> {
     opts.guidance = args.guidance.unwrap_or(guidance);
     opts.flow_shift = args.flow_shift;
     opts.best_of = args.best_of as usize;
+    opts.compose = args.compose;
     opts.edit_kinds = args
         .edit_kinds
         .iter()

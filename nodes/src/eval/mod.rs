@@ -19,6 +19,7 @@ use rand::SeedableRng;
 use serde_json::json;
 
 use crate::backend::{device, B};
+use crate::models::compose::DrawOptions;
 use crate::models::edit_object::picture_of;
 use crate::models::preprocess::{preprocess, RgbU8};
 use crate::models::qwen2::{GenerationConfig, Sampling};
@@ -120,6 +121,10 @@ pub struct EvalOptions {
     /// log-probability of the right answers to the prompt's questions
     /// ([`crate::shapesworld::verify`]), asked of each candidate. 1 is the plain sampler.
     pub best_of: usize,
+    /// Generation only: draw each object of the prompt's planned layout alone and paste it at
+    /// its place ([`Unilip::compose`], what `graphs/compose.ron` does) instead of sampling the
+    /// scene.
+    pub compose: bool,
     /// Reconstruction only: the standard deviation of Gaussian noise added to each latent, in
     /// the DiT's units (its sampler starts from unit noise), before the pixel decoder: how
     /// robust the decoder is to latents that are slightly off, as a DiT's samples are. 0 is
@@ -159,6 +164,7 @@ impl EvalOptions {
             edit_method: EditMethod::Unilip,
             strength: 1.0,
             best_of: 1,
+            compose: false,
             latent_noise: 0.0,
             edit_kinds: Vec::new(),
             regions: RegionMode::Off,
@@ -265,6 +271,9 @@ pub fn eval_shapesworld(dir: &Path, opts: &EvalOptions) -> Result<Metrics, Strin
         return Err(
             "--best-of chooses among generated candidates: only for --task generate".into(),
         );
+    }
+    if opts.compose && opts.task != EvalTask::Generate {
+        return Err("--compose draws a prompt's objects: only for --task generate".into());
     }
     let components = match opts.task {
         EvalTask::Recon => ComponentSet::RECONSTRUCTION,
@@ -507,6 +516,42 @@ impl Eval<'_> {
         to_rgb_image(out.image)
     }
 
+    /// `spec` drawn object by object ([`Unilip::compose`]) under an object layout drawn from
+    /// `seed`, with `sample`'s steps and guidance.
+    fn composed(
+        &self,
+        tok: &Tokenizer,
+        spec: &SceneSpec,
+        sample: &SampleOptions<B>,
+        seed: u64,
+    ) -> Result<RgbImage, String> {
+        let style = self.generator.style();
+        let size = self.size as u32;
+        let plan = RegionLayout::Objects
+            .plan(spec, &style, size, seed)
+            .map_err(|e| e.to_string())?;
+        let opts = DrawOptions {
+            steps: sample.steps,
+            guidance_scale: sample.guidance_scale,
+            guidance_max_sigma: sample.guidance_max_sigma,
+            seed,
+            ..DrawOptions::default()
+        };
+        let composed = self
+            .model
+            .compose(
+                &plan,
+                tok,
+                self.opts.condition,
+                &opts,
+                (size, size),
+                &device(),
+            )
+            .map_err(|e| e.to_string())?;
+        // Nothing drawn: the empty canvas.
+        Ok(composed.unwrap_or_else(|| RgbImage::new(size, size)))
+    }
+
     /// Regional prompts for `spec` under [`EvalOptions::regions`] and [`EvalOptions::layout`]
     /// (none with regions off), an object layout drawn from `seed`.
     fn regions(
@@ -574,7 +619,10 @@ impl Eval<'_> {
                 sample.init = InitLatent::Seed(noise_seed);
                 sample.regions = self.regions(tok, &item.spec, noise_seed)?;
                 let prompt = generation_prompt(&item.caption);
-                let img = self.generated(tok, &prompt, &generation_negative(), None, &sample)?;
+                let img = match self.opts.compose {
+                    true => self.composed(tok, &item.spec, &sample, noise_seed)?,
+                    false => self.generated(tok, &prompt, &generation_negative(), None, &sample)?,
+                };
                 let image = resize_to(&img, &item.image);
                 let answers = match best_of {
                     1 => Vec::new(),

@@ -29,16 +29,13 @@ use burn::prelude::*;
 use image::RgbImage;
 
 use crate::imaging::{self, PixelBox};
-use crate::models::flow_edit::EditPrompts;
+use crate::models::compose::{DrawOptions, Drawing, DRAWS};
 use crate::models::locate::LocateOptions;
 use crate::models::relocate::{shifted, CellBox};
 use crate::models::tokenizer::Tokenizer;
-use crate::models::unilip::{ConditionMode, Result, SampleOptions, Unilip, UnilipError};
+use crate::models::unilip::{ConditionMode, Result, Unilip, UnilipError};
 use crate::shapesworld::{Colour, EditKind, ObjectRef, Size, Style};
 
-/// How many times a caption sampled alone (an add, a recolour's colours) is drawn, from other
-/// noise, while nothing stands out from the canvas.
-pub const DRAWS: usize = 4;
 /// Side, in latent cells, of the emptiest box an added object is centred in (3 of 8: about the
 /// size of a large ShapesWorld object with its margin).
 pub const ADD_CELLS: usize = 3;
@@ -57,12 +54,14 @@ pub struct ObjectEditOptions {
     /// Seed of the sampler's noise and of where an added object goes among equally empty
     /// boxes.
     pub seed: u64,
-    /// How many times a caption sampled alone is drawn while nothing stands out ([`DRAWS`]).
+    /// How many times a caption sampled alone is drawn while nothing stands out
+    /// ([`crate::models::compose::DRAWS`]).
     pub draws: usize,
 }
 
 impl Default for ObjectEditOptions {
-    /// The default locator, 20 steps (as [`SampleOptions::unilip`]), seed 0, [`DRAWS`].
+    /// The default locator, 20 steps (as [`crate::models::unilip::SampleOptions::unilip`]),
+    /// seed 0, [`DRAWS`] draws.
     fn default() -> Self {
         Self {
             locate: LocateOptions::default(),
@@ -151,21 +150,6 @@ struct Editing<'a, B: Backend> {
     opts: &'a ObjectEditOptions,
     /// Captions drawn alone so far, by object ([`Self::drawn_alone`]).
     drawings: RefCell<Vec<(ObjectRef, Option<Drawing>)>>,
-}
-
-/// A caption sampled alone: the picture, and the largest part standing out in it (the object
-/// the DiT drew).
-#[derive(Clone)]
-struct Drawing {
-    picture: RgbImage,
-    part: Vec<bool>,
-}
-
-impl Drawing {
-    /// The picture and the object's pixels, as [`imaging::best_match`] takes a reference.
-    fn reference(&self) -> (&RgbImage, &[bool]) {
-        (&self.picture, &self.part)
-    }
 }
 
 impl<B: Backend> Editing<'_, B> {
@@ -373,47 +357,24 @@ impl<B: Backend> Editing<'_, B> {
         Ok(drawing)
     }
 
-    /// `object`'s caption sampled alone on a canvas of the picture's size, drawn from other
-    /// noise (up to [`ObjectEditOptions::draws`] times) while nothing stands out
-    /// ([`imaging::foreground`]).
+    /// `object`'s caption sampled alone on a canvas of the picture's size
+    /// ([`Unilip::draw_alone`] with UniLIP's sampler at the edit's steps, seed and draws).
     fn draw_alone(&self, object: ObjectRef) -> Result<Option<Drawing>> {
-        let (m, dev) = (self.model, self.source.device());
         let (caption, _) = object.caption_and_contrasts(self.style);
-        let prompts =
-            EditPrompts::from_captions(m, self.tok, None, Some(&caption), self.mode, &dev)?;
-        for k in 0..self.opts.draws.max(1) as u64 {
-            let opts = SampleOptions {
-                steps: self.opts.steps,
-                ..SampleOptions::unilip(self.opts.seed.wrapping_add(k << 32))
-            };
-            let latent = m.sample(
-                &prompts.target,
-                Some(&prompts.target_negative),
-                &opts,
-                |_, _, _| Ok::<(), UnilipError>(()),
-            )?;
-            let drawn = picture_of(m.output_image(m.decode(latent)?))?;
-            let drawn = match drawn.dimensions() == self.picture.dimensions() {
-                true => drawn,
-                false => image::imageops::resize(
-                    &drawn,
-                    self.picture.width(),
-                    self.picture.height(),
-                    image::imageops::FilterType::Triangle,
-                ),
-            };
-            let width = drawn.width() as usize;
-            let largest = imaging::components(&imaging::foreground(&drawn), width)
-                .into_iter()
-                .next();
-            if let Some(part) = largest {
-                return Ok(Some(Drawing {
-                    picture: drawn,
-                    part,
-                }));
-            }
-        }
-        Ok(None)
+        let opts = DrawOptions {
+            steps: self.opts.steps,
+            seed: self.opts.seed,
+            draws: self.opts.draws,
+            ..DrawOptions::default()
+        };
+        self.model.draw_alone(
+            &caption,
+            self.tok,
+            self.mode,
+            &opts,
+            self.picture.dimensions(),
+            &self.source.device(),
+        )
     }
 
     /// The object's pixels scaled about their centre by [`RESIZE_FACTOR`] (to a large size)

@@ -1,5 +1,6 @@
 //! Burn implementations of the UniLIP components, one file per architecture.
 
+pub mod compose;
 pub mod dcae;
 pub mod edit_object;
 pub mod flow_edit;

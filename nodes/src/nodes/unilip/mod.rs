@@ -2,6 +2,7 @@
 
 pub mod checkpoint;
 pub mod clip_encode;
+pub mod compose_objects;
 pub mod condition;
 pub mod convert;
 pub mod distill;
