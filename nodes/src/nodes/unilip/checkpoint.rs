@@ -12,7 +12,7 @@ use unilip_core::{
 
 use super::payload::ModelHandle;
 use crate::models::tokenizer::Tokenizer;
-use crate::models::unilip::{ComponentSet, Unilip};
+use crate::models::unilip::{ComponentSet, ConditionMode, Unilip};
 use crate::nodes::path_param;
 use crate::register_node;
 
@@ -178,6 +178,22 @@ pub fn model_input<'a>(ctx: &'a ExecCtx<'_>) -> Result<&'a ModelHandle, NodeErro
 /// The standard `model` input port.
 pub fn model_port() -> PortSpec {
     PortSpec::new("model", PortType::Model(ModelKind::Unilip), "UniLIP model")
+}
+
+/// The `mode` param of nodes that condition the DiT themselves: which connector outputs
+/// condition it (dual by default, as UniLIP).
+pub fn mode_param() -> ParamSpec {
+    ParamSpec::choice(
+        "mode",
+        ConditionMode::Dual.name(),
+        &ConditionMode::NAMES,
+        "Which connector outputs condition the DiT",
+    )
+}
+
+/// The value of [`mode_param`].
+pub fn mode_of(ctx: &ExecCtx<'_>) -> Result<ConditionMode, NodeError> {
+    ctx.str("mode")?.parse().map_err(NodeError::msg)
 }
 
 /// An image-size param: `0` means the checkpoint's own vision input size.

@@ -5,12 +5,11 @@ use std::sync::Arc;
 
 use unilip_core::{ExecCtx, Node, NodeError, NodeSchema, ParamSpec, PortSpec, PortType, Value};
 
-use super::checkpoint::{model_input, model_port};
+use super::checkpoint::{mode_of, mode_param, model_input, model_port};
 use super::payload::model_err;
 use crate::backend::device;
 use crate::models::compose::DrawOptions;
 use crate::models::regions::RegionLayout;
-use crate::models::unilip::ConditionMode;
 use crate::nodes::image_io::from_rgb8;
 use crate::register_node;
 use crate::shapesworld::{SceneSpec, Style};
@@ -74,12 +73,7 @@ impl ComposeObjects {
                         "Samples of an object's caption (from other noise) while nothing \
                          stands out",
                     ),
-                    ParamSpec::choice(
-                        "mode",
-                        ConditionMode::Dual.name(),
-                        &ConditionMode::NAMES,
-                        "Which connector outputs condition the DiT",
-                    ),
+                    mode_param(),
                     ParamSpec::seed("seed", 42, "Seed of the layout and of the sampler's noise"),
                 ],
                 output_node: false,
@@ -112,7 +106,7 @@ impl Node for ComposeObjects {
             seed,
             draws: ctx.int("draws")? as usize,
         };
-        let mode: ConditionMode = ctx.str("mode")?.parse().map_err(NodeError::msg)?;
+        let mode = mode_of(ctx)?;
         let composed = model
             .compose(
                 &plan,

@@ -8,14 +8,13 @@ use unilip_core::{
     ExecCtx, Node, NodeError, NodeSchema, ParamSpec, ParamValue, PortSpec, PortType, Value,
 };
 
-use super::checkpoint::{model_input, model_port};
+use super::checkpoint::{mode_of, mode_param, model_input, model_port};
 use super::dit_denoise::latent_type;
 use super::edit_prompts::edit_kind;
 use super::locate::grey;
 use super::payload::{input, model_err, Latent};
 use crate::models::edit_object::ObjectEditOptions;
 use crate::models::locate::LocateOptions;
-use crate::models::unilip::ConditionMode;
 use crate::nodes::image_io::{from_rgb8, to_rgb8};
 use crate::register_node;
 use crate::shapesworld::Style;
@@ -87,12 +86,7 @@ impl EditObject {
                         "Add, recolour: samples of a caption alone (from other noise) while \
                          nothing stands out",
                     ),
-                    ParamSpec::choice(
-                        "mode",
-                        ConditionMode::Dual.name(),
-                        &ConditionMode::NAMES,
-                        "Which connector outputs condition the DiT",
-                    ),
+                    mode_param(),
                     ParamSpec::seed(
                         "seed",
                         42,
@@ -151,7 +145,7 @@ impl Node for EditObject {
             seed,
             draws: ctx.int("draws")? as usize,
         };
-        let mode: ConditionMode = ctx.str("mode")?.parse().map_err(NodeError::msg)?;
+        let mode = mode_of(ctx)?;
         let edit = model
             .edit_object(
                 source,

@@ -3,14 +3,13 @@
 
 use unilip_core::{ExecCtx, Node, NodeError, NodeSchema, ParamSpec, PortSpec, PortType, Value};
 
-use super::checkpoint::{model_input, model_port};
+use super::checkpoint::{mode_of, mode_param, model_input, model_port};
 use super::payload::{model_err, value, Conditioning};
 use crate::backend::device;
 use crate::backend::B;
 use crate::models::flow_edit::EditPrompts as Prompts;
 use crate::models::locate::contrast_condition;
 use crate::models::unilip::Condition;
-use crate::models::unilip::ConditionMode;
 use crate::register_node;
 use crate::shapesworld::{EditKind, Style};
 
@@ -67,12 +66,7 @@ impl EditPrompts {
                 ],
                 params: vec![
                     ParamSpec::text("text", "make the red circle blue", "The edit instruction"),
-                    ParamSpec::choice(
-                        "mode",
-                        ConditionMode::Dual.name(),
-                        &ConditionMode::NAMES,
-                        "Which connector outputs condition the DiT",
-                    ),
+                    mode_param(),
                 ],
                 output_node: false,
             },
@@ -106,7 +100,7 @@ impl Node for EditPrompts {
                 kind.name()
             ))
         })?;
-        let mode: ConditionMode = ctx.str("mode")?.parse().map_err(NodeError::msg)?;
+        let mode = mode_of(ctx)?;
         let p = Prompts::from_captions(
             &handle.model,
             handle.tokenizer()?,

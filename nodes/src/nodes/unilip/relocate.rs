@@ -3,7 +3,7 @@
 
 use unilip_core::{ExecCtx, Node, NodeError, NodeSchema, ParamSpec, PortSpec, PortType, Value};
 
-use super::checkpoint::{model_input, model_port};
+use super::checkpoint::{mode_of, mode_param, model_input, model_port};
 use super::dit_denoise::latent_type;
 use super::edit_prompts::edit_kind;
 use super::locate::grey;
@@ -11,7 +11,6 @@ use super::payload::{input, model_err, value, Latent};
 use crate::models::flow_edit::FlowEditOptions;
 use crate::models::locate::{pixel_mask, LocateOptions};
 use crate::models::relocate::{MOVE_GUIDANCE, MOVE_STRENGTH};
-use crate::models::unilip::ConditionMode;
 use crate::register_node;
 use crate::shapesworld::{EditKind, Style};
 
@@ -79,12 +78,7 @@ impl Relocate {
                         50.0,
                         "CFG scale of both prompts",
                     ),
-                    ParamSpec::choice(
-                        "mode",
-                        ConditionMode::Dual.name(),
-                        &ConditionMode::NAMES,
-                        "Which connector outputs condition the DiT",
-                    ),
+                    mode_param(),
                     ParamSpec::seed("seed", 42, "Seed of the locator's and FlowEdit's noise"),
                 ],
                 output_node: false,
@@ -131,7 +125,7 @@ impl Node for Relocate {
         }
         let source = model.scale(input::<Latent>(ctx, "image_latent")?.0.clone());
         let image = ctx.input("image")?.as_image().map_err(model_err)?.clone();
-        let mode: ConditionMode = ctx.str("mode")?.parse().map_err(NodeError::msg)?;
+        let mode = mode_of(ctx)?;
         let (locate, flow) = located_flow_edit(ctx)?;
         let [_, _, h, w] = source.dims();
         let relocated = model
