@@ -233,10 +233,11 @@ pub fn components(mask: &[bool], width: usize) -> Vec<Vec<bool>> {
             part[i] = true;
             let (x, y) = ((i % width) as isize, (i / width) as isize);
             for (nx, ny) in (-1..=1).flat_map(|dy| (-1..=1).map(move |dx| (x + dx, y + dy))) {
-                let inside =
-                    (0..width as isize).contains(&nx) && (0..height as isize).contains(&ny);
+                if !((0..width as isize).contains(&nx) && (0..height as isize).contains(&ny)) {
+                    continue;
+                }
                 let n = ny as usize * width + nx as usize;
-                if inside && mask[n] && !seen[n] {
+                if mask[n] && !seen[n] {
                     seen[n] = true;
                     stack.push(n);
                 }
@@ -672,6 +673,16 @@ mod tests {
         assert_eq!(sizes, [64, 25]);
         assert!(parts[1][21 * 32 + 21] && !parts[1][5 * 32 + 5]);
         assert!(foreground(&square_at(40)).iter().all(|&s| !s));
+        // Parts touching the picture's edges and corners.
+        let mut edges = vec![false; 32 * 32];
+        for i in [0, 1, 32, 31 * 32 + 31, 31 * 32 + 30, 16 * 32] {
+            edges[i] = true;
+        }
+        let sizes: Vec<usize> = components(&edges, 32)
+            .iter()
+            .map(|p| p.iter().filter(|&&s| s).count())
+            .collect();
+        assert_eq!(sizes, [3, 2, 1]);
     }
 
     #[test]
