@@ -53,12 +53,7 @@ pub fn recolour_pixels(image: &RgbImage, mask: &[bool], to: [u8; 3]) -> (RgbImag
             image.get_pixel(x, y).0.map(f32::from),
             background.get_pixel(x, y).0.map(f32::from),
         );
-        let axis = [0, 1, 2].map(|c| f32::from(from[c]) - b[c]);
-        let length = axis.iter().map(|a| a * a).sum::<f32>();
-        let alpha = match length > 0.0 {
-            true => ((0..3).map(|c| (p[c] - b[c]) * axis[c]).sum::<f32>() / length).clamp(0.0, 1.0),
-            false => 1.0,
-        };
+        let alpha = coverage(p, b, from.map(f32::from));
         let recoloured = [0, 1, 2].map(|c| {
             (p[c] + alpha * (f32::from(to[c]) - f32::from(from[c])))
                 .round()
@@ -68,6 +63,19 @@ pub fn recolour_pixels(image: &RgbImage, mask: &[bool], to: [u8; 3]) -> (RgbImag
         out.put_pixel(x, y, image::Rgb(recoloured));
     }
     (out, changed)
+}
+
+/// How much of pixel `p` is the object's colour `object` over the ground colour `ground`: its
+/// projection from `ground` onto `object`, clamped to 0–1 (1 where the two colours coincide).
+fn coverage(p: [f32; 3], ground: [f32; 3], object: [f32; 3]) -> f32 {
+    let axis = [0, 1, 2].map(|c| object[c] - ground[c]);
+    let length = axis.iter().map(|a| a * a).sum::<f32>();
+    match length > 0.0 {
+        true => {
+            ((0..3).map(|c| (p[c] - ground[c]) * axis[c]).sum::<f32>() / length).clamp(0.0, 1.0)
+        }
+        false => 1.0,
+    }
 }
 
 /// `image` with the object whose pixels are set in `mask` of `source` (a picture of the same
@@ -89,8 +97,6 @@ pub fn paste_object(
         return (out, changed);
     };
     let (object, ground) = (colour.map(f32::from), border_colour(source).map(f32::from));
-    let axis = [0, 1, 2].map(|c| object[c] - ground[c]);
-    let length = axis.iter().map(|a| a * a).sum::<f32>();
     let sw = source.width() as usize;
     for i in (0..mask.len()).filter(|&i| mask[i]) {
         let (x, y) = ((i % sw) as isize + dx, (i / sw) as isize + dy);
@@ -101,12 +107,7 @@ pub fn paste_object(
             .get_pixel((i % sw) as u32, (i / sw) as u32)
             .0
             .map(f32::from);
-        let alpha = match length > 0.0 {
-            true => {
-                ((0..3).map(|c| (p[c] - ground[c]) * axis[c]).sum::<f32>() / length).clamp(0.0, 1.0)
-            }
-            false => 1.0,
-        };
+        let alpha = coverage(p, ground, object);
         let under = image.get_pixel(x as u32, y as u32).0;
         // The object's own contribution to p (p minus the ground showing through), over `under`.
         let blended = [0, 1, 2].map(|c| {
